@@ -1,0 +1,31 @@
+"""The data plane role: bytes by key, for payloads and results too big for the task store.
+
+Keys are built only by ``htcgrid.dataplane.keys`` so that every backend sees the same layout.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class DataPlane(ABC):
+    url: str = ""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any previous value; durable on return."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; raises ``NotFound`` if there are none."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key starting with ``prefix`` (a session's folder); returns how many."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

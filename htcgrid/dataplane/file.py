@@ -1,0 +1,58 @@
+"""``file:///path``: one file per key under a folder; writes are atomic (temp file + rename)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from htcgrid.dataplane.base import DataPlane
+from htcgrid.dataplane.keys import check
+from htcgrid.errors import NotFound
+from htcgrid.urls import local_path
+
+
+class FileDataPlane(DataPlane):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.root = local_path(url).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check(key)).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"bad data-plane key: {key!r}")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no data at {key}") from None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = prefix.rstrip("/")
+        if not folder:
+            raise ValueError("refusing to delete the whole data plane")
+        path = self._path(folder)
+        if not path.exists():
+            return 0
+        count = sum(1 for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path)
+        return count

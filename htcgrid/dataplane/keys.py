@@ -1,0 +1,38 @@
+"""The one place data-plane keys are built: ``<session_id>/<task_id>/<name>``."""
+
+from __future__ import annotations
+
+from htcgrid.models import NAME_PATTERN, SESSION_ID_PATTERN, task_id
+
+
+def _session(session_id: str) -> str:
+    if not SESSION_ID_PATTERN.match(session_id):
+        raise ValueError(f"not a session id: {session_id!r}")
+    return session_id
+
+
+def session_prefix(session_id: str) -> str:
+    return f"sessions/{_session(session_id)}/"
+
+
+def task_input(session_id: str, index: int) -> str:
+    return f"{session_prefix(session_id)}{task_id(session_id, index)}/input"
+
+
+def task_output(session_id: str, index: int, attempt: int) -> str:
+    """Keyed by attempt, so a zombie's late upload can never overwrite the recorded result."""
+    return f"{session_prefix(session_id)}{task_id(session_id, index)}/output.{attempt}"
+
+
+def function_package(name: str, version: int) -> str:
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"not a function name: {name!r}")
+    return f"functions/{name}/{version}.zip"
+
+
+def check(key: str) -> str:
+    """Refuse keys that could escape a folder-backed store."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
+        raise ValueError(f"bad data-plane key: {key!r}")
+    return key

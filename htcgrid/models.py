@@ -1,0 +1,222 @@
+"""Records that cross every boundary, and the lifecycle rules of a task (design §2).
+
+The rules here are pure: backends apply them atomically in their own language (SQL, Lua,
+conditional writes), and the contract suites in ``tests/store`` pin down that they do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class HeartbeatStatus(StrEnum):
+    """What a heartbeat tells the agent about one of its leases."""
+
+    OK = "ok"  # still ours; the lease was extended
+    CANCELLED = "cancelled"  # the task was cancelled: kill the work
+    LOST = "lost"  # no longer ours (expired and taken back): stop, the result would be refused
+
+
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+DEFAULT_FUNCTION = "default"
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def task_id(session_id: str, index: int) -> str:
+    return f"{session_id}_{index}"
+
+
+def split_task_id(tid: str) -> tuple[str, int]:
+    """``"<session_id>_<i>"`` → ``(session_id, i)``; raises ValueError for anything else."""
+    session_id, sep, index = tid.rpartition("_")
+    if not sep or not SESSION_ID_PATTERN.match(session_id) or not index.isdigit():
+        raise ValueError(f"not a task id: {tid!r}")
+    return session_id, int(index)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why a task failed: the handler's exception, or the infrastructure's reason."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.type, "message": self.message, "traceback": self.traceback})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ErrorInfo | None:
+        if not text:
+            return None
+        data = json.loads(text)
+        return cls(str(data["type"]), str(data["message"]), str(data.get("traceback", "")))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """Everything fixed at submit time about a session."""
+
+    id: str
+    task_count: int
+    function: str = DEFAULT_FUNCTION
+    priority: int = 0
+    max_attempts: int = 6
+    timeout_seconds: float = 3600.0
+    retry_on_error: bool = False
+    owner: str = ""
+    content_hash: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One task as submitted: its JSON payload inline, or a data-plane key for a big one."""
+
+    index: int
+    priority: int
+    payload: bytes | None = None
+    payload_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed task: what an agent needs to run it and to report on it."""
+
+    task_id: str
+    session_id: str
+    index: int
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float
+    function: str
+    retry_on_error: bool
+    expires_at: float
+    payload: bytes | None = None
+    payload_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as reported by its agent.
+
+    ``state`` is FINISHED (output recorded), FAILED (error recorded) or PENDING (an
+    infrastructure failure with attempts left: the task goes back to the queue).
+    """
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    output: bytes | None = None
+    output_ref: str | None = None
+    error: ErrorInfo | None = None
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: str
+    session_id: str
+    index: int
+    state: TaskState
+    attempt: int
+    max_attempts: int
+    priority: int
+    owner: str | None = None
+    output: bytes | None = None
+    output_ref: str | None = None
+    error: ErrorInfo | None = None
+    log: str = ""
+    done_seq: int | None = None
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_expires_at: float | None = None
+    payload: bytes | None = None
+    payload_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    spec: SessionSpec
+    done_count: int = 0
+    cancelled: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def complete(self) -> bool:
+        return self.done_count >= self.spec.task_count
+
+
+@dataclass(frozen=True)
+class CancelCounts:
+    pending: int = 0
+    processing: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.processing
+
+
+@dataclass(frozen=True)
+class ExpiryReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+# ---- lifecycle rules -------------------------------------------------------------------------
+
+
+def expired_reason(attempts: int) -> str:
+    return f"lease expired after {attempts} attempts"
+
+
+def expired_error(attempts: int) -> ErrorInfo:
+    return ErrorInfo("LeaseExpired", expired_reason(attempts))
+
+
+def after_infrastructure_failure(lease: Lease, kind: str, reason: str, log: str = "") -> Outcome:
+    """A crash, a timeout or a lost worker: retried until ``max_attempts``, then failed."""
+    if lease.attempt < lease.max_attempts:
+        return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
+    message = f"{reason} (attempt {lease.attempt} of {lease.max_attempts})"
+    return Outcome(
+        lease.task_id, lease.attempt, TaskState.FAILED, error=ErrorInfo(kind, message), log=log
+    )
+
+
+def after_handler_error(lease: Lease, error: ErrorInfo, log: str = "") -> Outcome:
+    """A handler exception is an outcome: failed, unless the session asked to retry errors."""
+    if lease.retry_on_error and lease.attempt < lease.max_attempts:
+        return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
+    return Outcome(lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log)
+
+
+def json_dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,36 @@
+"""Task store backends, chosen by URL scheme.
+
+| scheme                      | backend                         | extra        |
+|-----------------------------|---------------------------------|--------------|
+| ``memory://``               | in-process, for tests           |              |
+| ``sqlite:///path/grid.db``  | embedded default                |              |
+| ``postgresql://…``          | PostgreSQL (SKIP LOCKED)        | ``postgres`` |
+| ``redis://…``, ``rediss://``| Redis (Lua compare-and-set)     | ``redis``    |
+| ``aws://?region=…``         | DynamoDB + SQS                  | ``aws``      |
+"""
+
+from __future__ import annotations
+
+from htcgrid.registry import Registry
+from htcgrid.store.base import TaskStore
+
+STORES: Registry[TaskStore] = Registry(
+    "task store",
+    {
+        "memory": ("htcgrid.store.memory:MemoryTaskStore", None),
+        "sqlite": ("htcgrid.store.sqlite:SQLiteTaskStore", None),
+        "postgresql": ("htcgrid.store.postgres:PostgresTaskStore", "postgres"),
+        "postgres": ("htcgrid.store.postgres:PostgresTaskStore", "postgres"),
+        "redis": ("htcgrid.store.redis:RedisTaskStore", "redis"),
+        "rediss": ("htcgrid.store.redis:RedisTaskStore", "redis"),
+        "aws": ("htcgrid.store.aws:AWSTaskStore", "aws"),
+    },
+)
+
+
+def open_store(url: str) -> TaskStore:
+    """A task store for ``url``; raises ConfigurationError for an unknown scheme or missing extra."""
+    return STORES.open(url)
+
+
+__all__ = ["STORES", "TaskStore", "open_store"]

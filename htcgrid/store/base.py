@@ -1,0 +1,154 @@
+"""The task store role: HTC-Grid's state table and task queue as one transactional store.
+
+Every method that changes state is one atomic compare-and-set in the backend. The rules are
+those of design §2 (see ``htcgrid.models``); ``tests/store`` runs the same contract suite over
+every backend. Times are epoch seconds passed in by the caller, so tests control the clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from htcgrid.models import (
+    CancelCounts,
+    ExpiryReport,
+    HeartbeatStatus,
+    Lease,
+    NewTask,
+    Outcome,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+)
+
+
+class TaskStore(ABC):
+    """Sessions, tasks and leases. Thread-safe; one instance per process."""
+
+    url: str = ""
+
+    # ---- clients ------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+        """Create the session and all its tasks as ``pending``, all or nothing.
+
+        Returns True when created, False when a session with this id and the same
+        ``content_hash`` already exists (an idempotent re-submit: nothing changes).
+        Raises ``Conflict`` when the id exists with a different content hash.
+        """
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        """The session, or None if unknown."""
+
+    @abstractmethod
+    def list_sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionInfo]:
+        """Sessions newest first; only ``owner``'s when given."""
+
+    @abstractmethod
+    def count_states(self, session_id: str) -> dict[TaskState, int]:
+        """Number of the session's tasks in each state (every state present, zeros included)."""
+
+    @abstractmethod
+    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        """Terminal tasks whose completion number is above ``after_seq``, in completion order.
+
+        Every terminal transition gives the task the session's next completion number
+        (1, 2, …, no gaps, in commit order), so paging with the last number seen never
+        misses or repeats a task. Payloads are not loaded.
+        """
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        """One task with its payload, output, error and log; None if unknown."""
+
+    @abstractmethod
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+        """Move every pending and processing task of the session to ``cancelled``.
+
+        Idempotent: a second call cancels nothing more and returns zero counts.
+        Raises ``NotFound`` for an unknown session.
+        """
+
+    @abstractmethod
+    def delete_session(self, session_id: str) -> bool:
+        """Forget a session and its tasks. Returns False if it was unknown."""
+
+    # ---- agents ------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        """Lease up to ``max_tasks`` pending tasks: highest priority first, FIFO within one.
+
+        Each claimed task becomes ``processing`` with ``attempt + 1``, owner ``agent_id`` and
+        a lease until ``now + lease_seconds``. A task is never handed to two claimers.
+        ``functions`` restricts the claim to those functions (None: any).
+        """
+
+    @abstractmethod
+    def heartbeat(
+        self,
+        agent_id: str,
+        leases: Sequence[tuple[str, int]],
+        lease_seconds: float,
+        now: float,
+    ) -> dict[str, HeartbeatStatus]:
+        """Extend the leases ``(task_id, attempt)`` that ``agent_id`` still holds.
+
+        Answers, per task: OK (extended), CANCELLED (the task was cancelled) or LOST
+        (no longer this agent's attempt: expired, retried elsewhere, or unknown).
+        """
+
+    @abstractmethod
+    def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Record outcomes; each applies only if the task is still ``processing`` under
+        ``agent_id`` with the same attempt (a zombie's late result is refused).
+
+        FINISHED and FAILED record exactly one result per task; PENDING puts the task back in
+        the queue. Returns, in order, whether each outcome was applied.
+        """
+
+    # ---- TTL checker -------------------------------------------------------------------
+
+    @abstractmethod
+    def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
+        """Take back up to ``limit`` tasks whose lease expired before ``now``.
+
+        With attempts left a task returns to ``pending`` (owner cleared); otherwise it becomes
+        ``failed`` with ``models.expired_error(attempt)``. Safe to run from many servers.
+        """
+
+    # ---- waiting and metrics ------------------------------------------------------------
+
+    @abstractmethod
+    def wait_for_tasks(
+        self, timeout_seconds: float, functions: Sequence[str] | None = None
+    ) -> bool:
+        """Block until there may be pending tasks to claim, or the timeout passes.
+
+        Returns True when there may be work (spurious wake-ups are allowed), False on timeout.
+        """
+
+    @abstractmethod
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+        """Block until the session's completion count exceeds ``after_seq`` or the timeout
+        passes; returns the count then. Raises ``NotFound`` for an unknown session."""
+
+    @abstractmethod
+    def queue_depth(self, functions: Sequence[str] | None = None) -> int:
+        """Number of pending tasks (of those functions)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store must not be used afterwards."""

@@ -1,0 +1,347 @@
+"""An in-process task store (``memory://``): the reference implementation of the contract.
+
+One lock guards everything; a condition variable wakes waiters on every change. Useful for
+tests and for a client that wants a grid inside one Python process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from htcgrid.errors import Conflict, NotFound
+from htcgrid.models import (
+    CancelCounts,
+    ExpiryReport,
+    HeartbeatStatus,
+    Lease,
+    NewTask,
+    Outcome,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    expired_error,
+    task_id,
+)
+from htcgrid.store.base import TaskStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Session:
+    spec: SessionSpec
+    done_count: int = 0
+    cancelled: bool = False
+    order: int = 0
+
+
+class MemoryTaskStore(TaskStore):
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._cond = threading.Condition()
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: dict[str, TaskRecord] = {}
+        self._specs: dict[str, SessionSpec] = {}
+        self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task_id)
+        self._seq = itertools.count()
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _finish(self, record: TaskRecord, now: float, **changes: object) -> TaskRecord:
+        session = self._sessions[record.session_id]
+        session.done_count += 1
+        done = replace(
+            record,
+            owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            done_seq=session.done_count,
+            **changes,  # type: ignore[arg-type]
+        )
+        self._tasks[record.task_id] = done
+        return done
+
+    def _requeue(self, record: TaskRecord, **changes: object) -> None:
+        self._tasks[record.task_id] = replace(
+            record,
+            state=TaskState.PENDING,
+            owner=None,
+            lease_expires_at=None,
+            **changes,  # type: ignore[arg-type]
+        )
+        heapq.heappush(self._queue, (-record.priority, next(self._seq), record.task_id))
+
+    def _changed(self, fn: Callable[[], T]) -> T:
+        with self._cond:
+            result = fn()
+            self._cond.notify_all()
+            return result
+
+    # ---- clients ------------------------------------------------------------------------
+
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+        def create() -> bool:
+            existing = self._sessions.get(spec.id)
+            if existing is not None:
+                if existing.spec.content_hash != spec.content_hash:
+                    raise Conflict(f"session {spec.id} exists with different content")
+                return False
+            stored = replace(spec, created_at=spec.created_at or now)
+            self._sessions[spec.id] = _Session(stored, order=next(self._seq))
+            for t in tasks:
+                tid = task_id(spec.id, t.index)
+                self._tasks[tid] = TaskRecord(
+                    task_id=tid,
+                    session_id=spec.id,
+                    index=t.index,
+                    state=TaskState.PENDING,
+                    attempt=0,
+                    max_attempts=spec.max_attempts,
+                    priority=t.priority,
+                    submitted_at=now,
+                    payload=t.payload,
+                    payload_ref=t.payload_ref,
+                )
+                heapq.heappush(self._queue, (-t.priority, next(self._seq), tid))
+            return True
+
+        return self._changed(create)
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        with self._cond:
+            s = self._sessions.get(session_id)
+            return None if s is None else SessionInfo(s.spec, s.done_count, s.cancelled)
+
+    def list_sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionInfo]:
+        with self._cond:
+            chosen = [s for s in self._sessions.values() if owner is None or s.spec.owner == owner]
+            chosen.sort(key=lambda s: (s.spec.created_at, s.order), reverse=True)
+            return [
+                SessionInfo(s.spec, s.done_count, s.cancelled)
+                for s in chosen[offset : offset + limit]
+            ]
+
+    def _session_tasks(self, session_id: str) -> list[TaskRecord]:
+        s = self._sessions.get(session_id)
+        if s is None:
+            return []
+        return [self._tasks[task_id(session_id, i)] for i in range(s.spec.task_count)]
+
+    def count_states(self, session_id: str) -> dict[TaskState, int]:
+        counts = dict.fromkeys(TaskState, 0)
+        with self._cond:
+            for t in self._session_tasks(session_id):
+                counts[t.state] += 1
+        return counts
+
+    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        with self._cond:
+            done = [
+                replace(t, payload=None, payload_ref=None)
+                for t in self._session_tasks(session_id)
+                if t.done_seq is not None and t.done_seq > after_seq
+            ]
+        done.sort(key=lambda t: t.done_seq or 0)
+        return done[:limit]
+
+    def get_task(self, tid: str) -> TaskRecord | None:
+        with self._cond:
+            return self._tasks.get(tid)
+
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+        def cancel() -> CancelCounts:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id}")
+            session.cancelled = True
+            pending = processing = 0
+            for t in self._session_tasks(session_id):
+                if t.state in (TaskState.PENDING, TaskState.PROCESSING):
+                    pending += t.state is TaskState.PENDING
+                    processing += t.state is TaskState.PROCESSING
+                    self._finish(t, now, state=TaskState.CANCELLED)
+            return CancelCounts(pending, processing)
+
+        return self._changed(cancel)
+
+    def delete_session(self, session_id: str) -> bool:
+        def delete() -> bool:
+            tasks = self._session_tasks(session_id)
+            for t in tasks:
+                del self._tasks[t.task_id]
+            return self._sessions.pop(session_id, None) is not None
+
+        return self._changed(delete)
+
+    # ---- agents ------------------------------------------------------------------------
+
+    def claim(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        leases: list[Lease] = []
+        skipped: list[tuple[int, int, str]] = []
+        with self._cond:
+            while self._queue and len(leases) < max_tasks:
+                entry = heapq.heappop(self._queue)
+                t = self._tasks.get(entry[2])
+                if t is None or t.state is not TaskState.PENDING:
+                    continue  # stale entry: cancelled, deleted or already requeued
+                spec = self._sessions[t.session_id].spec
+                if functions is not None and spec.function not in functions:
+                    skipped.append(entry)
+                    continue
+                claimed = replace(
+                    t,
+                    state=TaskState.PROCESSING,
+                    attempt=t.attempt + 1,
+                    owner=agent_id,
+                    lease_expires_at=now + lease_seconds,
+                    started_at=now,
+                )
+                self._tasks[t.task_id] = claimed
+                leases.append(
+                    Lease(
+                        task_id=t.task_id,
+                        session_id=t.session_id,
+                        index=t.index,
+                        attempt=claimed.attempt,
+                        max_attempts=t.max_attempts,
+                        timeout_seconds=spec.timeout_seconds,
+                        function=spec.function,
+                        retry_on_error=spec.retry_on_error,
+                        expires_at=now + lease_seconds,
+                        payload=t.payload,
+                        payload_ref=t.payload_ref,
+                    )
+                )
+            for entry in skipped:
+                heapq.heappush(self._queue, entry)
+        return leases
+
+    def _owned(self, tid: str, agent_id: str, attempt: int) -> TaskRecord | None:
+        t = self._tasks.get(tid)
+        if (
+            t is None
+            or t.state is not TaskState.PROCESSING
+            or t.owner != agent_id
+            or t.attempt != attempt
+        ):
+            return None
+        return t
+
+    def heartbeat(
+        self,
+        agent_id: str,
+        leases: Sequence[tuple[str, int]],
+        lease_seconds: float,
+        now: float,
+    ) -> dict[str, HeartbeatStatus]:
+        answers: dict[str, HeartbeatStatus] = {}
+        with self._cond:
+            for tid, attempt in leases:
+                t = self._owned(tid, agent_id, attempt)
+                if t is not None:
+                    self._tasks[tid] = replace(t, lease_expires_at=now + lease_seconds)
+                    answers[tid] = HeartbeatStatus.OK
+                    continue
+                current = self._tasks.get(tid)
+                cancelled = current is not None and current.state is TaskState.CANCELLED
+                answers[tid] = HeartbeatStatus.CANCELLED if cancelled else HeartbeatStatus.LOST
+        return answers
+
+    def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        def apply() -> list[bool]:
+            applied = []
+            for o in outcomes:
+                t = self._owned(o.task_id, agent_id, o.attempt)
+                applied.append(t is not None)
+                if t is None:
+                    continue
+                if o.state is TaskState.PENDING:
+                    self._requeue(t, log=o.log)
+                else:
+                    self._finish(
+                        t,
+                        now,
+                        state=o.state,
+                        output=o.output,
+                        output_ref=o.output_ref,
+                        error=o.error,
+                        log=o.log,
+                    )
+            return applied
+
+        return self._changed(apply)
+
+    # ---- TTL checker -------------------------------------------------------------------
+
+    def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
+        def expire() -> ExpiryReport:
+            report = ExpiryReport()
+            expired = [
+                t
+                for t in self._tasks.values()
+                if t.state is TaskState.PROCESSING and (t.lease_expires_at or 0) < now
+            ][:limit]
+            for t in expired:
+                if t.attempt < t.max_attempts:
+                    self._requeue(t)
+                    report.requeued.append(t.task_id)
+                else:
+                    self._finish(t, now, state=TaskState.FAILED, error=expired_error(t.attempt))
+                    report.failed.append(t.task_id)
+            return report
+
+        return self._changed(expire)
+
+    # ---- waiting and metrics ------------------------------------------------------------
+
+    def _wait(self, ready: Callable[[], T], timeout_seconds: float) -> T:
+        deadline = time.monotonic() + timeout_seconds
+        with self._cond:
+            while True:
+                value = ready()
+                remaining = deadline - time.monotonic()
+                if value or remaining <= 0:
+                    return value
+                self._cond.wait(remaining)
+
+    def wait_for_tasks(
+        self, timeout_seconds: float, functions: Sequence[str] | None = None
+    ) -> bool:
+        return self._wait(lambda: self._depth(functions) > 0, timeout_seconds)
+
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+        def done() -> int:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id}")
+            return session.done_count if session.done_count > after_seq else 0
+
+        return self._wait(done, timeout_seconds) or after_seq
+
+    def _depth(self, functions: Sequence[str] | None) -> int:
+        return sum(
+            1
+            for t in self._tasks.values()
+            if t.state is TaskState.PENDING
+            and (functions is None or self._sessions[t.session_id].spec.function in functions)
+        )
+
+    def queue_depth(self, functions: Sequence[str] | None = None) -> int:
+        with self._cond:
+            return self._depth(functions)

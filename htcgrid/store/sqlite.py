@@ -1,0 +1,514 @@
+"""The embedded default task store: one SQLite file in WAL mode, shared by local processes.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so compare-and-set is simply "update where
+the state still matches". Claims use ``UPDATE … RETURNING`` on a partial index of pending tasks.
+Waiting polls ``PRAGMA data_version``, which changes only when another connection commits and
+costs no disk I/O, so idle agents notice new work within a couple of milliseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from htcgrid.errors import Conflict, NotFound
+from htcgrid.models import (
+    CancelCounts,
+    ErrorInfo,
+    ExpiryReport,
+    HeartbeatStatus,
+    Lease,
+    NewTask,
+    Outcome,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    expired_error,
+    split_task_id,
+    task_id,
+)
+from htcgrid.store.base import TaskStore
+from htcgrid.urls import local_path, query
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    function TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    retry_on_error INTEGER NOT NULL,
+    task_count INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    done_count INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    retry_on_error INTEGER NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL,
+    payload BLOB,
+    payload_ref TEXT,
+    output BLOB,
+    output_ref TEXT,
+    error TEXT,
+    log TEXT,
+    done_seq INTEGER,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, idx);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
+"""
+
+SESSION_COLUMNS = (
+    "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
+    "task_count, content_hash, created_at, done_count, cancelled"
+)
+TASK_COLUMNS = (
+    "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
+    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
+)
+LEASE_COLUMNS = (
+    "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
+    "lease_expires_at, payload, payload_ref, priority, seq"
+)
+
+
+def _session(row: sqlite3.Row | tuple[Any, ...]) -> SessionInfo:
+    spec = SessionSpec(
+        id=row[0],
+        owner=row[1],
+        function=row[2],
+        priority=row[3],
+        max_attempts=row[4],
+        timeout_seconds=row[5],
+        retry_on_error=bool(row[6]),
+        task_count=row[7],
+        content_hash=row[8],
+        created_at=row[9],
+    )
+    return SessionInfo(spec, done_count=row[10], cancelled=bool(row[11]))
+
+
+def _task(row: tuple[Any, ...], payload: tuple[Any, ...] = (None, None)) -> TaskRecord:
+    return TaskRecord(
+        task_id=task_id(row[0], row[1]),
+        session_id=row[0],
+        index=row[1],
+        state=TaskState(row[2]),
+        attempt=row[3],
+        max_attempts=row[4],
+        priority=row[5],
+        owner=row[6],
+        output=row[7],
+        output_ref=row[8],
+        error=ErrorInfo.from_json(row[9]),
+        log=row[10] or "",
+        done_seq=row[11],
+        submitted_at=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        lease_expires_at=row[15],
+        payload=payload[0],
+        payload_ref=payload[1],
+    )
+
+
+class SQLiteTaskStore(TaskStore):
+    """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity)."""
+
+    def __init__(self, url: str, poll_seconds: float | None = None) -> None:
+        self.url = url
+        self.path = local_path(url)
+        opts = query(url)
+        self.poll_seconds = (
+            poll_seconds if poll_seconds is not None else float(opts.get("poll_ms", 2)) / 1000
+        )
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(SCHEMA)
+
+    # ---- connections --------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # ---- clients ------------------------------------------------------------------------
+
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT content_hash FROM sessions WHERE id = ?", (spec.id,)
+            ).fetchone()
+            if row is not None:
+                if row[0] != spec.content_hash:
+                    raise Conflict(f"session {spec.id} exists with different content")
+                return False
+            db.execute(
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0)",
+                (
+                    spec.id,
+                    spec.owner,
+                    spec.function,
+                    spec.priority,
+                    spec.max_attempts,
+                    spec.timeout_seconds,
+                    int(spec.retry_on_error),
+                    spec.task_count,
+                    spec.content_hash,
+                    spec.created_at or now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO tasks (session_id, idx, function, priority, state, max_attempts, "
+                "timeout_seconds, retry_on_error, payload, payload_ref, submitted_at) "
+                "VALUES (?,?,?,?,'pending',?,?,?,?,?,?)",
+                [
+                    (
+                        spec.id,
+                        t.index,
+                        spec.function,
+                        t.priority,
+                        spec.max_attempts,
+                        spec.timeout_seconds,
+                        int(spec.retry_on_error),
+                        t.payload,
+                        t.payload_ref,
+                        now,
+                    )
+                    for t in tasks
+                ],
+            )
+        return True
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+            .fetchone()
+        )
+        return None if row is None else _session(row)
+
+    def list_sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionInfo]:
+        where, args = ("WHERE owner = ?", [owner]) if owner is not None else ("", [])
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions {where} "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            )
+            .fetchall()
+        )
+        return [_session(r) for r in rows]
+
+    def count_states(self, session_id: str) -> dict[TaskState, int]:
+        counts = dict.fromkeys(TaskState, 0)
+        rows = self._conn().execute(
+            "SELECT state, count(*) FROM tasks WHERE session_id = ? GROUP BY state", (session_id,)
+        )
+        for state, n in rows:
+            counts[TaskState(state)] = n
+        return counts
+
+    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        rows = self._conn().execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE session_id = ? AND done_seq > ? "
+            "ORDER BY done_seq LIMIT ?",
+            (session_id, after_seq, limit),
+        )
+        return [_task(r) for r in rows]
+
+    def get_task(self, tid: str) -> TaskRecord | None:
+        try:
+            session_id, index = split_task_id(tid)
+        except ValueError:
+            return None
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {TASK_COLUMNS}, payload, payload_ref FROM tasks "
+                "WHERE session_id = ? AND idx = ?",
+                (session_id, index),
+            )
+            .fetchone()
+        )
+        return None if row is None else _task(row[:-2], row[-2:])
+
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT done_count FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no session {session_id}")
+            counts = dict(
+                db.execute(
+                    "SELECT state, count(*) FROM tasks WHERE session_id = ? "
+                    "AND state IN ('pending', 'processing') GROUP BY state",
+                    (session_id,),
+                ).fetchall()
+            )
+            db.execute(
+                "WITH c AS (SELECT seq, row_number() OVER (ORDER BY idx) AS n FROM tasks "
+                "WHERE session_id = ? AND state IN ('pending', 'processing')) "
+                "UPDATE tasks SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, "
+                "finished_at = ?, done_seq = ? + c.n FROM c WHERE tasks.seq = c.seq",
+                (session_id, now, row[0]),
+            )
+            total = sum(counts.values())
+            db.execute(
+                "UPDATE sessions SET done_count = done_count + ?, cancelled = 1 WHERE id = ?",
+                (total, session_id),
+            )
+        return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
+
+    def delete_session(self, session_id: str) -> bool:
+        with self._write() as db:
+            db.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+            return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+    # ---- agents ------------------------------------------------------------------------
+
+    def claim(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        if max_tasks <= 0:
+            return []
+        where, args = self._function_filter(functions)
+        with self._write() as db:
+            rows = db.execute(
+                "UPDATE tasks SET state = 'processing', attempt = attempt + 1, owner = ?, "
+                "lease_expires_at = ?, started_at = ? WHERE seq IN (SELECT seq FROM tasks "
+                f"WHERE state = 'pending' {where} ORDER BY priority DESC, seq LIMIT ?) "
+                f"RETURNING {LEASE_COLUMNS}",
+                (agent_id, now + lease_seconds, now, *args, max_tasks),
+            ).fetchall()
+        rows.sort(key=lambda r: (-r[10], r[11]))
+        return [
+            Lease(
+                task_id=task_id(r[0], r[1]),
+                session_id=r[0],
+                index=r[1],
+                attempt=r[2],
+                max_attempts=r[3],
+                timeout_seconds=r[4],
+                function=r[5],
+                retry_on_error=bool(r[6]),
+                expires_at=r[7],
+                payload=r[8],
+                payload_ref=r[9],
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _function_filter(functions: Sequence[str] | None) -> tuple[str, list[str]]:
+        if functions is None:
+            return "", []
+        marks = ",".join("?" * len(functions)) or "NULL"
+        return f"AND function IN ({marks})", list(functions)
+
+    def heartbeat(
+        self,
+        agent_id: str,
+        leases: Sequence[tuple[str, int]],
+        lease_seconds: float,
+        now: float,
+    ) -> dict[str, HeartbeatStatus]:
+        answers: dict[str, HeartbeatStatus] = {}
+        with self._write() as db:
+            for tid, attempt in leases:
+                session_id, index = split_task_id(tid)
+                extended = db.execute(
+                    "UPDATE tasks SET lease_expires_at = ? WHERE session_id = ? AND idx = ? "
+                    "AND state = 'processing' AND owner = ? AND attempt = ?",
+                    (now + lease_seconds, session_id, index, agent_id, attempt),
+                ).rowcount
+                if extended:
+                    answers[tid] = HeartbeatStatus.OK
+                    continue
+                row = db.execute(
+                    "SELECT state FROM tasks WHERE session_id = ? AND idx = ?", (session_id, index)
+                ).fetchone()
+                cancelled = row is not None and row[0] == TaskState.CANCELLED
+                answers[tid] = HeartbeatStatus.CANCELLED if cancelled else HeartbeatStatus.LOST
+        return answers
+
+    def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        applied: list[bool] = []
+        with self._write() as db:
+            for o in outcomes:
+                session_id, index = split_task_id(o.task_id)
+                match = (session_id, index, agent_id, o.attempt)
+                if o.state is TaskState.PENDING:
+                    n = db.execute(
+                        "UPDATE tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
+                        "log = ? WHERE session_id = ? AND idx = ? AND state = 'processing' "
+                        "AND owner = ? AND attempt = ?",
+                        (o.log, *match),
+                    ).rowcount
+                else:
+                    n = db.execute(
+                        "UPDATE tasks SET state = :state, owner = NULL, lease_expires_at = NULL, "
+                        "output = :output, output_ref = :ref, error = :error, log = :log, "
+                        "finished_at = :now, "
+                        "done_seq = (SELECT done_count + 1 FROM sessions WHERE id = :session) "
+                        "WHERE session_id = :session AND idx = :idx AND state = 'processing' "
+                        "AND owner = :owner AND attempt = :attempt",
+                        {
+                            "state": o.state.value,
+                            "output": o.output,
+                            "ref": o.output_ref,
+                            "error": o.error.to_json() if o.error else None,
+                            "log": o.log,
+                            "now": now,
+                            "session": session_id,
+                            "idx": index,
+                            "owner": agent_id,
+                            "attempt": o.attempt,
+                        },
+                    ).rowcount
+                    if n:
+                        db.execute(
+                            "UPDATE sessions SET done_count = done_count + 1 WHERE id = ?",
+                            (session_id,),
+                        )
+                applied.append(n == 1)
+        return applied
+
+    # ---- TTL checker -------------------------------------------------------------------
+
+    def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
+        report = ExpiryReport()
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT seq, session_id, idx, attempt, max_attempts FROM tasks "
+                "WHERE state = 'processing' AND lease_expires_at < ? LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            for seq, session_id, index, attempt, max_attempts in rows:
+                if attempt < max_attempts:
+                    db.execute(
+                        "UPDATE tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL "
+                        "WHERE seq = ?",
+                        (seq,),
+                    )
+                    report.requeued.append(task_id(session_id, index))
+                    continue
+                db.execute(
+                    "UPDATE tasks SET state = 'failed', owner = NULL, lease_expires_at = NULL, "
+                    "error = ?, finished_at = ?, "
+                    "done_seq = (SELECT done_count + 1 FROM sessions WHERE id = ?) WHERE seq = ?",
+                    (expired_error(attempt).to_json(), now, session_id, seq),
+                )
+                db.execute(
+                    "UPDATE sessions SET done_count = done_count + 1 WHERE id = ?", (session_id,)
+                )
+                report.failed.append(task_id(session_id, index))
+        return report
+
+    # ---- waiting and metrics ------------------------------------------------------------
+
+    def _poll(self, probe: Any, timeout_seconds: float) -> Any:
+        """Evaluate ``probe`` now and again after every commit by another connection,
+        until it returns something truthy or the timeout passes; returns its last value."""
+        conn = self._conn()
+        deadline = time.monotonic() + timeout_seconds
+        version = None
+        while True:
+            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            if current != version:
+                version = current
+                value = probe()
+                if value:
+                    return value
+            if time.monotonic() >= deadline:
+                return value
+            time.sleep(self.poll_seconds)
+
+    def wait_for_tasks(
+        self, timeout_seconds: float, functions: Sequence[str] | None = None
+    ) -> bool:
+        where, args = self._function_filter(functions)
+        sql = f"SELECT 1 FROM tasks WHERE state = 'pending' {where} LIMIT 1"
+        return bool(self._poll(lambda: self._conn().execute(sql, args).fetchone(), timeout_seconds))
+
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+        def done_count() -> int | None:
+            info = self.get_session(session_id)
+            if info is None:
+                raise NotFound(f"no session {session_id}")
+            return info.done_count if info.done_count > after_seq else None
+
+        value = self._poll(done_count, timeout_seconds)
+        return value if value is not None else after_seq
+
+    def queue_depth(self, functions: Sequence[str] | None = None) -> int:
+        where, args = self._function_filter(functions)
+        row = (
+            self._conn()
+            .execute(f"SELECT count(*) FROM tasks WHERE state = 'pending' {where}", args)
+            .fetchone()
+        )
+        return int(row[0])
