@@ -1,0 +1,92 @@
+"""End-to-end throughput and round trip of a grid, as a user sees them.
+
+    python benchmarks/grid_bench.py                       # starts `htcgrid up` (SQLite + files)
+    python benchmarks/grid_bench.py --url http://host:port  # an already running grid
+
+Prints: tasks/s for one session of N no-op tasks (submit → all results collected), and the
+median/p99 of single-task submit → result round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import htcgrid
+
+
+@contextlib.contextmanager
+def local_grid(slots: int, agents: int, extra: list[str]) -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", tmp,
+             "--slots", str(slots), "--agents", str(agents), *extra],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def throughput(grid: htcgrid.Client, n: int) -> float:
+    start = time.perf_counter()
+    session = grid.submit([{}] * n)
+    results = session.results()
+    elapsed = time.perf_counter() - start
+    assert len(results) == n and all(r.ok for r in results), "not every task finished"
+    return elapsed
+
+
+def round_trips(grid: htcgrid.Client, count: int) -> list[float]:
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        (result,) = grid.submit([i]).results()
+        times.append(time.perf_counter() - start)
+        assert result.output == i
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="a running grid (default: start `htcgrid up`)")
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--agents", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs (best is reported)")
+    args = parser.parse_args()
+    grid_cm = (
+        contextlib.nullcontext(args.url) if args.url else local_grid(args.slots, args.agents, [])
+    )
+    with grid_cm as url, htcgrid.connect(url) as grid:
+        round_trips(grid, 5)  # warm up workers and connections
+        runs = [throughput(grid, args.tasks) for _ in range(args.repeat)]
+        best = min(runs)
+        rtt = sorted(round_trips(grid, args.round_trips))
+        print(f"grid: {url}")
+        print(
+            f"throughput: {args.tasks} no-op tasks in {best:.2f} s = {args.tasks / best:,.0f} tasks/s "
+            f"(runs: {', '.join(f'{r:.2f}' for r in runs)} s)"
+        )
+        print(
+            f"round trip: median {statistics.median(rtt) * 1000:.1f} ms, "
+            f"p99 {rtt[int(len(rtt) * 0.99) - 1] * 1000:.1f} ms over {len(rtt)} tasks"
+        )
+
+
+if __name__ == "__main__":
+    main()

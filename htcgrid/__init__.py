@@ -1,0 +1,36 @@
+"""htcgrid: a high-throughput compute grid for Lambda-style Python tasks.
+
+import htcgrid
+grid = htcgrid.connect("http://127.0.0.1:8080")
+session = grid.submit([{"x": 1}, {"x": 2}])
+for result in session.results():
+    print(result.task_id, result.output)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from htcgrid.client import Client, Session, TaskResult, connect
+from htcgrid.errors import (
+    AuthError,
+    Conflict,
+    GridError,
+    NotFound,
+    ValidationError,
+)
+from htcgrid.models import TaskState
+
+__all__ = [
+    "AuthError",
+    "Client",
+    "Conflict",
+    "GridError",
+    "NotFound",
+    "Session",
+    "TaskResult",
+    "TaskState",
+    "ValidationError",
+    "__version__",
+    "connect",
+]

@@ -1,0 +1,3 @@
+from htcgrid.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Agents: claim tasks, run them in worker processes, heartbeat, record outcomes."""

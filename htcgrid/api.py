@@ -1,0 +1,221 @@
+"""The HTTP API (``/v1/…``, JSON; OpenAPI at ``/openapi.json``): a thin skin on GridService."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from starlette.exceptions import HTTPException
+
+from htcgrid import __version__
+from htcgrid.errors import GridError
+from htcgrid.models import TaskRecord
+from htcgrid.service import GridService, SubmitRequest, cancel_dict, task_dict
+from htcgrid.ttl import TTLChecker
+
+log = logging.getLogger("htcgrid.api")
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[Any] = Field(description="One JSON value per task: the handler's event.")
+    session_id: str | None = Field(
+        None, description="Client-chosen id; re-submitting it is a no-op."
+    )
+    priority: StrictInt = Field(0, description="0-9, higher runs first.")
+    task_priorities: list[StrictInt] | None = None
+    function: str = "default"
+    max_attempts: StrictInt | None = None
+    timeout_seconds: StrictInt | StrictFloat | None = None
+    retry_on_error: StrictBool = False
+
+
+class SubmitAnswer(BaseModel):
+    session_id: str
+    task_count: int
+    created: bool
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    error: ErrorBody
+
+
+class SessionAnswer(BaseModel):
+    session_id: str
+    task_count: int
+    function: str
+    priority: int
+    max_attempts: int
+    timeout_seconds: float
+    owner: str
+    created_at: float
+    complete: bool
+    cancelled: bool
+    done_count: int
+    counts: dict[str, int]
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionAnswer]
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+    traceback: str
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    index: int
+    state: str
+    attempts: int
+    output: Any = None
+    error: TaskError | None = None
+
+
+class ResultsAnswer(BaseModel):
+    results: list[TaskResult]
+    next: int
+    complete: bool
+
+
+class CancelAnswer(BaseModel):
+    session_id: str
+    cancelled_pending: int
+    cancelled_processing: int
+    total_cancelled_tasks: int
+
+
+class TaskDetail(TaskResult):
+    session_id: str
+    payload: Any = None
+    log: str
+    owner: str | None = None
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorAnswer} for code in (400, 401, 404, 409, 413, 503)
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _results_body(records: list[TaskRecord], next_seq: int, complete: bool) -> bytes:
+    """The results page, spliced from stored JSON so outputs are never parsed here."""
+    parts = []
+    for r in records:
+        error = r.error.to_json().encode() if r.error else b"null"
+        output = r.output if r.output is not None else b"null"
+        parts.append(
+            b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s}'
+            % (r.task_id.encode(), r.index, r.state.value.encode(), r.attempt, output, error)
+        )
+    tail = b'],"next":%d,"complete":%s}' % (next_seq, b"true" if complete else b"false")
+    return b'{"results":[' + b",".join(parts) + tail
+
+
+def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # long polls hold a thread each; the default 40 would cap waiting clients
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 512
+        if ttl is not None:
+            ttl.start()
+        yield
+        if ttl is not None:
+            ttl.stop()
+
+    app = FastAPI(title="htcgrid", version=__version__, lifespan=lifespan, responses=ERRORS)
+    _install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/sessions", response_model=SubmitAnswer, status_code=201, tags=["sessions"])
+    def submit(body: SubmitBody) -> JSONResponse:
+        result = service.submit(SubmitRequest(**body.model_dump()))
+        answer = {
+            "session_id": result.session_id,
+            "task_count": result.task_count,
+            "created": result.created,
+        }
+        return JSONResponse(answer, status_code=201 if result.created else 200)
+
+    @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
+    def sessions(
+        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+    ) -> dict[str, Any]:
+        return {"sessions": [s.as_dict() for s in service.sessions(None, limit, offset)]}
+
+    @app.get("/v1/sessions/{session_id}", response_model=SessionAnswer, tags=["sessions"])
+    def status(session_id: str, wait: float = Query(0, ge=0, le=60)) -> dict[str, Any]:
+        return service.status(session_id, wait_seconds=wait).as_dict()
+
+    @app.get("/v1/sessions/{session_id}/results", response_model=ResultsAnswer, tags=["sessions"])
+    def results(
+        session_id: str,
+        after: int = Query(0, ge=0, description="the `next` of the previous page"),
+        limit: int = Query(1000, ge=1, le=10000),
+        wait: float = Query(0, ge=0, le=60, description="seconds to wait for a new result"),
+    ) -> Response:
+        page = service.results(session_id, after, limit, wait)
+        body = _results_body(page.results, page.next_seq, page.complete)
+        return Response(body, media_type="application/json")
+
+    @app.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])
+    def cancel(session_id: str) -> dict[str, Any]:
+        return cancel_dict(session_id, service.cancel(session_id))
+
+    @app.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
+    def delete(session_id: str) -> Response:
+        service.delete(session_id)
+        return Response(status_code=204)
+
+    @app.get("/v1/tasks/{task_id}", response_model=TaskDetail, tags=["tasks"])
+    def task(task_id: str) -> dict[str, Any]:
+        return task_dict(service.task(task_id))
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GridError)
+    async def grid_error(request: Request, exc: GridError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+        return error_response(400, "invalid_request", "; ".join(problems))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", f"internal error: {type(exc).__name__}")

@@ -1,0 +1,323 @@
+"""The Python client: one ``Client`` over HTTP (``http(s)://``) or a backend URL (in-process).
+
+grid = htcgrid.connect("http://127.0.0.1:8080")      # or "sqlite:///var/grid.db"
+session = grid.submit([{"n": i} for i in range(1000)])
+session.wait(progress=True)
+outputs = [r.output for r in session.results()]
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from htcgrid.errors import BY_CODE, BackendUnavailable, GridError, RemoteError
+from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
+from htcgrid.progress import Progress
+
+POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
+PAGE = 5000
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_id: str
+    index: int
+    state: TaskState
+    output: Any
+    error: dict[str, str] | None
+    attempts: int
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TaskState.FINISHED
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskResult:
+        return cls(
+            d["task_id"], d["index"], TaskState(d["state"]), d["output"], d["error"], d["attempts"]
+        )
+
+
+class Transport(Protocol):
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def status(self, session_id: str, wait: float) -> dict[str, Any]: ...
+    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]: ...
+    def cancel(self, session_id: str) -> dict[str, Any]: ...
+    def delete(self, session_id: str) -> None: ...
+    def sessions(self, limit: int, offset: int) -> dict[str, Any]: ...
+    def task(self, tid: str) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class HTTPTransport:
+    def __init__(self, url: str, token: str | None = None, timeout_seconds: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_seconds)
+
+    def _call(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(
+                method, path, timeout=self.timeout_seconds + wait, **kwargs
+            )
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"cannot reach the grid at {self.url}: {exc}") from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+        message = error.get("message") or response.text[:200] or response.reason_phrase
+        cls = BY_CODE.get(error.get("code", ""))
+        if cls is not None:
+            raise cls(message)
+        raise RemoteError(message, response.status_code, error.get("code", "remote_error"))
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
+
+    def status(self, session_id: str, wait: float) -> dict[str, Any]:
+        return self._call("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]
+
+    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
+        params = {"after": after, "limit": limit, "wait": wait}
+        return self._call("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
+
+    def cancel(self, session_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/sessions/{session_id}/cancel")  # type: ignore[no-any-return]
+
+    def delete(self, session_id: str) -> None:
+        self._call("DELETE", f"/v1/sessions/{session_id}")
+
+    def sessions(self, limit: int, offset: int) -> dict[str, Any]:
+        return self._call("GET", "/v1/sessions", params={"limit": limit, "offset": offset})  # type: ignore[no-any-return]
+
+    def task(self, tid: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/tasks/{tid}")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class DirectTransport:
+    """Calls the control-plane logic in this process, straight on the backends."""
+
+    def __init__(self, url: str, data_url: str | None = None) -> None:
+        from htcgrid.dataplane import open_data_plane
+        from htcgrid.service import GridService
+        from htcgrid.store import open_store
+
+        self.service = GridService(
+            open_store(url), open_data_plane(data_url or default_data_url(url))
+        )
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        from htcgrid.service import SubmitRequest
+
+        result = self.service.submit(SubmitRequest(**body))
+        return {
+            "session_id": result.session_id,
+            "task_count": result.task_count,
+            "created": result.created,
+        }
+
+    def status(self, session_id: str, wait: float) -> dict[str, Any]:
+        return self.service.status(session_id, wait_seconds=wait).as_dict()
+
+    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
+        from htcgrid.service import result_dict
+
+        page = self.service.results(session_id, after, limit, wait)
+        return {
+            "results": [result_dict(r) for r in page.results],
+            "next": page.next_seq,
+            "complete": page.complete,
+        }
+
+    def cancel(self, session_id: str) -> dict[str, Any]:
+        from htcgrid.service import cancel_dict
+
+        return cancel_dict(session_id, self.service.cancel(session_id))
+
+    def delete(self, session_id: str) -> None:
+        self.service.delete(session_id)
+
+    def sessions(self, limit: int, offset: int) -> dict[str, Any]:
+        return {"sessions": [s.as_dict() for s in self.service.sessions(None, limit, offset)]}
+
+    def task(self, tid: str) -> dict[str, Any]:
+        from htcgrid.service import task_dict
+
+        return task_dict(self.service.task(tid))
+
+    def close(self) -> None:
+        self.service.store.close()
+        self.service.data.close()
+
+
+def default_data_url(url: str) -> str:
+    """The data plane that goes with a task store URL when no other is named."""
+    return os.environ.get("HTCGRID_DATA_URL") or url
+
+
+class Session:
+    """One submitted session. Cheap to create: it holds only an id and a transport."""
+
+    def __init__(self, transport: Transport, session_id: str, task_count: int) -> None:
+        self._t = transport
+        self.id = session_id
+        self.task_count = task_count
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} ({self.task_count} tasks)>"
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [task_id(self.id, i) for i in range(self.task_count)]
+
+    def status(self) -> dict[str, Any]:
+        """Counts per state (``status()["counts"]``) and whether the session is ``complete``."""
+        return self._t.status(self.id, 0)
+
+    def wait(self, timeout: float | None = None, progress: bool = False) -> dict[str, Any]:
+        """Block until every task is finished, failed or cancelled; returns the final status.
+
+        Raises ``TimeoutError`` if that takes longer than ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = Progress(self.task_count) if progress else None
+        status = self._t.status(self.id, 0)
+        while not status["complete"]:
+            if bar is not None:
+                bar.show(status["counts"])
+            left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"session {self.id} not complete after {timeout} s")
+            step = min(left, POLL_SECONDS, 0.5 if bar is not None else POLL_SECONDS)
+            status = self._t.status(self.id, step)
+        if bar is not None:
+            bar.finish(status["counts"])
+        return status
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[TaskResult]:
+        """Yield each task's result as soon as it is terminal, until all are."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after = 0
+        while after < self.task_count:
+            left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"session {self.id} not complete after {timeout} s")
+            page = self._t.results(self.id, after, PAGE, min(left, POLL_SECONDS))
+            for item in page["results"]:
+                yield TaskResult.from_dict(item)
+            after = page["next"]
+
+    def results(self, timeout: float | None = None) -> list[TaskResult]:
+        """Every task's result in submission order, waiting for the session to complete."""
+        collected = list(self.as_completed(timeout))
+        collected.sort(key=lambda r: r.index)
+        return collected
+
+    def outputs(self, timeout: float | None = None) -> list[Any]:
+        """Every task's output in order; raises ``TaskFailed`` if any task did not finish."""
+        results = self.results(timeout)
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise TaskFailed(bad)
+        return [r.output for r in results]
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel every task not yet terminal; running ones are killed by their agents."""
+        return self._t.cancel(self.id)
+
+
+class TaskFailed(GridError):
+    code = "task_failed"
+
+    def __init__(self, failures: Sequence[TaskResult]) -> None:
+        first = failures[0]
+        detail = (first.error or {}).get("message", first.state.value)
+        super().__init__(f"{len(failures)} task(s) did not finish; {first.task_id}: {detail}")
+        self.failures = list(failures)
+
+
+class Client:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._t.close()
+
+    def submit(
+        self,
+        tasks: Sequence[Any],
+        *,
+        priority: int = 0,
+        task_priorities: Sequence[int] | None = None,
+        function: str = DEFAULT_FUNCTION,
+        max_attempts: int = 6,
+        timeout_seconds: float = 3600,
+        retry_on_error: bool = False,
+        session_id: str | None = None,
+    ) -> Session:
+        """Submit one session of tasks (each a JSON value, the handler's ``event``)."""
+        body = {
+            "tasks": list(tasks),
+            "priority": priority,
+            "task_priorities": list(task_priorities) if task_priorities is not None else None,
+            "function": function,
+            "max_attempts": max_attempts,
+            "timeout_seconds": timeout_seconds,
+            "retry_on_error": retry_on_error,
+            "session_id": session_id,
+        }
+        answer = self._t.submit(body)
+        return Session(self._t, answer["session_id"], answer["task_count"])
+
+    def session(self, session_id: str) -> Session:
+        status = self._t.status(session_id, 0)
+        return Session(self._t, session_id, status["task_count"])
+
+    def sessions(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        return self._t.sessions(limit, offset)["sessions"]  # type: ignore[no-any-return]
+
+    def task(self, tid: str) -> dict[str, Any]:
+        return self._t.task(tid)
+
+    def map(
+        self, events: Sequence[Any], function: str = DEFAULT_FUNCTION, timeout: float | None = None
+    ) -> list[Any]:
+        """Run ``events`` as one session and return their outputs in order."""
+        return self.submit(events, function=function).outputs(timeout)
+
+
+def connect(
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    data_url: str | None = None,
+    timeout_seconds: float = 30.0,
+) -> Client:
+    """A client for ``url`` (default ``$HTCGRID_URL``, else ``http://127.0.0.1:8080``)."""
+    url = url or os.environ.get("HTCGRID_URL") or "http://127.0.0.1:8080"
+    if url.startswith(("http://", "https://")):
+        token = token or os.environ.get("HTCGRID_TOKEN")
+        return Client(HTTPTransport(url, token, timeout_seconds))
+    return Client(DirectTransport(url, data_url))

@@ -1,0 +1,124 @@
+"""``htcgrid up``: a whole grid on this machine, supervised by one process.
+
+The API and TTL checker run in this process; each agent is a child process in its own
+session, so a Ctrl-C reaches only us and we stop the agents in order: they finish what they
+run (within the grace period), then exit. Agents watch our pid and leave if we die.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from htcgrid.server import APIServer, bind
+from htcgrid.settings import Settings
+
+log = logging.getLogger("htcgrid.up")
+EXIT_HANDLER_ERROR = 3
+
+
+class LocalGrid:
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str,
+        port: int,
+        agents: int,
+        slots: int,
+        handler: str,
+        paths: list[str],
+        settings: Settings,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.host, self.port = host, port
+        self.agent_count, self.slots = agents, slots
+        self.handler, self.paths = handler, [str(Path(p).resolve()) for p in paths]
+        self.settings = settings
+        self.store_url = f"sqlite://{self.data_dir / 'grid.db'}"
+        self.data_url = f"file://{self.data_dir / 'blobs'}"
+        self.agents: list[subprocess.Popen[bytes]] = []
+        self.stop_requests = 0
+        self._stop = threading.Event()
+
+    def _agent_command(self, number: int) -> list[str]:
+        s = self.settings
+        command = [
+            sys.executable, "-m", "htcgrid", "agent",
+            "--url", self.store_url, "--data-url", self.data_url,
+            "--slots", str(self.slots), "--handler", self.handler,
+            "--heartbeat-seconds", str(s.heartbeat_seconds),
+            "--lease-seconds", str(s.lease_seconds),
+            "--grace-seconds", str(s.grace_seconds),
+            "--parent-pid", str(_pid()),
+        ]  # fmt: skip
+        for path in self.paths:
+            command += ["--path", path]
+        return command
+
+    def _start_agent(self, number: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._agent_command(number), start_new_session=True)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_requests += 1
+        self._stop.set()
+        if self.stop_requests > 1:
+            for proc in self.agents:
+                proc.kill()
+
+    def run(self) -> int:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        api = APIServer(self.store_url, self.data_url, self.settings, bind(self.host, self.port))
+        api.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        self.agents = [self._start_agent(i) for i in range(self.agent_count)]
+        click.echo(
+            f"htcgrid is up: {self.agent_count} agent(s) x {self.slots} slot(s), "
+            f"handler {self.handler}, data in {self.data_dir}",
+            err=True,
+        )
+        click.echo(api.url)
+        sys.stdout.flush()
+        code = self._supervise()
+        self._stop_agents()
+        api.stop()
+        click.echo("htcgrid stopped", err=True)
+        return code
+
+    def _supervise(self) -> int:
+        while not self._stop.wait(0.2):
+            for i, proc in enumerate(self.agents):
+                code = proc.poll()
+                if code is None:
+                    continue
+                if code == EXIT_HANDLER_ERROR:
+                    click.echo("htcgrid: an agent cannot load its handler; stopping", err=True)
+                    return EXIT_HANDLER_ERROR
+                log.warning("agent %d exited with code %s; starting a new one", i, code)
+                self.agents[i] = self._start_agent(i)
+        return 0
+
+    def _stop_agents(self) -> None:
+        for proc in self.agents:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.grace_seconds + 5
+        for proc in self.agents:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()

@@ -1,0 +1,61 @@
+"""Running the HTTP API (with its TTL checker) on a socket, in a thread of this process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from htcgrid.api import create_app
+from htcgrid.dataplane import open_data_plane
+from htcgrid.service import GridService
+from htcgrid.settings import Settings
+from htcgrid.store import open_store
+from htcgrid.ttl import TTLChecker
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (read it back from ``getsockname``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class APIServer:
+    """The API and TTL checker of one grid, served from a background thread."""
+
+    def __init__(self, url: str, data_url: str, settings: Settings, sock: socket.socket) -> None:
+        self.service = GridService(open_store(url), open_data_plane(data_url), settings)
+        self.ttl = TTLChecker(self.service.store, settings.ttl_check_seconds)
+        app = create_app(self.service, self.ttl)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.sock = sock
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="htcgrid-api", daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self, timeout_seconds: float = 30) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_seconds
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.service.store.close()
+        self.service.data.close()

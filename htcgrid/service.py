@@ -1,0 +1,333 @@
+"""Control-plane logic shared by the HTTP API and the in-process client.
+
+Everything a client can ask of a grid is here, in plain Python: validate and submit a session,
+report its progress, page through its results, cancel, list and delete sessions. The HTTP layer
+only translates; the direct client calls this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from htcgrid.dataplane import DataPlane, keys
+from htcgrid.errors import NotFound, PayloadTooLarge, ValidationError
+from htcgrid.models import (
+    DEFAULT_FUNCTION,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    NAME_PATTERN,
+    SESSION_ID_PATTERN,
+    CancelCounts,
+    NewTask,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    json_dumps,
+    split_task_id,
+)
+from htcgrid.settings import Settings
+from htcgrid.store import TaskStore
+
+MAX_WAIT_SECONDS = 60.0
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    tasks: Sequence[Any]
+    session_id: str | None = None
+    priority: int = 0
+    task_priorities: Sequence[int] | None = None
+    function: str = DEFAULT_FUNCTION
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    retry_on_error: bool = False
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    session_id: str
+    task_count: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    info: SessionInfo
+    counts: dict[TaskState, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        spec = self.info.spec
+        return {
+            "session_id": spec.id,
+            "task_count": spec.task_count,
+            "function": spec.function,
+            "priority": spec.priority,
+            "max_attempts": spec.max_attempts,
+            "timeout_seconds": spec.timeout_seconds,
+            "owner": spec.owner,
+            "created_at": spec.created_at,
+            "complete": self.info.complete,
+            "cancelled": self.info.cancelled,
+            "done_count": self.info.done_count,
+            "counts": {state.value: n for state, n in self.counts.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ResultsPage:
+    results: list[TaskRecord]  # outputs resolved from the data plane
+    next_seq: int
+    complete: bool
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValidationError(message)
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> int:
+    _check(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer")
+    _check(low <= value <= high, f"{name} must be between {low} and {high}, not {value}")
+    return int(value)
+
+
+class GridService:
+    def __init__(
+        self,
+        store: TaskStore,
+        data: DataPlane,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.data = data
+        self.settings = settings or Settings()
+        self.clock = clock
+
+    # ---- submit ------------------------------------------------------------------------
+
+    def submit(self, request: SubmitRequest, owner: str = "") -> SubmitResult:
+        spec, tasks = self._prepare(request, owner)
+        existing = self.store.get_session(spec.id)
+        if existing is None:
+            tasks = self._offload_large(spec.id, tasks)
+        created = self.store.create_session(spec, tasks, self.clock())
+        return SubmitResult(spec.id, spec.task_count, created)
+
+    def _prepare(self, request: SubmitRequest, owner: str) -> tuple[SessionSpec, list[NewTask]]:
+        s = self.settings
+        tasks = request.tasks
+        _check(isinstance(tasks, list | tuple), "tasks must be a list")
+        _check(len(tasks) > 0, "tasks must not be empty")
+        _check(
+            len(tasks) <= s.max_tasks_per_submit,
+            f"at most {s.max_tasks_per_submit} tasks per submit, not {len(tasks)}",
+        )
+        session_id = request.session_id or str(uuid.uuid4())
+        _check(
+            isinstance(session_id, str) and bool(SESSION_ID_PATTERN.match(session_id)),
+            "session_id must be 1-64 letters, digits or '-'",
+        )
+        _check(
+            isinstance(request.function, str) and bool(NAME_PATTERN.match(request.function)),
+            "function must be 1-64 letters, digits, '.', '_' or '-'",
+        )
+        priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
+        max_attempts = _int_in("max_attempts", request.max_attempts or s.max_attempts, 1, 100)
+        timeout = request.timeout_seconds or s.task_timeout_seconds
+        _check(
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and math.isfinite(timeout)
+            and 0 < timeout <= 7 * 86400,
+            "timeout_seconds must be a number of seconds between 0 and 604800",
+        )
+        _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
+        priorities = self._priorities(request.task_priorities, len(tasks), priority)
+        payloads = [self._encode(i, t) for i, t in enumerate(tasks)]
+        digest = hashlib.sha256()
+        digest.update(
+            json_dumps(
+                [
+                    request.function,
+                    priority,
+                    max_attempts,
+                    float(timeout),
+                    request.retry_on_error,
+                    priorities,
+                ]
+            )
+        )
+        for p in payloads:
+            digest.update(len(p).to_bytes(8, "big"))
+            digest.update(p)
+        spec = SessionSpec(
+            id=session_id,
+            task_count=len(tasks),
+            function=request.function,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_seconds=float(timeout),
+            retry_on_error=request.retry_on_error,
+            owner=owner,
+            content_hash=digest.hexdigest(),
+            created_at=self.clock(),
+        )
+        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
+
+    @staticmethod
+    def _priorities(given: Sequence[int] | None, n: int, default: int) -> list[int]:
+        if given is None:
+            return [default] * n
+        _check(
+            isinstance(given, list | tuple) and len(given) == n,
+            "task_priorities needs one entry per task",
+        )
+        return [_int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
+
+    def _encode(self, index: int, task: Any) -> bytes:
+        try:
+            payload = json_dumps(task)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"task {index} is not JSON-serialisable: {exc}") from None
+        if len(payload) > self.settings.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"task {index} is {len(payload)} bytes; the limit is {self.settings.max_payload_bytes}"
+            )
+        return payload
+
+    def _offload_large(self, session_id: str, tasks: list[NewTask]) -> list[NewTask]:
+        limit = self.settings.inline_limit_bytes
+        out = []
+        for t in tasks:
+            if t.payload is not None and len(t.payload) > limit:
+                key = keys.task_input(session_id, t.index)
+                self.data.put(key, t.payload)
+                t = NewTask(t.index, t.priority, payload_ref=key)
+            out.append(t)
+        return out
+
+    # ---- read --------------------------------------------------------------------------
+
+    def session(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        info = self.store.get_session(session_id) if SESSION_ID_PATTERN.match(session_id) else None
+        if info is None or (owner is not None and info.spec.owner != owner):
+            raise NotFound(f"no session {session_id}")
+        return info
+
+    def status(
+        self, session_id: str, owner: str | None = None, wait_seconds: float = 0
+    ) -> SessionStatus:
+        info = self.session(session_id, owner)
+        if wait_seconds > 0 and not info.complete:
+            self.store.wait_for_session(
+                session_id, info.spec.task_count - 1, min(wait_seconds, MAX_WAIT_SECONDS)
+            )
+            info = self.session(session_id, owner)
+        return SessionStatus(info, self.store.count_states(session_id))
+
+    def results(
+        self,
+        session_id: str,
+        after_seq: int = 0,
+        limit: int = 1000,
+        wait_seconds: float = 0,
+        owner: str | None = None,
+    ) -> ResultsPage:
+        info = self.session(session_id, owner)
+        _check(after_seq >= 0, "after must not be negative")
+        limit = max(1, min(limit, MAX_PAGE))
+        if wait_seconds > 0 and info.done_count <= after_seq < info.spec.task_count:
+            self.store.wait_for_session(session_id, after_seq, min(wait_seconds, MAX_WAIT_SECONDS))
+        records = [self._resolve(r) for r in self.store.results(session_id, after_seq, limit)]
+        next_seq = records[-1].done_seq or after_seq if records else after_seq
+        return ResultsPage(records, next_seq, next_seq >= info.spec.task_count)
+
+    def _resolve(self, record: TaskRecord) -> TaskRecord:
+        if record.output_ref is None:
+            return record
+        return replace(record, output=self.data.get(record.output_ref))
+
+    def task(self, tid: str, owner: str | None = None) -> TaskRecord:
+        try:
+            session_id, _ = split_task_id(tid)
+        except ValueError:
+            raise NotFound(f"no task {tid}") from None
+        self.session(session_id, owner)
+        record = self.store.get_task(tid)
+        if record is None:
+            raise NotFound(f"no task {tid}")
+        record = self._resolve(record)
+        if record.payload_ref is not None:
+            record = replace(record, payload=self.data.get(record.payload_ref))
+        return record
+
+    def sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionStatus]:
+        limit = max(1, min(limit, 1000))
+        return [
+            SessionStatus(info, self.store.count_states(info.id))
+            for info in self.store.list_sessions(owner, limit, max(0, offset))
+        ]
+
+    # ---- change ------------------------------------------------------------------------
+
+    def cancel(self, session_id: str, owner: str | None = None) -> CancelCounts:
+        self.session(session_id, owner)
+        return self.store.cancel_session(session_id, self.clock())
+
+    def delete(self, session_id: str, owner: str | None = None) -> None:
+        """Forget a session: cancel what still runs, then remove its tasks and data."""
+        self.session(session_id, owner)
+        self.store.cancel_session(session_id, self.clock())
+        self.store.delete_session(session_id)
+        self.data.delete_prefix(keys.session_prefix(session_id))
+
+    def queue_depth(self) -> int:
+        return self.store.queue_depth()
+
+
+def result_dict(record: TaskRecord) -> dict[str, Any]:
+    """A task result as the API and the clients see it (output decoded from JSON)."""
+    return {
+        "task_id": record.task_id,
+        "index": record.index,
+        "state": record.state.value,
+        "attempts": record.attempt,
+        "output": json.loads(record.output) if record.output is not None else None,
+        "error": record.error.as_dict() if record.error else None,
+    }
+
+
+def task_dict(record: TaskRecord) -> dict[str, Any]:
+    """A task in full: its result plus payload, log and timings."""
+    return {
+        **result_dict(record),
+        "session_id": record.session_id,
+        "payload": json.loads(record.payload) if record.payload is not None else None,
+        "log": record.log,
+        "owner": record.owner,
+        "submitted_at": record.submitted_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def cancel_dict(session_id: str, counts: CancelCounts) -> dict[str, Any]:
+    """HTC-Grid's per-session cancel answer."""
+    return {
+        "session_id": session_id,
+        "cancelled_pending": counts.pending,
+        "cancelled_processing": counts.processing,
+        "total_cancelled_tasks": counts.total,
+    }
