@@ -1,0 +1,77 @@
+"""Agents as real processes: graceful SIGTERM, and recovery from a SIGKILLed agent."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from procs import children, pid_alive, until
+from sample_handlers_path import HERE
+
+from htcgrid.dataplane import open_data_plane
+from htcgrid.models import TaskState
+from htcgrid.service import GridService, SubmitRequest
+from htcgrid.settings import Settings
+from htcgrid.store import open_store
+from htcgrid.ttl import TTLChecker
+
+
+def start_agent(
+    url: str, data_url: str, slots: int = 1, grace: float = 10
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--data-url", data_url,
+         "--handler", "sample_handlers.sleep", "--path", HERE, "--slots", str(slots),
+         "--heartbeat-seconds", "0.2", "--lease-seconds", "1", "--grace-seconds", str(grace)],
+    )  # fmt: skip
+
+
+def make_grid(tmp_path: Path) -> tuple[GridService, str, str]:
+    url, data_url = f"sqlite://{tmp_path / 'grid.db'}", f"file://{tmp_path / 'blobs'}"
+    settings = Settings(heartbeat_seconds=0.2, lease_seconds=1.0)
+    return GridService(open_store(url), open_data_plane(data_url), settings), url, data_url
+
+
+def test_sigterm_drains_running_tasks_and_claims_nothing_more(tmp_path: Path) -> None:
+    grid, url, data_url = make_grid(tmp_path)
+    sid = grid.submit(SubmitRequest([{"seconds": 1.0}] * 6)).session_id
+    proc = start_agent(url, data_url)
+    until(lambda: grid.store.count_states(sid)[TaskState.PROCESSING] >= 1, what="a running task")
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    counts = grid.store.count_states(sid)
+    assert counts[TaskState.PROCESSING] == 0 and counts[TaskState.FAILED] == 0
+    assert counts[TaskState.FINISHED] >= 1 and counts[TaskState.PENDING] >= 3
+    assert all(r.attempt == 1 for r in grid.store.results(sid))
+    assert not any(pid_alive(pid) for pid in workers)
+
+
+def test_a_killed_agents_task_is_finished_by_another_exactly_once(tmp_path: Path) -> None:
+    grid, url, data_url = make_grid(tmp_path)
+    pid_file = tmp_path / "pid"
+    sid = grid.submit(SubmitRequest([{"seconds": 0.5, "pid_file": str(pid_file)}])).session_id
+    doomed = start_agent(url, data_url)
+    worker_pid = int(until(lambda: pid_file.exists() and pid_file.read_text(), what="task start"))
+    doomed.kill()
+    doomed.wait(timeout=10)
+    until(lambda: not pid_alive(worker_pid), 10, "the orphaned worker to die")
+    ttl = TTLChecker(grid.store, 0.1)
+    survivor = start_agent(url, data_url)
+    try:
+        until(
+            lambda: ttl.check_once().requeued or grid.session(sid).complete,
+            20,
+            "the lease to expire",
+        )
+        until(lambda: grid.session(sid).complete, 30, "the survivor to finish the task")
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(timeout=15)
+    (result,) = grid.store.results(sid)
+    assert result.state is TaskState.FINISHED and result.attempt == 2 and result.output == b"0.5"
+    info = grid.session(sid)
+    assert info.done_count == 1
+    assert len(grid.store.results(sid)) == 1

@@ -1,0 +1,64 @@
+"""Handlers the agent tests run in real worker processes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def echo(event: Any, context: Any) -> Any:
+    print(f"echo {event!r} from task {context.task_id} attempt {context.attempt}")
+    print("to stderr", file=sys.stderr)
+    return event
+
+
+def describe(event: Any, context: Any) -> dict[str, Any]:
+    return {
+        "function_name": context.function_name,
+        "aws_request_id": context.aws_request_id,
+        "invoked_function_arn": context.invoked_function_arn,
+        "log_group_name": context.log_group_name,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "session_id": context.session_id,
+        "task_id": context.task_id,
+        "attempt": context.attempt,
+        "pid": os.getpid(),
+    }
+
+
+def boom(event: Any, context: Any) -> None:
+    raise ValueError(f"bad input {event!r}")
+
+
+def exit_now(event: Any, context: Any) -> None:
+    os._exit(1)
+
+
+def segfault(event: Any, context: Any) -> None:
+    ctypes.string_at(0)
+
+
+def crash_on_first_attempt(event: Any, context: Any) -> str:
+    if context.attempt == 1:
+        os._exit(7)
+    return "survived"
+
+
+def sleep(event: dict[str, Any], context: Any) -> float:
+    """Write our pid to ``event["pid_file"]`` (if given), then sleep ``event["seconds"]``."""
+    if "pid_file" in event:
+        Path(event["pid_file"]).write_text(str(os.getpid()))
+    time.sleep(event["seconds"])
+    return float(event["seconds"])
+
+
+def big(event: int, context: Any) -> str:
+    return "x" * event
+
+
+def not_json(event: Any, context: Any) -> object:
+    return object()

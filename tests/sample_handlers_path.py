@@ -1,0 +1,3 @@
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
