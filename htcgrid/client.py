@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from htcgrid.errors import BY_CODE, BackendUnavailable, GridError, RemoteError
+from htcgrid.errors import BY_CODE, BackendUnavailable, GridError, RemoteError, ValidationError
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
 from htcgrid.progress import Progress
 
@@ -278,6 +278,8 @@ class Client:
         session_id: str | None = None,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``)."""
+        if isinstance(tasks, str | bytes | dict) or not isinstance(tasks, Sequence):
+            raise ValidationError("tasks must be a list of JSON values, one per task")
         body = {
             "tasks": list(tasks),
             "priority": priority,
