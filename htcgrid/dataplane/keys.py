@@ -36,3 +36,15 @@ def check(key: str) -> str:
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in key:
         raise ValueError(f"bad data-plane key: {key!r}")
     return key
+
+
+def function_index(name: str) -> str:
+    """A function's versions and which one is current (JSON)."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"not a function name: {name!r}")
+    return f"functions/{name}/index.json"
+
+
+def function_catalog() -> str:
+    """The names of every deployed function; ``_`` keeps it apart from any function name."""
+    return "functions/_catalog.json"
