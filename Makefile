@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,postgres,redis,aws,quantlib]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## start a grid, run HTC-Grid's example client, print results and throughput
+	$(PY) scripts/demo.py
+
+test: $(STAMP) lint  ## the whole suite (PostgreSQL and Redis on loopback; skipped locally when absent)
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check htcgrid tests examples benchmarks scripts
+	$(VENV)/bin/ruff format --check htcgrid tests examples benchmarks scripts
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)  ## throughput and round trip of `htcgrid up`
+	$(PY) benchmarks/grid_bench.py
+
+clean:
+	rm -rf $(VENV) .htcgrid .mypy_cache .ruff_cache
