@@ -1,0 +1,591 @@
+"""``redis://host:port/db?prefix=htcgrid:`` (or ``rediss://``): the task store on Redis.
+
+Every compare-and-set of design §2 is one Lua script (``redis_scripts``), so a batch of
+claims or completions is one round trip and one atomic step. The layout, every key under the
+prefix ``P`` (default ``htcgrid:``):
+
+    P task:<task_id>     hash, one per task (fields in ``redis_scripts``)
+    P session:<id>       hash: the spec, the completion count and one counter per state
+    P queue:<function>   sorted set of pending tasks, the queue of one function
+    P leases             sorted set of processing tasks by lease expiry (the TTL checker's index)
+    P done:<id>          sorted set of a session's terminal tasks by completion number
+    P sessions           sorted set of sessions by creation time; P owner:<owner> per owner
+    P functions          set of function names that have a queue
+    P seq                the FIFO counter, one step per submitted session
+
+Tasks are hashes rather than one packed value: each script reads and writes only the fields
+it needs, and small hashes use Redis's compact listpack encoding anyway.
+
+A queue member is ``<20-digit session counter><10-digit position><task_id>`` with score
+``-priority``. Redis orders equal scores by member bytes, so the order "priority first, then
+FIFO" needs no floating-point arithmetic and stays exact for any number of submissions; a score
+like ``priority * 2**k + seq`` would stop separating tasks once it passed 2**53.
+
+Waiting blocks on the server: scripts that make work available ``PUBLISH`` to ``P wake`` and
+``P wake:<function>``, scripts that finish tasks to ``P progress:<id>``. A waiter subscribes
+first, then checks, then blocks, so it cannot miss a wake-up.
+
+The backend targets a standalone Redis ≥ 7.0 (or its replicas via Sentinel), not Redis Cluster:
+scripts derive the keys of the tasks they touch from the prefix.
+
+URL options, removed before the URL reaches redis-py: ``prefix=`` (default ``htcgrid:``) and
+``allow_eviction_check_failure=1`` (see ``check_eviction_policy``).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.client import PubSub
+from redis.commands.core import Script
+
+from htcgrid.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    Conflict,
+    GridError,
+    NotFound,
+    ValidationError,
+)
+from htcgrid.models import (
+    CancelCounts,
+    ErrorInfo,
+    ExpiryReport,
+    HeartbeatStatus,
+    Lease,
+    NewTask,
+    Outcome,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    expired_error,
+    split_task_id,
+)
+from htcgrid.store import redis_scripts as lua
+from htcgrid.store.base import TaskStore
+from htcgrid.urls import redact
+
+DEFAULT_PREFIX = "htcgrid:"
+OUR_OPTIONS = frozenset({"prefix", "allow_eviction_check_failure"})
+# htcgrid sets no TTL on any key, so a volatile-* policy can only evict other applications' keys.
+SAFE_POLICIES = frozenset(
+    {"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
+)
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+
+Params = ParamSpec("Params")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+# ---- connecting (shared with the Redis data plane) -----------------------------------------
+
+
+def split_url(url: str) -> tuple[str, str, bool]:
+    """``url`` → (the URL for redis-py, key prefix, allow_eviction_check_failure)."""
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in options if k in OUR_OPTIONS}
+    rest = urlencode([(k, v) for k, v in options if k not in OUR_OPTIONS])
+    prefix = ours.get("prefix", DEFAULT_PREFIX)
+    allow = ours.get("allow_eviction_check_failure", "").lower() in TRUE_WORDS
+    return urlunsplit(parts._replace(query=rest)), prefix, allow
+
+
+def connect(url: str) -> tuple[redis.Redis, str]:
+    """A client for ``url`` whose server cannot evict our keys, and the key prefix.
+
+    Raises ``BackendUnavailable`` if the server cannot be reached and ``ConfigurationError``
+    if it could lose data by eviction or is older than 7.0.
+    """
+    client_url, prefix, allow_check_failure = split_url(url)
+    client = redis.Redis.from_url(client_url)
+    try:
+        with unavailable_as_grid_error(url):
+            check_eviction_policy(client, url, allow_check_failure)
+    except BaseException:
+        client.close()
+        raise
+    return client, prefix
+
+
+def check_eviction_policy(client: redis.Redis, url: str, allow_check_failure: bool) -> None:
+    """Refuse a server whose ``maxmemory-policy`` may evict keys without a TTL.
+
+    The policy comes from ``CONFIG GET`` or, where a managed service disables CONFIG, from
+    ``INFO memory``. If neither answers, only ``allow_eviction_check_failure=1`` lets us go on.
+    """
+    where = redact(url)
+    policy, info = _read_policy(client)
+    version = str(info.get("redis_version", "7"))
+    if int(version.split(".")[0]) < 7:
+        raise ConfigurationError(f"htcgrid needs Redis 7.0 or newer; {where} runs {version}")
+    if policy is None:
+        if allow_check_failure:
+            return
+        raise ConfigurationError(
+            f"cannot read maxmemory-policy from {where} (CONFIG GET and INFO are both refused). "
+            "An evicting policy would silently lose tasks and results. Make sure the server "
+            "uses maxmemory-policy noeviction (or a volatile-* policy), then add "
+            "allow_eviction_check_failure=1 to the URL's query to skip this check."
+        )
+    if policy not in SAFE_POLICIES:
+        raise ConfigurationError(
+            f"{where} uses maxmemory-policy {policy}, which can evict htcgrid's keys and "
+            "silently lose tasks and results. Fix it on the server: "
+            "`redis-cli CONFIG SET maxmemory-policy noeviction` (then `CONFIG REWRITE`, or put "
+            "`maxmemory-policy noeviction` in redis.conf, so it survives a restart). htcgrid "
+            "sets no TTLs, so volatile-lru, volatile-lfu, volatile-random and volatile-ttl "
+            "are safe too."
+        )
+
+
+def _read_policy(client: redis.Redis) -> tuple[str | None, dict[str, Any]]:
+    try:
+        info: dict[str, Any] = client.info()
+    except redis.ResponseError:
+        info = {}
+    try:
+        answer = client.config_get("maxmemory-policy")
+    except redis.ResponseError:
+        answer = {}
+    raw = next(iter(answer.values()), None) or info.get("maxmemory_policy")
+    policy = raw.decode() if isinstance(raw, bytes) else raw
+    return (str(policy) if policy else None), info
+
+
+@contextmanager
+def unavailable_as_grid_error(url: str) -> Iterator[None]:
+    """Turn redis-py's connection failures (and a full server) into ``BackendUnavailable``."""
+    where = redact(url)
+    try:
+        yield
+    except redis.AuthenticationError as exc:
+        raise ConfigurationError(f"redis at {where} refused our credentials: {exc}") from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BackendUnavailable(f"redis at {where} is unavailable: {exc}") from exc
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("OOM"):
+            raise
+        raise BackendUnavailable(f"redis at {where} is out of memory: {exc}") from exc
+
+
+def translate_errors(method: Callable[Params, R]) -> Callable[Params, R]:
+    """Wrap a method of an object with a ``url`` in ``unavailable_as_grid_error``."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> R:
+        with unavailable_as_grid_error(getattr(args[0], "url", "")):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+RECORD_FIELDS = (
+    "st", "at", "pri", "ow", "out", "oref", "err", "xa", "log", "ds", "sub", "sta", "fin", "le",
+)  # fmt: skip
+PAYLOAD_FIELDS = ("pl", "pr")
+FINAL_STATES = frozenset({TaskState.PENDING, TaskState.FINISHED, TaskState.FAILED})
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode()
+
+
+def _float(value: bytes | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _record(
+    tid: str, values: Sequence[bytes | None], max_attempts: int, payload: Sequence[Any] = ()
+) -> TaskRecord:
+    f = dict(zip(RECORD_FIELDS, values, strict=True))
+    session_id, index = split_task_id(tid)
+    attempt = int(f["at"] or 0)
+    error = expired_error(attempt) if f["xa"] else ErrorInfo.from_json(_text(f["err"]))
+    pl, pr = payload or (None, None)
+    return TaskRecord(
+        task_id=tid,
+        session_id=session_id,
+        index=index,
+        state=TaskState((f["st"] or b"").decode()),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        priority=int(f["pri"] or 0),
+        owner=_text(f["ow"]),
+        output=f["out"],
+        output_ref=_text(f["oref"]),
+        error=error,
+        log=_text(f["log"]) or "",
+        done_seq=None if f["ds"] is None else int(f["ds"]),
+        submitted_at=float(f["sub"] or 0),
+        started_at=_float(f["sta"]),
+        finished_at=_float(f["fin"]),
+        lease_expires_at=_float(f["le"]),
+        payload=pl,
+        payload_ref=_text(pr),
+    )
+
+
+def _session(session_id: str, h: Mapping[bytes, bytes]) -> SessionInfo:
+    def get(name: str) -> str:
+        return h[name.encode()].decode()
+
+    spec = SessionSpec(
+        id=session_id,
+        task_count=int(get("tc")),
+        function=get("fn"),
+        priority=int(get("pri")),
+        max_attempts=int(get("ma")),
+        timeout_seconds=float(get("to")),
+        retry_on_error=get("re") == "1",
+        owner=get("owner"),
+        content_hash=get("hash"),
+        created_at=float(get("at")),
+    )
+    return SessionInfo(spec, done_count=int(get("done")), cancelled=get("cx") == "1")
+
+
+def _check_indices(spec: SessionSpec, tasks: Sequence[NewTask]) -> None:
+    # Cancel and delete visit a session's tasks by index, so they must be exactly 0..n-1.
+    if len(tasks) != spec.task_count or {t.index for t in tasks} != set(range(len(tasks))):
+        raise ValidationError(
+            f"session {spec.id}: task indices must be 0..{spec.task_count - 1}, each once"
+        )
+
+
+class Keys:
+    """Every key and channel name of one store, all under its prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.seq = prefix + "seq"
+        self.sessions = prefix + "sessions"
+        self.wake_any = prefix + "wake"
+
+    def task(self, tid: str) -> str:
+        return f"{self.prefix}task:{tid}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}"
+
+    def wake(self, function: str) -> str:
+        return f"{self.prefix}wake:{function}"
+
+    def progress(self, session_id: str) -> str:
+        return f"{self.prefix}progress:{session_id}"
+
+
+# ---- the store -----------------------------------------------------------------------------
+
+
+class RedisTaskStore(TaskStore):
+    """``redis://host:port/db?prefix=htcgrid:``; see the module docstring for the layout."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client, prefix = connect(url)
+        self.keys = Keys(prefix)
+        register = self._client.register_script
+        self._create = register(lua.writing(lua.CREATE))
+        self._claim = register(lua.writing(lua.CLAIM))
+        self._heartbeat = register(lua.writing(lua.HEARTBEAT))
+        self._complete = register(lua.writing(lua.COMPLETE))
+        self._expire = register(lua.writing(lua.EXPIRE))
+        self._cancel = register(lua.writing(lua.CANCEL))
+        self._delete = register(lua.writing(lua.DELETE))
+        self._depth = register(lua.reading(lua.DEPTH))
+        self._results = register(lua.reading(lua.RESULTS))
+        self._local = threading.local()
+        self._pubsubs: set[PubSub] = set()
+        self._lock = threading.Lock()
+
+    def _run(self, script: Script, *args: Any) -> Any:
+        return script(args=[self.keys.prefix, *args])
+
+    def close(self) -> None:
+        with self._lock:
+            for pubsub in self._pubsubs:
+                pubsub.close()
+            self._pubsubs.clear()
+        self._local = threading.local()
+        self._client.close()
+
+    # ---- clients ------------------------------------------------------------------------
+
+    @translate_errors
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+        _check_indices(spec, tasks)
+        args: list[Any] = [
+            spec.id,
+            spec.content_hash,
+            spec.owner,
+            spec.function,
+            spec.priority,
+            spec.max_attempts,
+            float(spec.timeout_seconds),
+            int(spec.retry_on_error),
+            spec.task_count,
+            float(spec.created_at or now),
+            float(now),
+        ]
+        for t in tasks:
+            flags = ("p" if t.payload is not None else "") + (
+                "r" if t.payload_ref is not None else ""
+            )
+            args += (t.index, t.priority, flags, t.payload or b"", t.payload_ref or "")
+        created = self._run(self._create, *args)
+        if created == -1:
+            raise Conflict(f"session {spec.id} exists with different content")
+        return bool(created == 1)
+
+    @translate_errors
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        h = cast(dict[bytes, bytes], self._client.hgetall(self.keys.session(session_id)))
+        return _session(session_id, h) if h else None
+
+    @translate_errors
+    def list_sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionInfo]:
+        if limit <= 0:
+            return []
+        index = self.keys.sessions if owner is None else self.keys.owner(owner)
+        members = cast(list[bytes], self._client.zrevrange(index, offset, offset + limit - 1))
+        pipe = self._client.pipeline(transaction=False)
+        ids = [m[20:].decode() for m in members]  # member: 20-digit counter + session id
+        for session_id in ids:
+            pipe.hgetall(self.keys.session(session_id))
+        found = zip(ids, pipe.execute(), strict=True)
+        return [_session(session_id, h) for session_id, h in found if h]
+
+    @translate_errors
+    def count_states(self, session_id: str) -> dict[TaskState, int]:
+        names = [f"n:{state}" for state in TaskState]
+        values = self._client.hmget(self.keys.session(session_id), names)
+        return {state: int(v or 0) for state, v in zip(TaskState, values, strict=True)}
+
+    @translate_errors
+    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        if limit <= 0:
+            return []
+        max_attempts, rows = self._run(self._results, session_id, after_seq, limit, *RECORD_FIELDS)
+        return [_record(tid.decode(), values, int(max_attempts)) for tid, values in rows]
+
+    @translate_errors
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        try:
+            session_id, _ = split_task_id(task_id)
+        except ValueError:
+            return None
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(self.keys.task(task_id), [*RECORD_FIELDS, *PAYLOAD_FIELDS])
+        pipe.hget(self.keys.session(session_id), "ma")
+        values, max_attempts = pipe.execute()
+        if values[0] is None or max_attempts is None:
+            return None
+        n = len(RECORD_FIELDS)
+        return _record(task_id, values[:n], int(max_attempts), values[n:])
+
+    @translate_errors
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+        counts = self._run(self._cancel, session_id, float(now))
+        if counts is None:
+            raise NotFound(f"no session {session_id}")
+        return CancelCounts(pending=int(counts[0]), processing=int(counts[1]))
+
+    @translate_errors
+    def delete_session(self, session_id: str) -> bool:
+        return bool(self._run(self._delete, session_id) == 1)
+
+    # ---- agents ------------------------------------------------------------------------
+
+    @translate_errors
+    def claim(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        if max_tasks <= 0 or (functions is not None and not functions):
+            return []
+        expires = float(now + lease_seconds)
+        rows = self._run(self._claim, agent_id, max_tasks, expires, float(now), *(functions or ()))
+        leases = []
+        for tid, attempt, max_attempts, timeout, function, retry, payload, ref in rows:
+            session_id, index = split_task_id(tid.decode())
+            leases.append(
+                Lease(
+                    task_id=tid.decode(),
+                    session_id=session_id,
+                    index=index,
+                    attempt=int(attempt),
+                    max_attempts=int(max_attempts),
+                    timeout_seconds=float(timeout),
+                    function=function.decode(),
+                    retry_on_error=retry == b"1",
+                    expires_at=expires,
+                    payload=payload,
+                    payload_ref=_text(ref),
+                )
+            )
+        return leases
+
+    @translate_errors
+    def heartbeat(
+        self,
+        agent_id: str,
+        leases: Sequence[tuple[str, int]],
+        lease_seconds: float,
+        now: float,
+    ) -> dict[str, HeartbeatStatus]:
+        if not leases:
+            return {}
+        pairs = [value for tid, attempt in leases for value in (tid, attempt)]
+        answers = self._run(self._heartbeat, agent_id, float(now + lease_seconds), *pairs)
+        return {
+            tid: HeartbeatStatus(answer.decode())
+            for (tid, _), answer in zip(leases, answers, strict=True)
+        }
+
+    @translate_errors
+    def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        if not outcomes:
+            return []
+        args: list[Any] = [agent_id, float(now)]
+        for o in outcomes:
+            if o.state not in FINAL_STATES:
+                raise ValueError(f"an outcome cannot move a task to {o.state}")
+            flags = "".join(
+                flag
+                for flag, value in (("o", o.output), ("r", o.output_ref), ("e", o.error))
+                if value is not None
+            )
+            error = o.error.to_json() if o.error else ""
+            args += (o.task_id, o.attempt, o.state.value, flags)
+            args += (o.output or b"", o.output_ref or "", error, o.log)
+        return [bool(applied) for applied in self._run(self._complete, *args)]
+
+    # ---- TTL checker -------------------------------------------------------------------
+
+    @translate_errors
+    def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
+        if limit <= 0:
+            return ExpiryReport()
+        requeued, failed = self._run(self._expire, float(now), limit)
+        return ExpiryReport([t.decode() for t in requeued], [t.decode() for t in failed])
+
+    # ---- waiting and metrics ------------------------------------------------------------
+
+    @translate_errors
+    def wait_for_tasks(
+        self, timeout_seconds: float, functions: Sequence[str] | None = None
+    ) -> bool:
+        if functions is not None and not functions:
+            time.sleep(max(timeout_seconds, 0))  # nothing can ever match: wait out the timeout
+            return False
+        channels = [self.keys.wake_any] if functions is None else map(self.keys.wake, functions)
+        depth = functools.partial(self.queue_depth, functions)
+        return self._wait(channels, depth, lambda n: n > 0, timeout_seconds) > 0
+
+    @translate_errors
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+        key = self.keys.session(session_id)
+
+        def done_count() -> int:
+            value = self._client.hget(key, "done")
+            if value is None:
+                raise NotFound(f"no session {session_id}")
+            return int(value)
+
+        channels = [self.keys.progress(session_id)]
+        return self._wait(channels, done_count, lambda n: n > after_seq, timeout_seconds)
+
+    @translate_errors
+    def queue_depth(self, functions: Sequence[str] | None = None) -> int:
+        if functions is not None and not functions:
+            return 0
+        return int(self._run(self._depth, *(functions or ())))
+
+    # ---- blocking on the server -----------------------------------------------------------
+
+    def _wait(
+        self,
+        channels: Iterable[str],
+        probe: Callable[[], T],
+        ready: Callable[[T], bool],
+        timeout_seconds: float,
+    ) -> T:
+        """``probe()`` until ``ready`` says yes or the timeout passes; returns its last value.
+
+        Subscribes before the first probe, so a change between the probe and the block still
+        wakes us; a message on any channel only means "probe again".
+        """
+        if timeout_seconds <= 0:
+            return probe()
+        deadline = time.monotonic() + timeout_seconds
+        pubsub = self._pubsub()
+        subscribed = False
+        try:
+            subscribed = _subscribe(pubsub, sorted(set(channels)), deadline)
+            value = probe()
+            while not ready(value) and (remaining := deadline - time.monotonic()) > 0:
+                pubsub.get_message(timeout=remaining)
+                value = probe()
+            return value
+        except GridError:
+            raise  # our own answer (NotFound): the connection is fine
+        except BaseException:
+            subscribed = False  # the connection may have died mid-reply: never reuse it
+            raise
+        finally:
+            if subscribed:
+                # The confirmation is left for the next wait on this connection to ignore.
+                pubsub.unsubscribe()  # type: ignore[no-untyped-call]
+            else:
+                self._drop_pubsub(pubsub)  # a late confirmation must not fool the next wait
+
+    def _pubsub(self) -> PubSub:
+        """This thread's subscriber connection (a PubSub is not thread-safe)."""
+        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            self._local.pubsub = pubsub
+            with self._lock:
+                self._pubsubs.add(pubsub)
+        return pubsub
+
+    def _drop_pubsub(self, pubsub: PubSub) -> None:
+        self._local.pubsub = None
+        with self._lock:
+            self._pubsubs.discard(pubsub)
+        pubsub.close()
+
+
+def _subscribe(pubsub: PubSub, channels: list[str], deadline: float) -> bool:
+    """Subscribe and wait for the server to confirm; False if the deadline came first."""
+    pubsub.subscribe(*channels)
+    unconfirmed = {c.encode() for c in channels}
+    while unconfirmed:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        message = pubsub.get_message(timeout=remaining)
+        if message is not None and message["type"] == "subscribe":
+            unconfirmed.discard(message["channel"])
+    return True
