@@ -242,6 +242,14 @@ def server(url: str, data_url: str | None, host: str, port: int, **given: float 
     show_envvar=True,
     help="Serve only these functions (repeatable; default: all).",
 )
+@click.option(
+    "--cache-dir",
+    envvar=env("CACHE_DIR"),
+    default=None,
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where deployed function packages are unpacked (default: a per-user temp folder).",
+)
 @click.option("--agent-id", envvar=env("AGENT_ID"), default=None, show_envvar=True)
 @click.option("--parent-pid", type=int, default=None, hidden=True)
 @settings_options
@@ -252,6 +260,7 @@ def agent(
     handler: str,
     paths: tuple[str, ...],
     functions: tuple[str, ...],
+    cache_dir: Path | None,
     agent_id: str | None,
     parent_pid: int | None,
     **given: float | None,
@@ -268,14 +277,16 @@ def agent(
         paths=tuple(str(Path(p).resolve()) for p in paths),
         log_limit_bytes=settings.log_limit_bytes,
     )
+    data = open_data_plane(data_url or url)
     runner = Agent(
         open_store(url),
-        open_data_plane(data_url or url),
+        data,
         settings,
         worker,
         slots,
         functions=list(functions) or None,
         agent_id=agent_id,
+        packages=_package_cache(data, cache_dir, worker),
     )
     signals = {"count": 0}
 
@@ -293,6 +304,16 @@ def agent(
     except HandlerImportError as exc:
         click.echo(f"htcgrid agent: {exc}", err=True)
         sys.exit(EXIT_HANDLER_ERROR)
+
+
+def _package_cache(data: Any, cache_dir: Path | None, worker: Any) -> Any:
+    import tempfile
+
+    from htcgrid.agent.packages import PackageCache
+    from htcgrid.functions import FunctionRegistry
+
+    folder = cache_dir or Path(tempfile.gettempdir()) / f"htcgrid-packages-{os.getuid()}"
+    return PackageCache(FunctionRegistry(data), folder.resolve(), worker)
 
 
 def _wait_for_signal() -> None:

@@ -8,6 +8,7 @@ of milliseconds of its submission.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
+from htcgrid.agent.packages import PackageCache, PoolSet, demand_of
 from htcgrid.agent.pool import WorkerSlot, wait_deadline
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane, keys
@@ -62,6 +64,7 @@ class Agent:
         functions: Sequence[str] | None = None,
         agent_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        packages: PackageCache | None = None,
     ) -> None:
         self.store = store
         self.data = data
@@ -73,6 +76,11 @@ class Agent:
         self.clock = clock
         self.retry = Retrier(log)
         self.slots: list[WorkerSlot] = []
+        self.packages = packages
+        if packages is not None:
+            packages.base = self.worker
+        self.pools = PoolSet(self.slots, slots)
+        self.broken: dict[WorkerConfig, ErrorInfo] = {}
         self.backlog: deque[Lease] = deque()
         self.held: dict[str, Lease] = {}
         self.doomed: set[str] = set()
@@ -93,7 +101,8 @@ class Agent:
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Run until ``stop()`` (or ``should_stop()``) and every held task is settled."""
-        self.slots = [WorkerSlot(i, self.worker) for i in range(self.slot_count)]
+        self.slots[:] = [WorkerSlot(i, self.worker) for i in range(self.slot_count)]
+        self.pools = PoolSet(self.slots, self.slot_count)
         waker = threading.Thread(target=self._wait_for_work, name="htcgrid-waker", daemon=True)
         waker.start()
         self.next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
@@ -170,6 +179,9 @@ class Agent:
             self._hungry.set()
 
     def _dispatch(self, now: float) -> None:
+        if self.packages is not None:
+            self._dispatch_by_function(now)
+            return
         depth = self._depth()
         for slot in self.slots:
             while slot.ready and self.backlog and len(slot.inflight) < depth:
@@ -179,6 +191,44 @@ class Agent:
                 except OSError:  # the worker died under us: its sentinel tells the rest
                     self._on_crash(slot)
                     break
+
+    def _dispatch_by_function(self, now: float) -> None:
+        """Each task goes to a slot running its function's current package (or the agent's
+        own handler); slots are started, replaced and retired to follow the demand."""
+        assert self.packages is not None
+        depth = self._depth()
+        pending = list(self.backlog)
+        self.backlog.clear()
+        routed = [(le, c) for le in pending if (c := self._config_for(le)) is not None]
+        self.pools.retire_idle(self.packages.is_current)
+        self.pools.balance(demand_of(c for _, c in routed), depth)
+        waiting: list[Lease] = []
+        for lease, config in routed:
+            slot = self.pools.ready_slot(config, depth)
+            if slot is None:
+                waiting.append(lease)
+                continue
+            try:
+                slot.send(lease, self._payload(lease), now)
+            except OSError:
+                self._on_crash(slot)
+        self.backlog.extend(waiting)
+
+    def _config_for(self, lease: Lease) -> WorkerConfig | None:
+        """The config to run ``lease`` with; None when it was settled here instead."""
+        assert self.packages is not None
+        try:
+            config = self.packages.config_for(lease.function) or self.worker
+        except GridError as exc:
+            log.error("function %s: %s", lease.function, exc)
+            self.held.pop(lease.task_id, None)
+            self._add(after_infrastructure_failure(lease, type(exc).__name__, str(exc)))
+            return None
+        if config in self.broken:
+            self.held.pop(lease.task_id, None)
+            self._add(after_handler_error(lease, self.broken[config]))
+            return None
+        return config
 
     def _payload(self, lease: Lease) -> bytes:
         if lease.payload is not None:
@@ -207,17 +257,15 @@ class Agent:
 
     def _collect(self, ready: list[Any], now: float) -> None:
         if self._wake_r in ready:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
-            except BlockingIOError:
-                pass
             self.queue_empty = False
-        for slot in self.slots:
+        for slot in list(self.slots):
             if slot.conn not in ready and slot.sentinel not in ready:
                 continue
             for message in slot.receive():
                 self._on_message(slot, message, now)
-            if not slot.alive():
+            if slot in self.slots and not slot.alive():
                 self._on_crash(slot)
 
     def _on_message(self, slot: WorkerSlot, message: tuple[Any, ...], now: float) -> None:
@@ -225,10 +273,14 @@ class Agent:
             slot.ready = True
         elif message[0] == "init_error":
             error: ErrorInfo = message[1]
-            raise HandlerImportError(
-                f"cannot load handler {self.worker.handler!r}: {error.type}: {error.message}\n"
-                f"{error.traceback}"
-            )
+            if slot.config == self.worker:
+                raise HandlerImportError(
+                    f"cannot load handler {self.worker.handler!r}: {error.type}: "
+                    f"{error.message}\n{error.traceback}"
+                )
+            log.error("function %s: cannot load its handler: %s", slot.config.function_name, error)
+            self.broken[slot.config] = error
+            self.pools.remove(slot)
         else:
             duration = now - slot.head_started
             lease = slot.head_done(now)
@@ -359,10 +411,8 @@ class Agent:
     # ---- waking up ---------------------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass
 
     def _wait_for_work(self) -> None:
         while not self._stopping.is_set():

@@ -36,6 +36,7 @@ class WorkerConfig:
     memory_mb: int = 0
     log_limit_bytes: int = 64 * 1024
     agent_id: str = ""
+    runtime: str = "python"  # or "provided": a bootstrap behind the Lambda Runtime API
 
 
 def _die_with_parent() -> None:

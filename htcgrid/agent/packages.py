@@ -1,0 +1,138 @@
+"""Function packages on an agent: fetch, verify and unpack each version once, and keep
+worker slots keyed by the ``WorkerConfig`` (function, version, handler) they run.
+
+A new version is a new config: its tasks go to new worker processes, while slots still
+busy with the old version finish what they were sent and are retired once idle.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from htcgrid.agent.pool import WorkerSlot
+from htcgrid.agent.worker import WorkerConfig
+from htcgrid.functions import FunctionRegistry, FunctionVersion, unpack
+
+log = logging.getLogger("htcgrid.agent")
+
+
+class PackageCache:
+    """Which config runs a function's tasks now; None means the agent's own handler."""
+
+    def __init__(
+        self,
+        registry: FunctionRegistry,
+        cache_dir: Path,
+        base: WorkerConfig,
+        refresh_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.cache_dir = cache_dir
+        self.base = base
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
+        self._checked: dict[str, tuple[float, WorkerConfig | None]] = {}
+
+    def config_for(self, function: str) -> WorkerConfig | None:
+        """Raises GridError if the current package cannot be fetched or verified."""
+        now = self.clock()
+        known = self._checked.get(function)
+        if known and now - known[0] < self.refresh_seconds:
+            return known[1]
+        version = self.registry.current(function)
+        config = self._prepare(version) if version else None
+        self._checked[function] = (now, config)
+        return config
+
+    def is_current(self, config: WorkerConfig) -> bool:
+        known = self._checked.get(config.function_name)
+        return config == self.base or (known is not None and known[1] == config)
+
+    def _prepare(self, version: FunctionVersion) -> WorkerConfig:
+        folder = self.cache_dir / version.name / f"v{version.version}-{version.sha256[:16]}"
+        if not folder.is_dir():
+            self._unpack(version, folder)
+        return replace(
+            self.base,
+            handler=version.handler,
+            paths=(str(folder),),
+            function_name=version.name,
+            function_version=str(version.version),
+            memory_mb=version.memory_mb,
+            runtime=version.runtime,
+        )
+
+    def _unpack(self, version: FunctionVersion, folder: Path) -> None:
+        package = self.registry.package(version)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=folder.parent))
+        try:
+            unpack(package, staging)
+            staging.rename(folder)
+        except FileExistsError:  # another agent sharing the cache got there first
+            pass
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("unpacked %s v%d into %s", version.name, version.version, folder)
+
+
+class PoolSet:
+    """At most ``limit`` worker slots, started, reused and retired by the config they run."""
+
+    def __init__(self, slots: list[WorkerSlot], limit: int) -> None:
+        self.slots = slots
+        self.limit = limit
+        self._numbers = itertools.count(len(slots))
+
+    def ready_slot(self, config: WorkerConfig, depth: int) -> WorkerSlot | None:
+        for slot in self.slots:
+            if slot.config == config and slot.ready and len(slot.inflight) < depth:
+                return slot
+        return None
+
+    def balance(self, demand: dict[WorkerConfig, int], depth: int) -> None:
+        """Start slots for configs with waiting tasks, replacing idle slots nobody needs."""
+        for config, waiting in demand.items():
+            have = sum(1 for s in self.slots if s.config == config)
+            for _ in range(min(math.ceil(waiting / depth), self.limit) - have):
+                if len(self.slots) >= self.limit and not self._evict(demand, config):
+                    break
+                self.slots.append(WorkerSlot(next(self._numbers), config))
+
+    def retire_idle(self, keep: Callable[[WorkerConfig], bool]) -> None:
+        for slot in [s for s in self.slots if not s.inflight and not keep(s.config)]:
+            self.remove(slot)
+
+    def remove(self, slot: WorkerSlot) -> None:
+        self.slots.remove(slot)
+        slot.stop()
+
+    def _evict(self, demand: dict[WorkerConfig, int], wanted: WorkerConfig) -> bool:
+        idle = [s for s in self.slots if not s.inflight]
+        unwanted = [s for s in idle if s.config not in demand]
+        counts = {c: sum(1 for s in self.slots if s.config == c) for c in demand}
+        spare = [
+            s
+            for s in idle
+            if s.ready and s.config != wanted and s.config in demand and counts[s.config] > 1
+        ]
+        for slot in itertools.chain(unwanted, spare):
+            self.remove(slot)
+            return True
+        return False
+
+
+def demand_of(configs: Iterable[WorkerConfig]) -> dict[WorkerConfig, int]:
+    counts: dict[WorkerConfig, int] = {}
+    for config in configs:
+        counts[config] = counts.get(config, 0) + 1
+    return counts
