@@ -533,11 +533,12 @@ class RedisTaskStore(TaskStore):
     ) -> T:
         """``probe()`` until ``ready`` says yes or the timeout passes; returns its last value.
 
-        Subscribes before the first probe, so a change between the probe and the block still
+        Subscribes before probing again, so a change between that probe and the block still
         wakes us; a message on any channel only means "probe again".
         """
-        if timeout_seconds <= 0:
-            return probe()
+        value = probe()  # the common case, already ready, needs no subscription
+        if ready(value) or timeout_seconds <= 0:
+            return value
         deadline = time.monotonic() + timeout_seconds
         pubsub = self._pubsub()
         subscribed = False
