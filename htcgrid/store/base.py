@@ -35,6 +35,8 @@ class TaskStore(ABC):
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         """Create the session and all its tasks as ``pending``, all or nothing.
 
+        ``tasks`` have the indexes ``0 … task_count - 1``, each once (the service ensures it).
+
         Returns True when created, False when a session with this id and the same
         ``content_hash`` already exists (an idempotent re-submit: nothing changes).
         Raises ``Conflict`` when the id exists with a different content hash.
@@ -117,7 +119,7 @@ class TaskStore(ABC):
         ``agent_id`` with the same attempt (a zombie's late result is refused).
 
         FINISHED and FAILED record exactly one result per task; PENDING puts the task back in
-        the queue. Returns, in order, whether each outcome was applied.
+        the queue at its original place (FIFO position within its priority). Returns, in order, whether each outcome was applied.
         """
 
     # ---- TTL checker -------------------------------------------------------------------
@@ -126,7 +128,8 @@ class TaskStore(ABC):
     def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
         """Take back up to ``limit`` tasks whose lease expired before ``now``.
 
-        With attempts left a task returns to ``pending`` (owner cleared); otherwise it becomes
+        With attempts left a task returns to ``pending`` (owner cleared, original queue place);
+        otherwise it becomes
         ``failed`` with ``models.expired_error(attempt)``. Safe to run from many servers.
         """
 

@@ -50,6 +50,7 @@ class MemoryTaskStore(TaskStore):
         self._tasks: dict[str, TaskRecord] = {}
         self._specs: dict[str, SessionSpec] = {}
         self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task_id)
+        self._order: dict[str, int] = {}  # task_id -> its FIFO position, kept across requeues
         self._seq = itertools.count()
 
     # ---- helpers ------------------------------------------------------------------------
@@ -76,7 +77,7 @@ class MemoryTaskStore(TaskStore):
             lease_expires_at=None,
             **changes,  # type: ignore[arg-type]
         )
-        heapq.heappush(self._queue, (-record.priority, next(self._seq), record.task_id))
+        heapq.heappush(self._queue, (-record.priority, self._order[record.task_id], record.task_id))
 
     def _changed(self, fn: Callable[[], T]) -> T:
         with self._cond:
@@ -109,7 +110,8 @@ class MemoryTaskStore(TaskStore):
                     payload=t.payload,
                     payload_ref=t.payload_ref,
                 )
-                heapq.heappush(self._queue, (-t.priority, next(self._seq), tid))
+                self._order[tid] = next(self._seq)
+                heapq.heappush(self._queue, (-t.priority, self._order[tid], tid))
             return True
 
         return self._changed(create)
