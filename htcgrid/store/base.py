@@ -119,7 +119,8 @@ class TaskStore(ABC):
         ``agent_id`` with the same attempt (a zombie's late result is refused).
 
         FINISHED and FAILED record exactly one result per task; PENDING puts the task back in
-        the queue at its original place (FIFO position within its priority). Returns, in order, whether each outcome was applied.
+        the queue at its original place (FIFO position within its priority). Returns, in
+        order, whether each outcome was applied.
         """
 
     # ---- TTL checker -------------------------------------------------------------------
