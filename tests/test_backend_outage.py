@@ -1,0 +1,99 @@
+"""A backend that goes away and comes back costs no task (issue 4).
+
+The test runs its own Redis server (append-only file, so a restart keeps the data) on a free
+loopback port, stops it in the middle of a run, starts it again, and checks that the agent and
+the server rode out the outage and every task finished exactly once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from backends import require_module
+from procs import pid_alive, until
+
+import htcgrid
+from htcgrid.models import TaskState
+
+pytestmark = pytest.mark.slow
+TASKS = 3000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnRedis:
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        until(self.answers, 10, "redis to start")
+
+    def answers(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # redis flushes its AOF and exits
+            self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    require_module("htcgrid.store.redis")
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def test_a_redis_restart_costs_no_task(own_redis: OwnRedis) -> None:
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    timing = ["--heartbeat-seconds", "0.5", "--lease-seconds", "5"]
+    server = subprocess.Popen([sys.executable, "-m", "htcgrid", "server", "--url", url, "--port", "0", *timing],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--slots", "2", "--handler",
+         "htcgrid.handlers.mock_compute", *timing],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with htcgrid.connect(url) as grid:
+            session = grid.submit([{"worker_arguments": ["1", "1", "1"]}] * TASKS)
+            until(lambda: session.status()["done_count"] >= TASKS // 5, 120, "a fifth of the tasks")
+        own_redis.stop()
+        assert pid_alive(agent.pid) and server.poll() is None
+        own_redis.start()
+        with htcgrid.connect(url) as grid:
+            results = grid.session(session.id).results(timeout=180)
+    finally:
+        for proc in (agent, server):
+            proc.send_signal(signal.SIGTERM)
+        agent_log = agent.communicate(timeout=30)[1]
+        server.communicate(timeout=30)
+    assert len(results) == TASKS and all(r.state is TaskState.FINISHED for r in results)
+    assert len({r.task_id for r in results}) == TASKS
+    assert agent_log.count("backend unavailable") >= 1
+    assert agent_log.count("backend unavailable") <= 3, "an outage is logged once, not per retry"
