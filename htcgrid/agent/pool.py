@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -93,6 +94,10 @@ class WorkerSlot:
         return held
 
     def kill(self) -> None:
+        if self.config.runtime == "provided" and self.process.pid:
+            # the worker leads a group holding its bootstrap and what that started
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)

@@ -50,6 +50,11 @@ def main(conn: Connection, config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    if config.runtime == "provided":
+        from htcgrid.agent.lambda_api import serve
+
+        serve(conn, config)
+        return
     try:
         handler = load_handler(config.handler, list(config.paths))
     except BaseException as exc:
