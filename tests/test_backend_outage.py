@@ -46,11 +46,13 @@ class OwnRedis:
         until(self.answers, 10, "redis to start")
 
     def answers(self) -> bool:
+        """True once the server answers PING (not while it is still loading its data)."""
         try:
-            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            with socket.create_connection(("127.0.0.1", self.port), 0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-        return True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -46,7 +46,7 @@ def test_sigterm_drains_running_tasks_and_claims_nothing_more(tmp_path: Path) ->
     assert counts[TaskState.PROCESSING] == 0 and counts[TaskState.FAILED] == 0
     assert counts[TaskState.FINISHED] >= 1 and counts[TaskState.PENDING] >= 3
     assert all(r.attempt == 1 for r in grid.store.results(sid))
-    assert not any(pid_alive(pid) for pid in workers)
+    until(lambda: not any(pid_alive(pid) for pid in workers), 10, "the agent's children to exit")
 
 
 def test_a_killed_agents_task_is_finished_by_another_exactly_once(tmp_path: Path) -> None:
