@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import statistics
 import subprocess
@@ -18,12 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import htcgrid
 
 
 @contextlib.contextmanager
-def local_grid(slots: int, agents: int, extra: list[str]) -> Iterator[str]:
+def local_grid(slots: int, agents: int, extra: list[str]) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
             [sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", tmp,
@@ -32,8 +34,9 @@ def local_grid(slots: int, agents: int, extra: list[str]) -> Iterator[str]:
         )  # fmt: skip
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
+        credentials = json.loads((Path(tmp) / "admin-credentials.json").read_text())
         try:
-            yield url
+            yield url, credentials["api_key"]
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -70,9 +73,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs (best is reported)")
     args = parser.parse_args()
     grid_cm = (
-        contextlib.nullcontext(args.url) if args.url else local_grid(args.slots, args.agents, [])
+        contextlib.nullcontext((args.url, None))
+        if args.url
+        else local_grid(args.slots, args.agents, [])
     )
-    with grid_cm as url, htcgrid.connect(url) as grid:
+    with grid_cm as (url, token), htcgrid.connect(url, token=token) as grid:
         round_trips(grid, 5)  # warm up workers and connections
         runs = [throughput(grid, args.tasks) for _ in range(args.repeat)]
         best = min(runs)

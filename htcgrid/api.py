@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
-from htcgrid.errors import GridError
+from htcgrid.api_auth import auth_router, principal_dependency
+from htcgrid.auth import Authenticator, Principal
+from htcgrid.errors import GridError, PayloadTooLarge
+from htcgrid.limits import BodyLimit, RateLimit, SecurityConfig, TokenBuckets, TooManyRequests
 from htcgrid.models import TaskRecord
 from htcgrid.service import GridService, SubmitRequest, cancel_dict, task_dict
 from htcgrid.ttl import TTLChecker
@@ -110,12 +113,16 @@ class TaskDetail(TaskResult):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorAnswer} for code in (400, 401, 404, 409, 413, 503)
+    code: {"model": ErrorAnswer} for code in (400, 401, 403, 404, 409, 413, 429, 503)
 }
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _results_body(records: list[TaskRecord], next_seq: int, complete: bool) -> bytes:
@@ -132,7 +139,18 @@ def _results_body(records: list[TaskRecord], next_seq: int, complete: bool) -> b
     return b'{"results":[' + b",".join(parts) + tail
 
 
-def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
+def create_app(
+    service: GridService,
+    ttl: TTLChecker | None = None,
+    auth: Authenticator | None = None,
+    security: SecurityConfig | None = None,
+) -> FastAPI:
+    """The API app. With ``auth`` None every caller is an admin (``--no-auth``)."""
+    security = security or SecurityConfig()
+    principal = principal_dependency(auth)
+    Caller = Depends(principal)
+    max_tasks = service.settings.max_tasks_per_submit
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # long polls hold a thread each; the default 40 would cap waiting clients
@@ -145,14 +163,22 @@ def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
 
     app = FastAPI(title="htcgrid", version=__version__, lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_body_bytes=security.max_body_bytes)
+    if security.rate_limit_per_second > 0:
+        buckets = TokenBuckets(security.rate_limit_per_second, security.rate_limit_burst)
+        app.add_middleware(RateLimit, buckets=buckets)
+    if auth is not None:
+        app.include_router(auth_router(auth, principal))
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/sessions", response_model=SubmitAnswer, status_code=201, tags=["sessions"])
-    def submit(body: SubmitBody) -> JSONResponse:
-        result = service.submit(SubmitRequest(**body.model_dump()))
+    def submit(body: SubmitBody, caller: Principal = Caller) -> JSONResponse:
+        if len(body.tasks) > max_tasks:
+            raise PayloadTooLarge(f"at most {max_tasks} tasks per submit, not {len(body.tasks)}")
+        result = service.submit(SubmitRequest(**body.model_dump()), owner=caller.name)
         answer = {
             "session_id": result.session_id,
             "task_count": result.task_count,
@@ -162,13 +188,18 @@ def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
 
     @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
-        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        caller: Principal = Caller,
     ) -> dict[str, Any]:
-        return {"sessions": [s.as_dict() for s in service.sessions(None, limit, offset)]}
+        found = service.sessions(caller.owner, limit, offset)
+        return {"sessions": [s.as_dict() for s in found]}
 
     @app.get("/v1/sessions/{session_id}", response_model=SessionAnswer, tags=["sessions"])
-    def status(session_id: str, wait: float = Query(0, ge=0, le=60)) -> dict[str, Any]:
-        return service.status(session_id, wait_seconds=wait).as_dict()
+    def status(
+        session_id: str, wait: float = Query(0, ge=0, le=60), caller: Principal = Caller
+    ) -> dict[str, Any]:
+        return service.status(session_id, caller.owner, wait_seconds=wait).as_dict()
 
     @app.get("/v1/sessions/{session_id}/results", response_model=ResultsAnswer, tags=["sessions"])
     def results(
@@ -176,23 +207,24 @@ def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
         after: int = Query(0, ge=0, description="the `next` of the previous page"),
         limit: int = Query(1000, ge=1, le=10000),
         wait: float = Query(0, ge=0, le=60, description="seconds to wait for a new result"),
+        caller: Principal = Caller,
     ) -> Response:
-        page = service.results(session_id, after, limit, wait)
+        page = service.results(session_id, after, limit, wait, owner=caller.owner)
         body = _results_body(page.results, page.next_seq, page.complete)
         return Response(body, media_type="application/json")
 
     @app.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])
-    def cancel(session_id: str) -> dict[str, Any]:
-        return cancel_dict(session_id, service.cancel(session_id))
+    def cancel(session_id: str, caller: Principal = Caller) -> dict[str, Any]:
+        return cancel_dict(session_id, service.cancel(session_id, caller.owner))
 
     @app.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
-    def delete(session_id: str) -> Response:
-        service.delete(session_id)
+    def delete(session_id: str, caller: Principal = Caller) -> Response:
+        service.delete(session_id, caller.owner)
         return Response(status_code=204)
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskDetail, tags=["tasks"])
-    def task(task_id: str) -> dict[str, Any]:
-        return task_dict(service.task(task_id))
+    def task(task_id: str, caller: Principal = Caller) -> dict[str, Any]:
+        return task_dict(service.task(task_id, caller.owner))
 
     return app
 
@@ -200,7 +232,12 @@ def create_app(service: GridService, ttl: TTLChecker | None = None) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GridError)
     async def grid_error(request: Request, exc: GridError) -> JSONResponse:
-        return error_response(exc.status, exc.code, str(exc))
+        headers = None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_seconds + 0.5)))}
+        elif exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_response(exc.status, exc.code, str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -212,7 +249,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

@@ -71,7 +71,8 @@ def worker_options(fn: F) -> F:
         envvar=env("PATH"),
         show_envvar=True,
         type=click.Path(file_okay=False),
-        help="Folder added to the worker's import path (repeatable; ':'-separated in the variable).",
+        help="Folder added to the worker's import path "
+        "(repeatable; ':'-separated in the variable).",
     )(fn)
     fn = click.option(
         "--handler",
@@ -90,6 +91,53 @@ def worker_options(fn: F) -> F:
         show_envvar=True,
         help="Worker processes per agent.",
     )(fn)
+
+
+def security_options(fn: F) -> F:
+    fn = click.option(
+        "--tls-key",
+        envvar=env("TLS_KEY"),
+        default=None,
+        show_envvar=True,
+        type=click.Path(dir_okay=False, exists=True),
+        help="Private key of --tls-cert.",
+    )(fn)
+    fn = click.option(
+        "--tls-cert",
+        envvar=env("TLS_CERT"),
+        default=None,
+        show_envvar=True,
+        type=click.Path(dir_okay=False, exists=True),
+        help="Serve HTTPS with this certificate (PEM; needs --tls-key).",
+    )(fn)
+    return click.option(
+        "--no-auth",
+        is_flag=True,
+        envvar=env("NO_AUTH"),
+        show_envvar=True,
+        help="Let anyone in as admin, without a token. Refused unless bound to loopback.",
+    )(fn)
+
+
+def _security(no_auth: bool, tls_cert: str | None, tls_key: str | None) -> Any:
+    from htcgrid.limits import SecurityConfig
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
+    return SecurityConfig.from_env(os.environ, auth=not no_auth), tls
+
+
+def _warn_if_exposed(host: str, tls: Any) -> None:
+    from htcgrid.server import is_loopback
+
+    if not is_loopback(host) and tls is None:
+        click.secho(
+            f"htcgrid: WARNING: serving plain HTTP on {host}: passwords and tokens cross the "
+            "network unencrypted. Use --tls-cert/--tls-key, or a TLS proxy in front.",
+            err=True,
+            fg="yellow",
+        )
 
 
 def _settings(**given: float | None) -> Any:
@@ -173,6 +221,7 @@ def main(log_level: str) -> None:
     help="Agent processes to run.",
 )
 @worker_options
+@security_options
 @settings_options
 def up(
     data_dir: str,
@@ -182,13 +231,23 @@ def up(
     slots: int,
     handler: str,
     paths: tuple[str, ...],
+    no_auth: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
     **given: float | None,
 ) -> None:
-    """Run a whole grid here: API, TTL checker and agents, on SQLite and files."""
+    """Run a whole grid here: API, TTL checker and agents, on SQLite and files.
+
+    The first start creates user 'admin' and writes its password and an API key to
+    admin-credentials.json in the data dir (readable by you only)."""
     from htcgrid.local import LocalGrid
 
     settings = _settings(**given)
-    grid = LocalGrid(Path(data_dir), host, port, agents, slots, handler, list(paths), settings)
+    security, tls = _security(no_auth, tls_cert, tls_key)
+    _warn_if_exposed(host, tls)
+    grid = LocalGrid(
+        Path(data_dir), host, port, agents, slots, handler, list(paths), settings, security, tls
+    )
     sys.exit(grid.run())
 
 
@@ -212,13 +271,33 @@ def up(
     show_default=True,
     show_envvar=True,
 )
+@security_options
 @settings_options
-def server(url: str, data_url: str | None, host: str, port: int, **given: float | None) -> None:
+def server(
+    url: str,
+    data_url: str | None,
+    host: str,
+    port: int,
+    no_auth: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    **given: float | None,
+) -> None:
     """Serve the API and run the TTL checker on any backend."""
     from htcgrid.server import APIServer, bind
 
-    api = APIServer(url, data_url or url, _settings(**given), bind(host, port))
+    security, tls = _security(no_auth, tls_cert, tls_key)
+    _warn_if_exposed(host, tls)
+    api = APIServer(url, data_url or url, _settings(**given), bind(host, port), security, tls)
     api.start()
+    if api.auth is None:
+        click.secho(f"htcgrid: WARNING: authentication is OFF at {api.url}", err=True, fg="red")
+    elif not api.auth.has_users():
+        click.echo(
+            f"htcgrid: no users yet; add an admin with: htcgrid user add NAME --admin "
+            f"--url {url} --data-url {data_url or url}",
+            err=True,
+        )
     click.echo(api.url)
     _wait_for_signal()
     api.stop()
@@ -473,7 +552,14 @@ def cancel(session_id: str, url: str, token: str | None) -> None:
 @main.command()
 @url_option()
 @token_option
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    envvar=env("LIMIT"),
+    show_envvar=True,
+)
 def sessions(url: str, token: str | None, limit: int) -> None:
     """List sessions, newest first."""
     with _client(url, token) as grid:
@@ -603,6 +689,15 @@ def rollback(name: str, version: int, url: str, data_url: str | None) -> None:
     chosen = _registry(url, data_url).rollback(name, version)
     click.echo(f"{chosen.name} v{chosen.version} is current")
 
+
+def _add_user_commands() -> None:
+    from htcgrid.cli_users import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_user_commands()
 
 if __name__ == "__main__":
     main()

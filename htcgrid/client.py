@@ -16,7 +16,18 @@ from typing import Any, Protocol
 
 import httpx
 
-from htcgrid.errors import BY_CODE, BackendUnavailable, GridError, RemoteError, ValidationError
+from htcgrid.credentials import choose_auth
+from htcgrid.errors import (
+    BY_CODE,
+    AuthError,
+    BackendUnavailable,
+    Forbidden,
+    GridError,
+    PayloadTooLarge,
+    RemoteError,
+    ValidationError,
+)
+from htcgrid.limits import TooManyAttempts, TooManyRequests
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
 from htcgrid.progress import Progress
 
@@ -55,14 +66,47 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+ERRORS_BY_STATUS: dict[int, type[GridError]] = {
+    401: AuthError,
+    403: Forbidden,
+    413: PayloadTooLarge,
+}
+
+
+def _raise_for(response: httpx.Response, body: Any) -> None:
+    error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+    error = error if isinstance(error, dict) else {}
+    message = error.get("message") or response.text[:200] or response.reason_phrase
+    code = error.get("code", "")
+    if response.status_code == 429:
+        retry = float(response.headers.get("retry-after", "1") or 1)
+        cls429 = TooManyAttempts if code == TooManyAttempts.code else TooManyRequests
+        raise cls429(message, retry)
+    cls = BY_CODE.get(code) or ERRORS_BY_STATUS.get(response.status_code)
+    if cls is not None:
+        raise cls(message)
+    raise RemoteError(message, response.status_code, code or "remote_error")
+
+
 class HTTPTransport:
-    def __init__(self, url: str, token: str | None = None, timeout_seconds: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """The API over HTTP(S). ``auth`` (an httpx auth flow) wins over a plain ``token``."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout_seconds: float = 30.0,
+        auth: httpx.Auth | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token and auth is None else {}
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_seconds)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout_seconds, auth=auth, verify=verify
+        )
 
-    def _call(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
         try:
             response = self.http.request(
                 method, path, timeout=self.timeout_seconds + wait, **kwargs
@@ -75,14 +119,11 @@ class HTTPTransport:
             body = response.json()
         except ValueError:
             body = None
-        if response.is_success:
-            return body
-        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-        message = error.get("message") or response.text[:200] or response.reason_phrase
-        cls = BY_CODE.get(error.get("code", ""))
-        if cls is not None:
-            raise cls(message)
-        raise RemoteError(message, response.status_code, error.get("code", "remote_error"))
+        if not response.is_success:
+            _raise_for(response, body)
+        return body
+
+    _call = call
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
@@ -210,10 +251,12 @@ class Session:
             bar.finish(status["counts"])
         return status
 
-    def as_completed(self, timeout: float | None = None) -> Iterator[TaskResult]:
-        """Yield each task's result as soon as it is terminal, until all are."""
+    def as_completed(self, timeout: float | None = None, after: int = 0) -> Iterator[TaskResult]:
+        """Yield each task's result as soon as it is terminal, until all are.
+
+        ``after`` skips the first results already seen (results come in completion order).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        after = 0
         while after < self.task_count:
             left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
@@ -293,9 +336,11 @@ class Client:
         answer = self._t.submit(body)
         return Session(self._t, answer["session_id"], answer["task_count"])
 
-    def session(self, session_id: str) -> Session:
-        status = self._t.status(session_id, 0)
-        return Session(self._t, session_id, status["task_count"])
+    def session(self, session_id: str, task_count: int | None = None) -> Session:
+        """A handle on a session; asks the grid for its size unless ``task_count`` is given."""
+        if task_count is None:
+            task_count = self._t.status(session_id, 0)["task_count"]
+        return Session(self._t, session_id, task_count)
 
     def sessions(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._t.sessions(limit, offset)["sessions"]  # type: ignore[no-any-return]
@@ -314,12 +359,23 @@ def connect(
     url: str | None = None,
     *,
     token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    api_key: str | None = None,
     data_url: str | None = None,
     timeout_seconds: float = 30.0,
+    verify: bool | str = True,
 ) -> Client:
-    """A client for ``url`` (default ``$HTCGRID_URL``, else ``http://127.0.0.1:8080``)."""
+    """A client for ``url`` (default ``$HTCGRID_URL``, else ``http://127.0.0.1:8080``).
+
+    Over HTTP(S) it authenticates with, in this order: ``username``/``password`` (logging in,
+    and refreshing the token as it nears expiry), ``token`` or ``api_key``, ``$HTCGRID_TOKEN``,
+    or the token ``htcgrid login`` stored for this URL. ``verify`` is False or a CA bundle for
+    a server with a self-signed certificate. A backend URL needs no credentials: whoever can
+    open the backend already holds everything.
+    """
     url = url or os.environ.get("HTCGRID_URL") or "http://127.0.0.1:8080"
     if url.startswith(("http://", "https://")):
-        token = token or os.environ.get("HTCGRID_TOKEN")
-        return Client(HTTPTransport(url, token, timeout_seconds))
+        auth = choose_auth(url, token, username, password, api_key)
+        return Client(HTTPTransport(url, None, timeout_seconds, auth, verify))
     return Client(DirectTransport(url, data_url))

@@ -7,7 +7,9 @@ run (within the grace period), then exit. Agents watch our pid and leave if we d
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +19,10 @@ from pathlib import Path
 
 import click
 
+from htcgrid.auth import Authenticator
+from htcgrid.credentials import ADMIN_CREDENTIALS, read_admin_credentials, write_private
+from htcgrid.errors import Conflict
+from htcgrid.limits import SecurityConfig
 from htcgrid.server import APIServer, bind
 from htcgrid.settings import Settings
 
@@ -35,8 +41,12 @@ class LocalGrid:
         handler: str,
         paths: list[str],
         settings: Settings,
+        security: SecurityConfig | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.security = security or SecurityConfig()
+        self.tls = tls
         self.host, self.port = host, port
         self.agent_count, self.slots = agents, slots
         self.handler, self.paths = handler, [str(Path(p).resolve()) for p in paths]
@@ -73,8 +83,15 @@ class LocalGrid:
                 proc.kill()
 
     def run(self) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        api = APIServer(self.store_url, self.data_url, self.settings, bind(self.host, self.port))
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        api = APIServer(
+            self.store_url,
+            self.data_url,
+            self.settings,
+            bind(self.host, self.port),
+            self.security,
+            self.tls,
+        )
         api.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
@@ -84,6 +101,7 @@ class LocalGrid:
             f"handler {self.handler}, data in {self.data_dir}",
             err=True,
         )
+        self._announce_access(api)
         click.echo(api.url)
         sys.stdout.flush()
         code = self._supervise()
@@ -91,6 +109,26 @@ class LocalGrid:
         api.stop()
         click.echo("htcgrid stopped", err=True)
         return code
+
+    def _announce_access(self, api: APIServer) -> None:
+        if api.auth is None:
+            click.secho(
+                f"htcgrid: WARNING: authentication is OFF (--no-auth). Every user and program "
+                f"on this machine can submit, read and cancel any session at {api.url}.",
+                err=True,
+                fg="red",
+                bold=True,
+            )
+            return
+        path = ensure_admin(api.auth, self.data_dir / ADMIN_CREDENTIALS, api.url)
+        if path is not None:
+            click.echo(
+                f"htcgrid: admin credentials (user, password, API key) are in {path} "
+                f"(readable by you only); log in with: htcgrid login --credentials {path}",
+                err=True,
+            )
+        else:
+            click.echo(f"htcgrid: log in with: htcgrid login --url {api.url}", err=True)
 
     def _supervise(self) -> int:
         while not self._stop.wait(0.2):
@@ -116,6 +154,27 @@ class LocalGrid:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def ensure_admin(auth: Authenticator, path: Path, url: str) -> Path | None:
+    """On a grid's first start, create user ``admin`` with a random password and an API key,
+    and write them to ``path`` (mode 0600). Later starts update the URL in that file. Returns
+    the file, or None when users exist but the file does not."""
+    if not auth.has_users():
+        password = secrets.token_urlsafe(18)
+        try:
+            auth.add_user("admin", password, "admin")
+        except Conflict:
+            return path if path.exists() else None
+        _, api_key = auth.create_key("admin", "htcgrid up")
+        found = {"user": "admin", "password": password, "api_key": api_key}
+    else:
+        try:
+            found = read_admin_credentials(path)
+        except (OSError, ValueError):
+            return None
+    write_private(path, json.dumps({**found, "url": url}, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def _pid() -> int:

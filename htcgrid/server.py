@@ -9,11 +9,20 @@ import time
 import uvicorn
 
 from htcgrid.api import create_app
+from htcgrid.auth import Authenticator
 from htcgrid.dataplane import open_data_plane
+from htcgrid.errors import ConfigurationError
+from htcgrid.limits import SecurityConfig
 from htcgrid.service import GridService
 from htcgrid.settings import Settings
 from htcgrid.store import open_store
 from htcgrid.ttl import TTLChecker
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    return host.startswith(LOOPBACK) or host in ("::1", "[::1]")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -28,15 +37,44 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class APIServer:
-    """The API and TTL checker of one grid, served from a background thread."""
+    """The API and TTL checker of one grid, served from a background thread.
 
-    def __init__(self, url: str, data_url: str, settings: Settings, sock: socket.socket) -> None:
+    Authentication is on unless ``security.auth`` is False, which only a loopback socket
+    accepts. ``tls`` is ``(certificate file, key file)`` for HTTPS.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        data_url: str,
+        settings: Settings,
+        sock: socket.socket,
+        security: SecurityConfig | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        security = security or SecurityConfig()
+        host = sock.getsockname()[0]
+        if not security.auth and not is_loopback(host):
+            raise ConfigurationError(
+                f"authentication can only be turned off on a loopback address, not {host}"
+            )
         self.service = GridService(open_store(url), open_data_plane(data_url), settings)
+        self.auth = Authenticator(self.service.data, security) if security.auth else None
+        if self.auth is not None:
+            self.auth.start()
         self.ttl = TTLChecker(self.service.store, settings.ttl_check_seconds)
-        app = create_app(self.service, self.ttl)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        app = create_app(self.service, self.ttl, self.auth, security)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
+        )
         self.server = uvicorn.Server(config)
         self.sock = sock
+        self.scheme = "https" if tls else "http"
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, name="htcgrid-api", daemon=True
         )
@@ -44,7 +82,8 @@ class APIServer:
     @property
     def url(self) -> str:
         host, port = self.sock.getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self, timeout_seconds: float = 30) -> None:
         self.thread.start()

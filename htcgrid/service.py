@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from htcgrid.dataplane import DataPlane, keys
-from htcgrid.errors import NotFound, PayloadTooLarge, ValidationError
+from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,
@@ -120,6 +120,8 @@ class GridService:
         existing = self.store.get_session(spec.id)
         if existing is None:
             tasks = self._offload_large(spec.id, tasks)
+        elif existing.spec.owner != owner:
+            raise Conflict(f"session id {spec.id} is already in use")
         created = self.store.create_session(spec, tasks, self.clock())
         return SubmitResult(spec.id, spec.task_count, created)
 
@@ -200,9 +202,8 @@ class GridService:
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"task {index} is not JSON-serialisable: {exc}") from None
         if len(payload) > self.settings.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"task {index} is {len(payload)} bytes; the limit is {self.settings.max_payload_bytes}"
-            )
+            limit = self.settings.max_payload_bytes
+            raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
         return payload
 
     def _offload_large(self, session_id: str, tasks: list[NewTask]) -> list[NewTask]:

@@ -36,6 +36,8 @@ def main() -> None:
         assert grid.stdout is not None
         url = grid.stdout.readline().strip()
         print(f"grid API at {url}")
+        api_key = json.loads(Path(tmp, "grid", "admin-credentials.json").read_text())["api_key"]
+        os.environ["HTCGRID_TOKEN"] = api_key  # the admin's key, for the CLI steps below
         try:
             htcgrid = [sys.executable, "-m", "htcgrid"]
             step("htcgrid submit --wait: three mock tasks (sleep 100, 200, 300 ms)")
@@ -44,7 +46,7 @@ def main() -> None:
 
             step("HTC-Grid's examples/client/client.py: 5 sessions x 2,000 no-op tasks, every output verified")
             config = Path(tmp) / "agent_config.json"
-            config.write_text(json.dumps({"htcgrid_url": url}))
+            config.write_text(json.dumps({"htcgrid_url": url, "api_gateway_key": api_key}))
             env = {**os.environ, "AGENT_CONFIG_FILE": str(config)}
             print(run(sys.executable, "examples/client/client.py", "-n", "1", "--job_size", "2000",
                       "--job_batch_size", "5", "--worker_arguments", "0 1 1", env=env), end="")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,11 @@ class GridProcess:
     url: str
     data_dir: Path
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The admin's user, password and api_key, as `htcgrid up` wrote them (auth=True)."""
+        return json.loads((self.data_dir / "admin-credentials.json").read_text())  # type: ignore[no-any-return]
+
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -29,12 +35,14 @@ class GridProcess:
 
 @contextmanager
 def htcgrid_up(
-    data_dir: Path, *extra: str, env: dict[str, str] | None = None
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None, auth: bool = False
 ) -> Iterator[GridProcess]:
+    """``htcgrid up`` on a free port; without ``auth`` it runs ``--no-auth`` (loopback only)."""
     command = [
         sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", str(data_dir),
         "--slots", "2", "--path", str(MOCK), "--handler", "mock_compute_engine.lambda_handler",
         "--heartbeat-seconds", "0.5", "--lease-seconds", "3", *extra,
+        *([] if auth else ["--no-auth"]),
     ]  # fmt: skip
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=ROOT

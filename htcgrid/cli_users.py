@@ -1,0 +1,250 @@
+"""``htcgrid user``, ``htcgrid key``, ``htcgrid login`` and ``htcgrid logout``.
+
+The user and key commands work through the API (``--url http://…``, as an admin) or straight
+on a grid's backends (``--url sqlite:///…/grid.db --data-url file:///…/blobs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from htcgrid.admin import Admin, DirectAdmin, open_admin
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_API = "http://127.0.0.1:8080"
+
+
+def _grid_options(fn: F) -> F:
+    fn = click.option(
+        "--token",
+        envvar="HTCGRID_TOKEN",
+        default=None,
+        show_envvar=True,
+        help="Bearer token or API key of an admin (API URLs only).",
+    )(fn)
+    fn = click.option(
+        "--data-url",
+        envvar="HTCGRID_DATA_URL",
+        default=None,
+        show_envvar=True,
+        help="Data plane URL, where users live (backend URLs only; default: --url).",
+    )(fn)
+    return click.option(
+        "--url",
+        envvar="HTCGRID_URL",
+        default=DEFAULT_API,
+        show_default=True,
+        show_envvar=True,
+        help="Grid API URL, or a backend URL to work on the grid's data directly.",
+    )(fn)
+
+
+def _password_option(fn: F) -> F:
+    return click.option(
+        "--password",
+        envvar="HTCGRID_PASSWORD",
+        default=None,
+        show_envvar=True,
+        help="The password (prompted for when not given).",
+    )(fn)
+
+
+@contextmanager
+def _admin(url: str, data_url: str | None, token: str | None) -> Iterator[Admin]:
+    admin = open_admin(url, data_url, token)
+    if isinstance(admin, DirectAdmin) and not admin.started():
+        click.echo(
+            "htcgrid: note: no grid server has started on this data plane yet; make sure "
+            "--data-url names the data plane your servers use.",
+            err=True,
+        )
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _new_password(given: str | None) -> str:
+    if given is not None:
+        return given
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@click.group()
+def user() -> None:
+    """Users of the API: add, list, remove, change passwords (admins only)."""
+
+
+@user.command("add")
+@click.argument("name")
+@_password_option
+@click.option(
+    "--admin",
+    "is_admin",
+    is_flag=True,
+    envvar="HTCGRID_USER_ADMIN",
+    show_envvar=True,
+    help="Give the user the admin role.",
+)
+@_grid_options
+def user_add(
+    name: str,
+    password: str | None,
+    is_admin: bool,
+    url: str,
+    data_url: str | None,
+    token: str | None,
+) -> None:
+    """Add user NAME (role 'user', or 'admin' with --admin)."""
+    secret = _new_password(password)
+    with _admin(url, data_url, token) as admin:
+        added = admin.add_user(name, secret, "admin" if is_admin else "user")
+    click.echo(f"added {added['role']} {added['name']}")
+
+
+@user.command("list")
+@_grid_options
+def user_list(url: str, data_url: str | None, token: str | None) -> None:
+    """List users and their roles."""
+    with _admin(url, data_url, token) as admin:
+        for u in admin.users():
+            click.echo(f"{u['name']}\t{u['role']}")
+
+
+@user.command("remove")
+@click.argument("name")
+@_grid_options
+def user_remove(name: str, url: str, data_url: str | None, token: str | None) -> None:
+    """Remove user NAME and their API keys; their tokens stop working at once."""
+    with _admin(url, data_url, token) as admin:
+        admin.remove_user(name)
+    click.echo(f"removed {name}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@_password_option
+@_grid_options
+def user_passwd(
+    name: str, password: str | None, url: str, data_url: str | None, token: str | None
+) -> None:
+    """Set the password of NAME; tokens issued before stop working."""
+    secret = _new_password(password)
+    with _admin(url, data_url, token) as admin:
+        admin.set_password(name, secret)
+    click.echo(f"password of {name} changed")
+
+
+@click.group()
+def key() -> None:
+    """API keys for programs and agents (HTC-Grid's x-api-key)."""
+
+
+@key.command("create")
+@click.option(
+    "--user",
+    "owner",
+    envvar="HTCGRID_KEY_USER",
+    default=None,
+    show_envvar=True,
+    help="Whose key (default: the caller).",
+)
+@click.option(
+    "--label",
+    envvar="HTCGRID_KEY_LABEL",
+    default="",
+    show_envvar=True,
+    help="A note on what the key is for.",
+)
+@_grid_options
+def key_create(
+    owner: str | None, label: str, url: str, data_url: str | None, token: str | None
+) -> None:
+    """Create an API key and print it; it is shown this once only."""
+    with _admin(url, data_url, token) as admin:
+        created = admin.create_key(owner, label)
+    click.echo(f"key {created['key_id']} for {created['user']} (shown once):", err=True)
+    click.echo(created["api_key"])
+
+
+@key.command("list")
+@_grid_options
+def key_list(url: str, data_url: str | None, token: str | None) -> None:
+    """List API keys (ids and owners, never the secrets)."""
+    with _admin(url, data_url, token) as admin:
+        for k in admin.api_keys():
+            click.echo(f"{k['key_id']}\t{k['user']}\t{k['label']}")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@_grid_options
+def key_revoke(key_id: str, url: str, data_url: str | None, token: str | None) -> None:
+    """Revoke an API key; it stops working at once."""
+    with _admin(url, data_url, token) as admin:
+        admin.revoke_key(key_id)
+    click.echo(f"revoked {key_id}")
+
+
+@click.command()
+@click.option("--url", envvar="HTCGRID_URL", default=None, show_envvar=True, help="Grid API URL.")
+@click.option("--user", "username", envvar="HTCGRID_USER", default=None, show_envvar=True)
+@_password_option
+@click.option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="HTCGRID_CREDENTIALS",
+    show_envvar=True,
+    default=None,
+    help="Take URL, user and password from this file (as `htcgrid up` writes it).",
+)
+def login(
+    url: str | None, username: str | None, password: str | None, credentials: Path | None
+) -> None:
+    """Log in and keep the token for later commands (in your config dir, mode 0600)."""
+    from htcgrid.credentials import (
+        LoginStore,
+        TokenAuth,
+        read_admin_credentials,
+    )
+
+    if credentials is not None:
+        found = read_admin_credentials(credentials)
+        url = url or found.get("url")
+        username = username or found.get("user")
+        password = password or found.get("password")
+    url = url or DEFAULT_API
+    username = username or click.prompt("User")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    store = LoginStore()
+    flow = TokenAuth(url, username=username, password=password)
+    from htcgrid.client import HTTPTransport
+
+    transport = HTTPTransport(url, auth=flow)
+    try:
+        who = transport.call("GET", "/v1/auth/whoami")
+    finally:
+        transport.close()
+    assert flow.tokens is not None
+    store.put(url, flow.tokens)
+    click.echo(f"logged in to {url} as {who['user']} ({who['role']}); token in {store.path}")
+
+
+@click.command()
+@click.option("--url", envvar="HTCGRID_URL", default=DEFAULT_API, show_envvar=True)
+def logout(url: str) -> None:
+    """Forget the token `htcgrid login` kept for URL."""
+    from htcgrid.credentials import LoginStore
+
+    forgotten = LoginStore().remove(url)
+    click.echo(f"logged out of {url}" if forgotten else f"no login kept for {url}")
+
+
+COMMANDS = [user, key, login, logout]

@@ -1,0 +1,224 @@
+"""What the API lets in: body size, request rate, token lifetimes (``SecurityConfig``), and the
+two plain ASGI middlewares that enforce the first two before any route runs.
+
+Every refusal is JSON ``{"error": {"code", "message"}}`` with a status that says what to do:
+413 (send less) or 429 with ``Retry-After`` (come back later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from htcgrid.errors import ConfigurationError, GridError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TooManyRequests(GridError):
+    """Slow down: the request was refused before it did anything; retry after a pause."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TooManyAttempts(TooManyRequests):
+    """Too many wrong passwords for this user from this client: wait before the next try."""
+
+    code = "too_many_attempts"
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Authentication and limits of one API server; ``HTCGRID_<NAME>`` sets each field."""
+
+    auth: bool = True
+    access_token_seconds: float = 3600.0
+    refresh_token_seconds: float = 30 * 86400.0
+    max_body_bytes: int = 64 * 1024 * 1024
+    rate_limit_per_second: float = 1000.0  # per credential (or per client address); 0: off
+    rate_limit_burst: int = 2000
+    login_free_attempts: int = 3  # wrong passwords before each further try is delayed
+    login_max_delay_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "auth" and (value < 0 or not math.isfinite(value)):
+                raise ConfigurationError(f"{f.name} must not be negative")
+        if self.access_token_seconds <= 0 or self.max_body_bytes <= 0:
+            raise ConfigurationError("access_token_seconds and max_body_bytes must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> SecurityConfig:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"HTCGRID_{f.name.upper()}")
+            if raw is None or f.name == "auth":
+                continue
+            kind = int if f.type in (int, "int") else float
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                name = f"HTCGRID_{f.name.upper()}"
+                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> SecurityConfig:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = error_body(code, message)
+    start_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``: an HTTPException, so the framework answers 413 instead of
+    reporting a body it could not parse."""
+
+
+class BodyLimit:
+    """Answers 413 to any request body over ``max_body_bytes``, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _message(self) -> str:
+        return f"request body over the limit of {self.max_body_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await send_error(send, 413, "payload_too_large", self._message())
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge(413, self._message())
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLarge:
+            if not started:
+                await send_error(send, 413, "payload_too_large", self._message())
+
+
+class TokenBuckets:
+    """One token bucket per key, ``rate`` tokens a second up to ``burst``; the least recently
+    used keys are forgotten beyond ``max_keys``, so memory stays bounded."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate, self.burst, self.max_keys, self.clock = rate, max(1, burst), max_keys, clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Spend one token; returns 0 when allowed, else the seconds until one is available."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
+            self._buckets[key] = (tokens, now)
+            while len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        return wait
+
+
+def client_key(scope: Scope) -> str:
+    """Who is asking, before authentication: a digest of the credential, else the address."""
+    credential = _header(scope, b"authorization") or _header(scope, b"x-api-key")
+    if credential:
+        return "c:" + hashlib.sha256(credential).hexdigest()[:32]
+    client = scope.get("client") or ("?", 0)
+    return f"a:{client[0]}"
+
+
+class RateLimit:
+    """Answers 429 with ``Retry-After`` when one client sends faster than its bucket refills.
+    ``/healthz`` is never limited, so probes keep working under load."""
+
+    def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
+        self.app = app
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") != "/healthz":
+            wait = self.buckets.take(client_key(scope))
+            if wait > 0:
+                retry = max(1, math.ceil(wait))
+                message = (
+                    f"more than {self.buckets.rate:g} requests a second "
+                    f"(burst {self.buckets.burst}); retry in {retry} s"
+                )
+                await send_error(
+                    send, 429, "rate_limited", message, ((b"retry-after", str(retry).encode()),)
+                )
+                return
+        await self.app(scope, receive, send)
