@@ -5,38 +5,79 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+)
 from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
 from htcgrid.api_auth import auth_router, principal_dependency
 from htcgrid.auth import Authenticator, Principal
+from htcgrid.authstore import KEY_ID_PATTERN
 from htcgrid.errors import GridError, PayloadTooLarge
 from htcgrid.limits import BodyLimit, RateLimit, SecurityConfig, TokenBuckets, TooManyRequests
-from htcgrid.models import TaskRecord
+from htcgrid.models import (
+    DEFAULT_FUNCTION,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    NAME_PATTERN,
+    SESSION_ID_PATTERN,
+    TaskRecord,
+)
 from htcgrid.service import GridService, SubmitRequest, cancel_dict, task_dict
 from htcgrid.ttl import TTLChecker
 
 log = logging.getLogger("htcgrid.api")
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON's idea of an integer: 3 or 3.0, never "3" or true."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_whole_number)]
+Attempts = Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole_number)]
+Seconds = Annotated[float, Field(gt=0, le=7 * 86400), BeforeValidator(_number)]
+
+
 class SubmitBody(BaseModel):
+    """A session. The schema states every rule the service checks, but the limits a server
+    is configured with (tasks per submit, bytes per task)."""
+
     model_config = ConfigDict(extra="forbid")
-    tasks: list[Any] = Field(description="One JSON value per task: the handler's event.")
-    session_id: str | None = Field(
-        None, description="Client-chosen id; re-submitting it is a no-op."
+    tasks: list[Any] = Field(
+        min_length=1, description="One JSON value per task: the handler's event."
     )
-    priority: StrictInt = Field(0, description="0-9, higher runs first.")
-    task_priorities: list[StrictInt] | None = None
-    function: str = "default"
-    max_attempts: StrictInt | None = None
-    timeout_seconds: StrictInt | StrictFloat | None = None
+    session_id: str | None = Field(
+        None,
+        pattern=SESSION_ID_PATTERN.pattern,
+        description="Client-chosen id; re-submitting it with the same content is a no-op.",
+    )
+    priority: Priority = Field(0, description="0-9, higher runs first.")
+    task_priorities: list[Priority] | None = None
+    function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
+    max_attempts: Attempts | None = None
+    timeout_seconds: Seconds | None = None
     retry_on_error: StrictBool = False
 
 
@@ -229,6 +270,20 @@ def create_app(
     return app
 
 
+PATTERNS = {
+    NAME_PATTERN.pattern: "must be 1-64 letters, digits, '.', '_' or '-', "
+    "starting with a letter or digit",
+    SESSION_ID_PATTERN.pattern: "must be 1-64 letters, digits or '-'",
+    KEY_ID_PATTERN.pattern: "must be an API key id (16 hexadecimal digits)",
+}
+
+
+def _explain(error: Any) -> str:
+    """Pydantic's message, in words for the patterns a caller cannot be expected to read."""
+    pattern = str((error.get("ctx") or {}).get("pattern"))
+    return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GridError)
     async def grid_error(request: Request, exc: GridError) -> JSONResponse:
@@ -244,7 +299,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for e in exc.errors()[:5]:
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {e.get('msg', 'invalid')}")
+            problems.append(f"{where}: {_explain(e)}")
         return error_response(400, "invalid_request", "; ".join(problems))
 
     @app.exception_handler(HTTPException)

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from htcgrid.auth import OPEN, Authenticator, Principal
+from htcgrid.authstore import KEY_ID_PATTERN
 from htcgrid.errors import Forbidden
+from htcgrid.models import NAME_PATTERN
+from htcgrid.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -23,6 +26,9 @@ api_key_scheme = APIKeyHeader(
     description="An API key from `htcgrid key create` (HTC-Grid's private API key).",
 )
 
+USER_NAMES = "1-64 lower-case letters, digits, '.', '_' or '-'; upper case is folded"
+NAME_IN_PATH = Path(pattern=NAME_PATTERN.pattern, description=USER_NAMES)
+KEY_ID_IN_PATH = Path(pattern=KEY_ID_PATTERN.pattern)
 PrincipalDependency = Callable[..., Principal]
 BEARER = Security(bearer_scheme)
 API_KEY = Security(api_key_scheme)
@@ -75,16 +81,22 @@ class WhoAmI(BaseModel):
     via: str
 
 
+UserName = Annotated[StrictStr, Field(pattern=NAME_PATTERN.pattern, description=USER_NAMES)]
+Password = Annotated[
+    StrictStr, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+]
+
+
 class NewUserBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: StrictStr = Field(max_length=256)
-    password: StrictStr = Field(max_length=4096)
-    role: StrictStr = Field("user", description="admin or user")
+    name: UserName
+    password: Password
+    role: Literal["admin", "user"] = "user"
 
 
 class PasswordBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    password: StrictStr = Field(max_length=4096)
+    password: Password
 
 
 class UserAnswer(BaseModel):
@@ -99,7 +111,7 @@ class UserList(BaseModel):
 
 class NewKeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: StrictStr | None = Field(None, max_length=256, description="default: the caller")
+    user: UserName | None = Field(None, description="default: the caller")
     label: StrictStr = Field("", max_length=200)
 
 
@@ -152,12 +164,14 @@ def auth_router(auth: Authenticator, principal: PrincipalDependency) -> APIRoute
         return auth.add_user(body.name, body.password, body.role).public()
 
     @router.delete("/v1/users/{name}", status_code=204, tags=["users"])
-    def remove_user(name: str, caller: Principal = Caller) -> None:
+    def remove_user(name: Annotated[str, NAME_IN_PATH], caller: Principal = Caller) -> None:
         require_admin(caller)
         auth.remove_user(name)
 
     @router.put("/v1/users/{name}/password", response_model=UserAnswer, tags=["users"])
-    def set_password(name: str, body: PasswordBody, caller: Principal = Caller) -> dict[str, Any]:
+    def set_password(
+        name: Annotated[str, NAME_IN_PATH], body: PasswordBody, caller: Principal = Caller
+    ) -> dict[str, Any]:
         """Admins set anyone's password; a user sets their own. Older tokens stop working."""
         if caller.name != name.lower():
             require_admin(caller)
@@ -175,7 +189,7 @@ def auth_router(auth: Authenticator, principal: PrincipalDependency) -> APIRoute
         return {**record.public(), "api_key": secret}
 
     @router.delete("/v1/keys/{key_id}", status_code=204, tags=["keys"])
-    def revoke_key(key_id: str, caller: Principal = Caller) -> None:
+    def revoke_key(key_id: Annotated[str, KEY_ID_IN_PATH], caller: Principal = Caller) -> None:
         require_admin(caller)
         auth.revoke_key(key_id)
 

@@ -251,11 +251,18 @@ class Authenticator:
 
     def authenticate(self, bearer: str | None = None, api_key: str | None = None) -> Principal:
         """The caller behind an ``Authorization: Bearer`` value (a token, or an API key) or an
-        ``x-api-key`` value; raises AuthError when neither proves anything."""
-        if api_key:
-            return self._from_api_key(api_key)
-        if not bearer:
+        ``x-api-key`` value. Every credential sent must be valid, and name the same user:
+        one bad credential beside a good one is refused, not ignored."""
+        if not bearer and not api_key:
             raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
+        found = [self._from_bearer(bearer)] if bearer else []
+        if api_key:
+            found.append(self._from_api_key(api_key))
+        if len({p.name for p in found}) > 1:
+            raise AuthError("the bearer token and the API key belong to different users")
+        return found[-1]
+
+    def _from_bearer(self, bearer: str) -> Principal:
         if bearer.startswith(API_KEY_PREFIX):
             return self._from_api_key(bearer)
         user = self._current(self._verify(bearer, "access"))

@@ -36,7 +36,7 @@ SECRET_BYTES = 32
 
 def user_name(name: object) -> str:
     """The canonical (lower-case) user name; raises ValidationError for anything unsafe."""
-    if not isinstance(name, str) or not USER_NAME_PATTERN.match(name.lower()):
+    if not isinstance(name, str) or not USER_NAME_PATTERN.fullmatch(name.lower()):
         raise ValidationError(
             "user name must be 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -45,7 +45,7 @@ def user_name(name: object) -> str:
 
 
 def key_id(value: object) -> str:
-    if not isinstance(value, str) or not KEY_ID_PATTERN.match(value):
+    if not isinstance(value, str) or not KEY_ID_PATTERN.fullmatch(value):
         raise NotFound(f"no API key {str(value)[:40]!r}")
     return value
 

@@ -128,9 +128,13 @@ def _security(no_auth: bool, tls_cert: str | None, tls_key: str | None) -> Any:
     return SecurityConfig.from_env(os.environ, auth=not no_auth), tls
 
 
-def _warn_if_exposed(host: str, tls: Any) -> None:
+def _warn_if_exposed(host: str, tls: Any, no_auth: bool) -> None:
     from htcgrid.server import is_loopback
 
+    if no_auth and not is_loopback(host):
+        raise click.UsageError(
+            f"--no-auth is only for loopback addresses (127.0.0.1, ::1), not {host}"
+        )
     if not is_loopback(host) and tls is None:
         click.secho(
             f"htcgrid: WARNING: serving plain HTTP on {host}: passwords and tokens cross the "
@@ -244,7 +248,7 @@ def up(
 
     settings = _settings(**given)
     security, tls = _security(no_auth, tls_cert, tls_key)
-    _warn_if_exposed(host, tls)
+    _warn_if_exposed(host, tls, no_auth)
     grid = LocalGrid(
         Path(data_dir), host, port, agents, slots, handler, list(paths), settings, security, tls
     )
@@ -287,7 +291,7 @@ def server(
     from htcgrid.server import APIServer, bind
 
     security, tls = _security(no_auth, tls_cert, tls_key)
-    _warn_if_exposed(host, tls)
+    _warn_if_exposed(host, tls, no_auth)
     api = APIServer(url, data_url or url, _settings(**given), bind(host, port), security, tls)
     api.start()
     if api.auth is None:

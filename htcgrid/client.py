@@ -9,6 +9,7 @@ outputs = [r.output for r in session.results()]
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -97,9 +98,11 @@ class HTTPTransport:
         token: str | None = None,
         timeout_seconds: float = 30.0,
         auth: httpx.Auth | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token and auth is None else {}
+        if isinstance(verify, str):  # a CA bundle, e.g. a self-signed server's certificate
+            verify = ssl.create_default_context(cafile=verify)
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.http = httpx.Client(

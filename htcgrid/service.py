@@ -284,7 +284,10 @@ class GridService:
     # ---- change ------------------------------------------------------------------------
 
     def cancel(self, session_id: str, owner: str | None = None) -> CancelCounts:
-        self.session(session_id, owner)
+        """Cancel what is not terminal yet. A complete session has nothing to cancel, and is
+        left exactly as it is (not even marked cancelled)."""
+        if self.session(session_id, owner).complete:
+            return CancelCounts()
         return self.store.cancel_session(session_id, self.clock())
 
     def delete(self, session_id: str, owner: str | None = None) -> None:
