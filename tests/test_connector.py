@@ -36,6 +36,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridProcess]:
         with htcgrid.connect(running.url, token=running.credentials["api_key"]) as admin:
             admin._t.call("POST", "/v1/users", json={"name": "alice", "password": PASSWORD})  # type: ignore[attr-defined]
             admin._t.call("POST", "/v1/users", json={"name": "bob", "password": PASSWORD})  # type: ignore[attr-defined]
+            assert admin.map([mock(1), mock(1)], timeout=60) == [1, 1]  # workers are up
         yield running
 
 

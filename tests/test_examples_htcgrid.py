@@ -25,6 +25,8 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridProcess]:
     with htcgrid_up(tmp_path_factory.mktemp("grid"), "--slots", "1", auth=True) as running:
         with admin(running) as client:
             client._t.call("POST", "/v1/users", json={"name": "carol", "password": PASSWORD})  # type: ignore[attr-defined]
+            warm_up = [{"worker_arguments": ["1", "1", "1"]}]  # the agent and its worker are up
+            assert client.map(warm_up, timeout=60) == [1]
         yield running
 
 
