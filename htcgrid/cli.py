@@ -594,7 +594,7 @@ def upgrade(url: str | None) -> None:
     if not url:
         raise click.UsageError("--url (or HTCGRID_URL) is required")
     if url.startswith(("postgresql://", "postgres://")):
-        from htcgrid.store.postgres import upgrade as pg_upgrade
+        from htcgrid.store.postgres_migrations import upgrade as pg_upgrade
 
         applied = pg_upgrade(url)
         click.echo(f"applied migrations: {applied}" if applied else "schema is up to date")
@@ -629,15 +629,43 @@ def _registry(url: str, data_url: str | None) -> Any:
 @main.command()
 @click.argument("name")
 @click.argument("package", type=click.Path(exists=True, path_type=Path))
-@click.option("--handler", default=None, help="module.function (or the bootstrap's _HANDLER).")
-@click.option("--runtime", type=click.Choice(["python", "provided"]), default="python")
-@click.option("--timeout-seconds", type=float, default=None, help="Recorded with the version.")
-@click.option("--memory-mb", type=int, default=0, help="Reported to the handler's context.")
+@click.option(
+    "--handler",
+    default=None,
+    envvar=env("HANDLER"),
+    show_envvar=True,
+    help="module.function (or the bootstrap's _HANDLER).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["python", "provided"]),
+    default="python",
+    envvar=env("RUNTIME"),
+    show_envvar=True,
+)
+@click.option(
+    "--timeout-seconds",
+    type=float,
+    default=None,
+    envvar=env("TIMEOUT_SECONDS"),
+    show_envvar=True,
+    help="Recorded with the version.",
+)
+@click.option(
+    "--memory-mb",
+    type=int,
+    default=0,
+    envvar=env("MEMORY_MB"),
+    show_envvar=True,
+    help="Reported to the handler's context.",
+)
 @click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
+    envvar=env("CONFIG"),
+    show_envvar=True,
     help="HTC-Grid grid config: agent_configuration.lambda.lambda_handler_* give the handler.",
 )
 @function_url_options

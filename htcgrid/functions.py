@@ -130,7 +130,7 @@ class FunctionRegistry:
 
     def current(self, name: str) -> FunctionVersion | None:
         """The version tasks of ``name`` should run now, or None if it has no package."""
-        found = self._load(name) if NAME_PATTERN.match(name) else None
+        found = self._load(name) if NAME_PATTERN.fullmatch(name) else None
         return found.current_version if found else None
 
     def package(self, version: FunctionVersion) -> bytes:
@@ -164,7 +164,7 @@ class FunctionRegistry:
 
 
 def _validate(name: str, handler: str, runtime: str) -> None:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(f"function names are letters, digits, '.', '_', '-': {name!r}")
     if runtime not in RUNTIMES:
         raise ValidationError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")

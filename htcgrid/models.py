@@ -49,7 +49,7 @@ def task_id(session_id: str, index: int) -> str:
 def split_task_id(tid: str) -> tuple[str, int]:
     """``"<session_id>_<i>"`` → ``(session_id, i)``; raises ValueError for anything else."""
     session_id, sep, index = tid.rpartition("_")
-    if not sep or not SESSION_ID_PATTERN.match(session_id) or not index.isdigit():
+    if not sep or not SESSION_ID_PATTERN.fullmatch(session_id) or not index.isdigit():
         raise ValueError(f"not a task id: {tid!r}")
     return session_id, int(index)
 

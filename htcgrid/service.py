@@ -136,11 +136,11 @@ class GridService:
         )
         session_id = request.session_id or str(uuid.uuid4())
         _check(
-            isinstance(session_id, str) and bool(SESSION_ID_PATTERN.match(session_id)),
+            isinstance(session_id, str) and bool(SESSION_ID_PATTERN.fullmatch(session_id)),
             "session_id must be 1-64 letters, digits or '-'",
         )
         _check(
-            isinstance(request.function, str) and bool(NAME_PATTERN.match(request.function)),
+            isinstance(request.function, str) and bool(NAME_PATTERN.fullmatch(request.function)),
             "function must be 1-64 letters, digits, '.', '_' or '-'",
         )
         priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
@@ -220,7 +220,7 @@ class GridService:
     # ---- read --------------------------------------------------------------------------
 
     def session(self, session_id: str, owner: str | None = None) -> SessionInfo:
-        info = self.store.get_session(session_id) if SESSION_ID_PATTERN.match(session_id) else None
+        info = self.store.get_session(session_id) if SESSION_ID_PATTERN.fullmatch(session_id) else None
         if info is None or (owner is not None and info.spec.owner != owner):
             raise NotFound(f"no session {session_id}")
         return info

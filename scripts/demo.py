@@ -27,7 +27,9 @@ def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="htcgrid-demo-") as tmp:
-        step("htcgrid up: API, TTL checker and one agent with 2 worker processes, on SQLite + files")
+        step(
+            "htcgrid up: API, TTL checker and one agent with 2 worker processes, on SQLite + files"
+        )
         grid = subprocess.Popen(
             [sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", f"{tmp}/grid",
              "--slots", "2", "--path", str(MOCK), "--handler", "mock_compute_engine.lambda_handler"],
@@ -41,10 +43,14 @@ def main() -> None:
         try:
             htcgrid = [sys.executable, "-m", "htcgrid"]
             step("htcgrid submit --wait: three mock tasks (sleep 100, 200, 300 ms)")
-            tasks = "\n".join(json.dumps({"worker_arguments": [ms, "1", "1"]}) for ms in ("100", "200", "300"))
+            tasks = "\n".join(
+                json.dumps({"worker_arguments": [ms, "1", "1"]}) for ms in ("100", "200", "300")
+            )
             print(run(*htcgrid, "submit", "-", "--url", url, "--wait", stdin=tasks), end="")
 
-            step("HTC-Grid's examples/client/client.py: 5 sessions x 2,000 no-op tasks, every output verified")
+            step(
+                "HTC-Grid's examples/client/client.py: 5 sessions x 2,000 no-op tasks, every output verified"
+            )
             config = Path(tmp) / "agent_config.json"
             config.write_text(json.dumps({"htcgrid_url": url, "api_gateway_key": api_key}))
             env = {**os.environ, "AGENT_CONFIG_FILE": str(config)}

@@ -106,7 +106,9 @@ def test_a_large_session_submits_in_one_call_and_pages_its_results(tmp_path: Pat
         while leases := store.claim("bulk", 5000, 60, time.time()):
             from htcgrid.models import Outcome
 
-            outcomes = [Outcome(le.task_id, 1, TaskState.FINISHED, output=le.payload) for le in leases]
+            outcomes = [
+                Outcome(le.task_id, 1, TaskState.FINISHED, output=le.payload) for le in leases
+            ]
             store.complete("bulk", outcomes, time.time())
         results = session.results(timeout=60)
     assert len(results) == n and [r.output for r in results[:3]] == [0, 1, 2]

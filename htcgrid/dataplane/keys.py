@@ -6,7 +6,7 @@ from htcgrid.models import NAME_PATTERN, SESSION_ID_PATTERN, task_id
 
 
 def _session(session_id: str) -> str:
-    if not SESSION_ID_PATTERN.match(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise ValueError(f"not a session id: {session_id!r}")
     return session_id
 
@@ -25,7 +25,7 @@ def task_output(session_id: str, index: int, attempt: int) -> str:
 
 
 def function_package(name: str, version: int) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"not a function name: {name!r}")
     return f"functions/{name}/{version}.zip"
 
@@ -40,7 +40,7 @@ def check(key: str) -> str:
 
 def function_index(name: str) -> str:
     """A function's versions and which one is current (JSON)."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValueError(f"not a function name: {name!r}")
     return f"functions/{name}/index.json"
 

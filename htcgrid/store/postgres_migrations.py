@@ -132,7 +132,7 @@ def parse_url(url: str) -> Target:
     """Split ``url`` into libpq's conninfo and htcgrid's options; ConfigurationError if bad."""
     libpq_url, ours = _split_options(url)
     schema = ours.get("schema", DEFAULT_SCHEMA)
-    if not SCHEMA_PATTERN.match(schema):
+    if not SCHEMA_PATTERN.fullmatch(schema):
         raise ConfigurationError(f"schema must be a plain identifier, not {schema!r}")
     try:
         params = conninfo_to_dict(libpq_url)

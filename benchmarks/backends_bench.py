@@ -1,0 +1,113 @@
+"""The same throughput and round-trip figures as grid_bench.py, for each backend side by side.
+
+    python benchmarks/backends_bench.py                    # sqlite, postgresql, redis
+    python benchmarks/backends_bench.py --backends redis --tasks 20000
+
+For each backend it starts `htcgrid server` (loopback, --no-auth) and `htcgrid agent` as separate
+processes sharing only the backend URL, as they would on separate machines, then measures over
+HTTP: one session of N no-op tasks (submit → every result collected) and sequential single-task
+round trips. PostgreSQL and Redis come from HTCGRID_BENCH_POSTGRES_URL / HTCGRID_BENCH_REDIS_URL
+(default: the loopback servers); each run uses a fresh schema or key prefix and removes it after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+from grid_bench import round_trips, throughput
+
+import htcgrid
+
+POSTGRES = os.environ.get("HTCGRID_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("HTCGRID_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@contextlib.contextmanager
+def backend(kind: str) -> Iterator[str]:
+    tag = uuid.uuid4().hex[:8]
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite://{tmp}/grid.db"
+    elif kind == "postgresql":
+        import psycopg
+
+        schema = f"htcgrid_bench_{tag}"
+        yield f"{POSTGRES}?schema={schema}"
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    elif kind == "redis":
+        import redis
+
+        prefix = f"htcgrid-bench-{tag}:"
+        yield f"{REDIS}?prefix={prefix}"
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.unlink(key)
+    else:
+        raise SystemExit(f"unknown backend {kind!r}")
+
+
+@contextlib.contextmanager
+def grid_on(url: str, slots: int) -> Iterator[str]:
+    htcgrid_cmd = [sys.executable, "-m", "htcgrid"]
+    server = subprocess.Popen(
+        [*htcgrid_cmd, "server", "--url", url, "--port", "0", "--no-auth"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    agent = subprocess.Popen([*htcgrid_cmd, "agent", "--url", url, "--slots", str(slots)])
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        for proc in (agent, server):
+            proc.terminate()
+        for proc in (agent, server):
+            proc.wait(timeout=60)
+
+
+def measure(
+    kind: str, tasks: int, trips: int, repeat: int, slots: int
+) -> tuple[float, float, float]:
+    with backend(kind) as url, grid_on(url, slots) as api, htcgrid.connect(api) as grid:
+        round_trips(grid, 5)
+        best = min(throughput(grid, tasks) for _ in range(repeat))
+        rtt = sorted(round_trips(grid, trips))
+    return tasks / best, statistics.median(rtt) * 1000, rtt[int(len(rtt) * 0.99) - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backends", default="sqlite,postgresql,redis")
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    rows = []
+    for kind in args.backends.split(","):
+        rate, p50, p99 = measure(kind, args.tasks, args.round_trips, args.repeat, args.slots)
+        rows.append((kind, rate, p50, p99))
+        print(
+            f"{kind}: {rate:,.0f} tasks/s, round trip median {p50:.1f} ms, p99 {p99:.1f} ms",
+            flush=True,
+        )
+    base = rows[0][1]
+    print(
+        f"\n{'backend':<12}{'tasks/s':>10}{'vs ' + rows[0][0]:>12}{'rtt p50 ms':>12}{'rtt p99 ms':>12}"
+    )
+    for kind, rate, p50, p99 in rows:
+        print(f"{kind:<12}{rate:>10,.0f}{rate / base:>11.2f}x{p50:>12.1f}{p99:>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
