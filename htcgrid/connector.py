@@ -13,6 +13,8 @@ A program written for HTC-Grid runs with one changed import::
 From HTC-Grid's agent config it reads the API URL (``htcgrid_url``, else
 ``private_api_gateway_url`` when ``$INTRA_VPC`` is set, else ``public_api_gateway_url``), the
 API key (``api_gateway_key``, sent as ``x-api-key``) and ``dynamodb_results_pull_interval_sec``.
+An HTC-Grid deployment runs one worker function; an htcgrid grid runs many, and the config key
+``htcgrid_function`` names the one this connector's sessions run (default ``default``).
 Underneath is ``htcgrid.client``: results arrive by long-polled pages, not by rescans.
 
 Unlike HTC-Grid, a refreshed token is actually used, ``failed_OUTPUT`` carries each task's
@@ -36,7 +38,7 @@ from htcgrid.client import Client, HTTPTransport, TaskResult
 from htcgrid.credentials import HeaderAuth, TokenAuth, choose_auth
 from htcgrid.errors import AuthError, BackendUnavailable, ConfigurationError
 from htcgrid.limits import TooManyRequests
-from htcgrid.models import TaskState
+from htcgrid.models import DEFAULT_FUNCTION, TaskState
 
 log = logging.getLogger("htcgrid.connector")
 
@@ -100,6 +102,7 @@ class AWSConnector:
         self.username = ""
         self.password = ""
         self.api_key: str | None = None
+        self.function = DEFAULT_FUNCTION
         self.results_pull_interval_sec = 0.5
         self.auth: httpx.Auth | None = None
         self.client: Client | None = None
@@ -118,6 +121,8 @@ class AWSConnector:
         self.url = api_url(config)
         self.username, self.password = username or "", password or ""
         self.api_key = config.get("api_gateway_key") or None
+        # htcgrid runs many functions on one grid; HTC-Grid one per deployment, named here
+        self.function = str(config.get("htcgrid_function") or DEFAULT_FUNCTION)
         interval = config.get("dynamodb_results_pull_interval_sec", 0.5)
         self.results_pull_interval_sec = max(0.05, float(interval))
         self.auth = self._choose_auth()
@@ -191,7 +196,10 @@ class AWSConnector:
             raise ConfigurationError("the envelope has no session_id")
         priority = int((jobs.get("context") or {}).get("tasks_priority", 0))
         session = self._client.submit(
-            jobs["tasks_list"]["tasks"], priority=priority, session_id=str(session_id)
+            jobs["tasks_list"]["tasks"],
+            priority=priority,
+            session_id=str(session_id),
+            function=self.function,
         )
         return {"session_id": session.id, "task_ids": session.task_ids}
 

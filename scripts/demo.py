@@ -3,8 +3,10 @@ results and throughput, stop the grid. Everything lives in a temporary folder.""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +58,37 @@ def main() -> None:
             env = {**os.environ, "AGENT_CONFIG_FILE": str(config)}
             print(run(sys.executable, "examples/client/client.py", "-n", "1", "--job_size", "2000",
                       "--job_batch_size", "5", "--worker_arguments", "0 1 1", env=env), end="")  # fmt: skip
+
+            step(
+                "htcgrid deploy: HTC-Grid's QuantLib pricer, packaged by its recipe (pip install --target)"
+            )
+            package = Path(tmp) / "pricer"
+            shutil.copytree(ROOT / "examples" / "workloads" / "quant_lib", package,
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+            quantlib = f"QuantLib=={importlib.metadata.version('QuantLib')}"
+            run(
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(package),
+                quantlib,
+            )
+            print(run(*htcgrid, "deploy", "pricing", str(package), "--handler",
+                      "portfolio_pricing_engine.lambda_handler", "--url", f"sqlite://{tmp}/grid/grid.db",
+                      "--data-url", f"file://{tmp}/grid/blobs"), end="")  # fmt: skip
+
+            step(
+                "examples/client/portfolio_pricing_client.py: 48 random trades of the sample, 4 per task"
+            )
+            config.write_text(
+                json.dumps({**json.loads(config.read_text()), "htcgrid_function": "pricing"})
+            )
+            print(run(sys.executable, "examples/client/portfolio_pricing_client.py", "--workload_type",
+                      "random_portfolio", "--portfolio_size", "48", "--trades_per_worker", "4",
+                      env=env), end="")  # fmt: skip
 
             step("htcgrid sessions")
             print(run(*htcgrid, "sessions", "--url", url, "--limit", "10"), end="")

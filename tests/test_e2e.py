@@ -93,3 +93,22 @@ def test_htcgrid_example_client_verifies_every_result(tmp_path: Path) -> None:
         elapsed = float(run.stdout.split("Time from start:")[1].split()[0])
         assert rate == pytest.approx(600 / elapsed, rel=0.01)
         grid.stop()
+
+
+def test_the_connector_runs_the_function_its_config_names(tmp_path: Path) -> None:
+    from htcgrid.connector import AWSConnector
+
+    with htcgrid_up(tmp_path / "grid") as grid, htcgrid.connect(grid.url) as client:
+        connector = AWSConnector()
+        connector.init({"htcgrid_url": grid.url, "htcgrid_function": "other"})
+        submission = connector.send([{"worker_arguments": ["1", "1", "1"]}])
+        assert client.session(submission["session_id"]).status()["function"] == "other"
+        plain = AWSConnector()
+        plain.init({"htcgrid_url": grid.url})
+        answer = plain.get_results(plain.send([{"worker_arguments": ["1", "1", "1"]}]), 60)
+        assert answer["finished_OUTPUT"] == ["1"]
+        assert (
+            client.session(answer["finished"][0].rsplit("_", 1)[0]).status()["function"]
+            == "default"
+        )
+        grid.stop()
