@@ -220,7 +220,9 @@ class GridService:
     # ---- read --------------------------------------------------------------------------
 
     def session(self, session_id: str, owner: str | None = None) -> SessionInfo:
-        info = self.store.get_session(session_id) if SESSION_ID_PATTERN.fullmatch(session_id) else None
+        info = (
+            self.store.get_session(session_id) if SESSION_ID_PATTERN.fullmatch(session_id) else None
+        )
         if info is None or (owner is not None and info.spec.owner != owner):
             raise NotFound(f"no session {session_id}")
         return info
