@@ -1,17 +1,19 @@
 """A backend that goes away and comes back costs no task (issue 4).
 
-The test runs its own Redis server (append-only file, so a restart keeps the data) on a free
-loopback port, stops it in the middle of a run, starts it again, and checks that the agent and
-the server rode out the outage and every task finished exactly once.
+The test runs its own Redis server (append-only file, so a restart keeps the data) or its own
+PostgreSQL cluster on a free loopback port, stops it in the middle of a run, starts it again,
+and checks that the agent and the server rode out the outage and every task finished once.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +37,7 @@ def free_port() -> int:
 class OwnRedis:
     def __init__(self, folder: Path) -> None:
         self.folder, self.port = folder, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -59,22 +62,74 @@ class OwnRedis:
             self.proc.send_signal(signal.SIGTERM)  # redis flushes its AOF and exits
             self.proc.wait(timeout=20)
 
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
-    require_module("htcgrid.store.redis")
-    redis = OwnRedis(tmp_path)
-    redis.start()
-    yield redis
-    redis.stop()
+    def remove(self) -> None:
+        self.stop()
 
 
-def test_a_redis_restart_costs_no_task(own_redis: OwnRedis) -> None:
-    url = f"redis://127.0.0.1:{own_redis.port}/0"
+class OwnPostgres:
+    """A cluster made with initdb in a folder of the test's, run as the postgres user."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins or os.geteuid() != 0 or shutil.which("runuser") is None:
+            pytest.skip("needs PostgreSQL's server binaries and root (to run them as postgres)")
+        self.bin, self.port = bins[-1], free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="htcgrid-pg-"))
+        shutil.chown(self.folder, "postgres")
+        self.data = self.folder / "data"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / tool), *args],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        log = str(self.folder / "log")
+        self._as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+        until(self.answers, 20, "postgres to start")
+
+    def answers(self) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(self.url, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["redis", "postgresql"])
+def own_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OwnRedis | OwnPostgres]:
+    server: OwnRedis | OwnPostgres
+    if request.param == "redis":
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server not installed")
+        require_module("htcgrid.store.redis")
+        server = OwnRedis(tmp_path)
+    else:
+        require_module("htcgrid.store.postgres")
+        server = OwnPostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+def test_a_backend_restart_costs_no_task(own_server: OwnRedis | OwnPostgres) -> None:
+    url = own_server.url
     timing = ["--heartbeat-seconds", "0.5", "--lease-seconds", "5"]
-    server = subprocess.Popen([sys.executable, "-m", "htcgrid", "server", "--url", url, "--port", "0", *timing],
+    server = subprocess.Popen([sys.executable, "-m", "htcgrid", "server", "--url", url, "--port", "0", "--no-auth", *timing],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     agent = subprocess.Popen(
         [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--slots", "2", "--handler",
@@ -85,9 +140,9 @@ def test_a_redis_restart_costs_no_task(own_redis: OwnRedis) -> None:
         with htcgrid.connect(url) as grid:
             session = grid.submit([{"worker_arguments": ["1", "1", "1"]}] * TASKS)
             until(lambda: session.status()["done_count"] >= TASKS // 5, 120, "a fifth of the tasks")
-        own_redis.stop()
+        own_server.stop()
         assert pid_alive(agent.pid) and server.poll() is None
-        own_redis.start()
+        own_server.start()
         with htcgrid.connect(url) as grid:
             results = grid.session(session.id).results(timeout=180)
     finally:
