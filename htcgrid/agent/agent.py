@@ -12,14 +12,16 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
+from htcgrid.agent.completer import Completer
 from htcgrid.agent.packages import PackageCache, PoolSet, demand_of
 from htcgrid.agent.pool import WorkerSlot, wait_deadline
 from htcgrid.agent.worker import WorkerConfig
@@ -91,7 +93,8 @@ class Agent:
         self.queue_empty = False
         self.draining = False
         self.drain_deadline = 0.0
-        self.counts = {"finished": 0, "failed": 0, "retried": 0, "refused": 0, "crashed": 0}
+        self.counts: Counter[str] = Counter()  # finished, failed, retried, refused, crashed
+        self.completer: Completer  # started by run()
         self._hungry = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -106,12 +109,18 @@ class Agent:
         waker = threading.Thread(target=self._wait_for_work, name="htcgrid-waker", daemon=True)
         waker.start()
         self.next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
+        # The completer thread needs the GIL back promptly after each network wait; with the
+        # default 5 ms switch interval a busy loop here would add 5 ms per store round trip.
+        sys.setswitchinterval(0.0005)
+        self.completer = Completer(self.agent_id, self.store, self.data, self.clock, self._wake)
+        self.counts = self.completer.counts
         try:
             while not self._step(should_stop):
                 pass
         finally:
             self._stopping.set()
-            self._flush(force=True)
+            self._flush()
+            self.completer.close()
             for slot in self.slots:
                 slot.stop()
             waker.join(timeout=2)
@@ -163,7 +172,11 @@ class Agent:
         capacity = self.slot_count * self._depth()
         if self.queue_empty or len(self.backlog) > capacity // 2:
             return
-        wanted = capacity - len(self.held)
+        # Outcomes not yet recorded still count as processing in the store. Up to four
+        # capacities of them may be on their way (so claims overlap with slow completions);
+        # beyond that a slow store slows the claims instead of letting them pile up.
+        unrecorded = len(self.outcomes) + self.completer.unrecorded
+        wanted = capacity - len(self.held) - max(0, unrecorded - 4 * capacity)
         if wanted <= 0:
             return
         leases = self.retry(
@@ -357,20 +370,10 @@ class Agent:
             or now - self.first_outcome_at >= FLUSH_SECONDS
         )
 
-    def _flush(self, force: bool = False) -> None:
-        if not self.outcomes:
-            return
-        batch, self.outcomes = self.outcomes, []
-        applied = self.retry(lambda: self.store.complete(self.agent_id, batch, self.clock()))
-        for outcome, ok in zip(batch, applied, strict=True):
-            if not ok:
-                self.counts["refused"] += 1
-                if outcome.output_ref:
-                    self.data.delete(outcome.output_ref)
-            elif outcome.state is TaskState.PENDING:
-                self.counts["retried"] += 1
-            else:
-                self.counts[outcome.state.value] += 1
+    def _flush(self) -> None:
+        if self.outcomes:
+            batch, self.outcomes = self.outcomes, []
+            self.completer.submit(batch)
 
     def _heartbeat(self) -> None:
         if not self.held:

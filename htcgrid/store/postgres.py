@@ -98,10 +98,14 @@ WITH req AS (
     SELECT * FROM unnest(%(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[])
         AS r(session_id, idx, attempt)
 ), mine AS MATERIALIZED (
-    SELECT t.session_id, t.idx FROM req r JOIN tasks t USING (session_id, idx)
-    WHERE t.state = 'processing' AND t.owner = %(agent)s AND t.attempt = r.attempt
-    ORDER BY t.session_id, t.idx
-    FOR UPDATE OF t
+    -- primary-key lookups, as in APPLY
+    SELECT r.session_id, r.idx FROM (SELECT * FROM req ORDER BY session_id, idx) r
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM tasks t
+        WHERE t.session_id = r.session_id AND t.idx = r.idx
+          AND t.state = 'processing' AND t.owner = %(agent)s AND t.attempt = r.attempt
+        FOR UPDATE OF t
+    ) owned
 ), extended AS (
     UPDATE tasks t SET lease_expires_at = %(expires)s FROM mine
     WHERE t.session_id = mine.session_id AND t.idx = mine.idx
@@ -122,11 +126,16 @@ WITH req AS (
         %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[]
     ) WITH ORDINALITY AS r(session_id, idx, attempt, state, output, output_ref, error, log, ord)
 ), hit AS MATERIALIZED (
-    SELECT r.* FROM req r JOIN tasks t USING (session_id, idx)
-    WHERE t.state = 'processing' AND t.attempt = r.attempt
-      AND (%(agent)s::text IS NULL OR t.owner = %(agent)s)
-    ORDER BY t.session_id, t.idx
-    FOR UPDATE OF t
+    -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
+    -- would scan every processing task of the grid when statistics are stale
+    SELECT r.* FROM (SELECT * FROM req ORDER BY session_id, idx) r
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM tasks t
+        WHERE t.session_id = r.session_id AND t.idx = r.idx
+          AND t.state = 'processing' AND t.attempt = r.attempt
+          AND (%(agent)s::text IS NULL OR t.owner = %(agent)s)
+        FOR UPDATE OF t
+    ) owned
 ), finished AS (
     SELECT session_id, count(*) AS k FROM hit WHERE state <> 'pending' GROUP BY session_id
 ), counters AS MATERIALIZED (
