@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -109,9 +108,6 @@ class Agent:
         waker = threading.Thread(target=self._wait_for_work, name="htcgrid-waker", daemon=True)
         waker.start()
         self.next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-        # The completer thread needs the GIL back promptly after each network wait; with the
-        # default 5 ms switch interval a busy loop here would add 5 ms per store round trip.
-        sys.setswitchinterval(0.0005)
         self.completer = Completer(self.agent_id, self.store, self.data, self.clock, self._wake)
         self.counts = self.completer.counts
         try:
