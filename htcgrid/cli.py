@@ -649,7 +649,7 @@ def _registry(url: str, data_url: str | None) -> Any:
     default=None,
     envvar=env("TIMEOUT_SECONDS"),
     show_envvar=True,
-    help="Recorded with the version.",
+    help="Per-task time limit of this version (a session's shorter one wins).",
 )
 @click.option(
     "--memory-mb",

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -48,6 +49,14 @@ MAX_DEPTH = 64
 
 class HandlerImportError(GridError):
     """The worker processes cannot import the handler: the agent cannot run anything."""
+
+
+def _within(lease: Lease, config: WorkerConfig) -> Lease:
+    """``lease`` with the function's own timeout, when that is the shorter of the two."""
+    limit = config.timeout_seconds
+    if limit is None or limit >= lease.timeout_seconds:
+        return lease
+    return replace(lease, timeout_seconds=limit)
 
 
 def new_agent_id() -> str:
@@ -218,7 +227,7 @@ class Agent:
                 waiting.append(lease)
                 continue
             try:
-                slot.send(lease, self._payload(lease), now)
+                slot.send(_within(lease, config), self._payload(lease), now)
             except OSError:
                 self._on_crash(slot)
         self.backlog.extend(waiting)

@@ -69,6 +69,7 @@ class PackageCache:
             function_version=str(version.version),
             memory_mb=version.memory_mb,
             runtime=version.runtime,
+            timeout_seconds=version.timeout_seconds,
         )
 
     def _unpack(self, version: FunctionVersion, folder: Path) -> None:

@@ -37,6 +37,7 @@ class WorkerConfig:
     log_limit_bytes: int = 64 * 1024
     agent_id: str = ""
     runtime: str = "python"  # or "provided": a bootstrap behind the Lambda Runtime API
+    timeout_seconds: float | None = None  # the function's own limit, if it was deployed with one
 
 
 def _die_with_parent() -> None:

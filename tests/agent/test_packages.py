@@ -137,3 +137,21 @@ def test_the_seeds_recipe_pip_install_target_then_zip_yr(grid: GridService, tmp_
         tiny_out = outputs(grid, sid)
     assert [round(o["pv"], 9) for o in tiny_out] == [100.0, 1.0]
     assert all(o["from"].startswith(str(tmp_path / "cache")) for o in tiny_out)
+
+
+def test_a_functions_own_timeout_applies_when_shorter(grid: GridService, tmp_path: Path) -> None:
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "engine.py").write_text(
+        "import time\n\ndef lambda_handler(event, context):\n"
+        "    time.sleep(event['seconds'])\n    return context.get_remaining_time_in_millis()\n"
+    )
+    FunctionRegistry(grid.data).deploy(
+        "slow", zip_directory(folder), "engine.lambda_handler", timeout_seconds=0.5
+    )
+    sid = submit(grid, [{"seconds": 30}, {"seconds": 0}], function="slow", max_attempts=1)
+    with package_agent(grid, tmp_path / "cache"):
+        timed_out, quick = finished(grid, sid)
+    assert timed_out.state is TaskState.FAILED and timed_out.error.type == "TaskTimeout"
+    assert "timed out after 0.5 s" in timed_out.error.message
+    assert quick.state is TaskState.FINISHED and 0 < int(quick.output) <= 500
