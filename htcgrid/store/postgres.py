@@ -33,7 +33,6 @@ from psycopg_pool import ConnectionPool
 from htcgrid.errors import Conflict, NotFound, ValidationError
 from htcgrid.models import (
     CancelCounts,
-    ErrorInfo,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -49,6 +48,13 @@ from htcgrid.models import (
 )
 from htcgrid.store.base import TaskStore
 from htcgrid.store.postgres_migrations import Target, parse_url, reachable, upgrade
+from htcgrid.store.rows import (
+    SESSION_COLUMNS,
+    TASK_COLUMNS,
+    lease_from_row,
+    session_from_row,
+    task_from_row,
+)
 from htcgrid.urls import redact
 
 T = TypeVar("T")
@@ -56,15 +62,6 @@ Connection = psycopg.Connection[TupleRow]
 
 RECHECK_SECONDS = 0.5  # a waiter looks again this often even if no notification arrives
 LISTENER_POLL_SECONDS = 0.1  # how soon the listener thread notices close()
-
-SESSION_COLUMNS = (
-    "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
-    "task_count, content_hash, created_at, done_count, cancelled"
-)
-TASK_COLUMNS = (
-    "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
-    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
-)
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
@@ -215,62 +212,6 @@ def channel_names(schema: str) -> tuple[str, str]:
     them. Channel names are identifiers of at most 63 bytes, so long schemas are hashed."""
     stem = schema if len(schema) <= 48 else hashlib.sha256(schema.encode()).hexdigest()[:32]
     return f"{stem}.tasks", f"{stem}.sessions"
-
-
-def _session(row: TupleRow) -> SessionInfo:
-    spec = SessionSpec(
-        id=row[0],
-        owner=row[1],
-        function=row[2],
-        priority=row[3],
-        max_attempts=row[4],
-        timeout_seconds=row[5],
-        retry_on_error=row[6],
-        task_count=row[7],
-        content_hash=row[8],
-        created_at=row[9],
-    )
-    return SessionInfo(spec, done_count=row[10], cancelled=row[11])
-
-
-def _task(row: TupleRow, payload: TupleRow = (None, None)) -> TaskRecord:
-    return TaskRecord(
-        task_id=task_id(row[0], row[1]),
-        session_id=row[0],
-        index=row[1],
-        state=TaskState(row[2]),
-        attempt=row[3],
-        max_attempts=row[4],
-        priority=row[5],
-        owner=row[6],
-        output=row[7],
-        output_ref=row[8],
-        error=ErrorInfo.from_json(row[9]),
-        log=row[10] or "",
-        done_seq=row[11],
-        submitted_at=row[12],
-        started_at=row[13],
-        finished_at=row[14],
-        lease_expires_at=row[15],
-        payload=payload[0],
-        payload_ref=payload[1],
-    )
-
-
-def _lease(row: TupleRow) -> Lease:
-    return Lease(
-        task_id=task_id(row[0], row[1]),
-        session_id=row[0],
-        index=row[1],
-        attempt=row[2],
-        max_attempts=row[3],
-        timeout_seconds=row[4],
-        function=row[5],
-        retry_on_error=row[6],
-        expires_at=row[7],
-        payload=row[8],
-        payload_ref=row[9],
-    )
 
 
 def _keys(task_ids: Sequence[str]) -> list[tuple[str, int] | None]:
@@ -477,7 +418,7 @@ class PostgresTaskStore(TaskStore):
 
     def get_session(self, session_id: str) -> SessionInfo | None:
         row = self._row(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (session_id,))
-        return None if row is None else _session(row)
+        return None if row is None else session_from_row(row)
 
     def list_sessions(
         self, owner: str | None = None, limit: int = 100, offset: int = 0
@@ -488,7 +429,7 @@ class PostgresTaskStore(TaskStore):
             "ORDER BY created_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s",
             {"owner": owner, "limit": limit, "offset": offset},
         )
-        return [_session(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def count_states(self, session_id: str) -> dict[TaskState, int]:
         counts = dict.fromkeys(TaskState, 0)
@@ -505,7 +446,7 @@ class PostgresTaskStore(TaskStore):
             "ORDER BY done_seq LIMIT %s",
             (session_id, after_seq, limit),
         )
-        return [_task(r) for r in rows]
+        return [task_from_row(r) for r in rows]
 
     def get_task(self, tid: str) -> TaskRecord | None:
         (key,) = _keys([tid])
@@ -516,7 +457,7 @@ class PostgresTaskStore(TaskStore):
             "WHERE session_id = %s AND idx = %s",
             key,
         )
-        return None if row is None else _task(row[:-2], row[-2:])
+        return None if row is None else task_from_row(row[:-2], row[-2:])
 
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
         params = {"session": session_id, "now": now, "channel": self._sessions_channel}
@@ -552,7 +493,7 @@ class PostgresTaskStore(TaskStore):
         }
         rows = self._rows(CLAIM.format(filter=where), params)
         rows.sort(key=lambda r: (-r[10], r[11]))
-        return [_lease(r) for r in rows]
+        return [lease_from_row(r) for r in rows]
 
     def heartbeat(
         self,

@@ -18,7 +18,6 @@ from typing import Any
 from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
     CancelCounts,
-    ErrorInfo,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -33,6 +32,14 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.base import TaskStore
+from htcgrid.store.rows import (
+    LEASE_COLUMNS,
+    SESSION_COLUMNS,
+    TASK_COLUMNS,
+    lease_from_row,
+    session_from_row,
+    task_from_row,
+)
 from htcgrid.urls import local_path, query
 
 SCHEMA = """
@@ -81,59 +88,6 @@ CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state
 CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
 CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
 """
-
-SESSION_COLUMNS = (
-    "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
-    "task_count, content_hash, created_at, done_count, cancelled"
-)
-TASK_COLUMNS = (
-    "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
-    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
-)
-LEASE_COLUMNS = (
-    "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
-    "lease_expires_at, payload, payload_ref, priority, seq"
-)
-
-
-def _session(row: sqlite3.Row | tuple[Any, ...]) -> SessionInfo:
-    spec = SessionSpec(
-        id=row[0],
-        owner=row[1],
-        function=row[2],
-        priority=row[3],
-        max_attempts=row[4],
-        timeout_seconds=row[5],
-        retry_on_error=bool(row[6]),
-        task_count=row[7],
-        content_hash=row[8],
-        created_at=row[9],
-    )
-    return SessionInfo(spec, done_count=row[10], cancelled=bool(row[11]))
-
-
-def _task(row: tuple[Any, ...], payload: tuple[Any, ...] = (None, None)) -> TaskRecord:
-    return TaskRecord(
-        task_id=task_id(row[0], row[1]),
-        session_id=row[0],
-        index=row[1],
-        state=TaskState(row[2]),
-        attempt=row[3],
-        max_attempts=row[4],
-        priority=row[5],
-        owner=row[6],
-        output=row[7],
-        output_ref=row[8],
-        error=ErrorInfo.from_json(row[9]),
-        log=row[10] or "",
-        done_seq=row[11],
-        submitted_at=row[12],
-        started_at=row[13],
-        finished_at=row[14],
-        lease_expires_at=row[15],
-        payload=payload[0],
-        payload_ref=payload[1],
-    )
 
 
 class SQLiteTaskStore(TaskStore):
@@ -188,7 +142,9 @@ class SQLiteTaskStore(TaskStore):
 
     # ---- clients ------------------------------------------------------------------------
 
-    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+    def createsession_from_row(
+        self, spec: SessionSpec, tasks: Sequence[NewTask], now: float
+    ) -> bool:
         with self._write() as db:
             row = db.execute(
                 "SELECT content_hash FROM sessions WHERE id = ?", (spec.id,)
@@ -234,13 +190,13 @@ class SQLiteTaskStore(TaskStore):
             )
         return True
 
-    def get_session(self, session_id: str) -> SessionInfo | None:
+    def getsession_from_row(self, session_id: str) -> SessionInfo | None:
         row = (
             self._conn()
             .execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
             .fetchone()
         )
-        return None if row is None else _session(row)
+        return None if row is None else session_from_row(row)
 
     def list_sessions(
         self, owner: str | None = None, limit: int = 100, offset: int = 0
@@ -255,7 +211,7 @@ class SQLiteTaskStore(TaskStore):
             )
             .fetchall()
         )
-        return [_session(r) for r in rows]
+        return [session_from_row(r) for r in rows]
 
     def count_states(self, session_id: str) -> dict[TaskState, int]:
         counts = dict.fromkeys(TaskState, 0)
@@ -272,9 +228,9 @@ class SQLiteTaskStore(TaskStore):
             "ORDER BY done_seq LIMIT ?",
             (session_id, after_seq, limit),
         )
-        return [_task(r) for r in rows]
+        return [task_from_row(r) for r in rows]
 
-    def get_task(self, tid: str) -> TaskRecord | None:
+    def gettask_from_row(self, tid: str) -> TaskRecord | None:
         try:
             session_id, index = split_task_id(tid)
         except ValueError:
@@ -288,9 +244,9 @@ class SQLiteTaskStore(TaskStore):
             )
             .fetchone()
         )
-        return None if row is None else _task(row[:-2], row[-2:])
+        return None if row is None else task_from_row(row[:-2], row[-2:])
 
-    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+    def cancelsession_from_row(self, session_id: str, now: float) -> CancelCounts:
         with self._write() as db:
             row = db.execute(
                 "SELECT done_count FROM sessions WHERE id = ?", (session_id,)
@@ -318,7 +274,7 @@ class SQLiteTaskStore(TaskStore):
             )
         return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
 
-    def delete_session(self, session_id: str) -> bool:
+    def deletesession_from_row(self, session_id: str) -> bool:
         with self._write() as db:
             db.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
@@ -345,22 +301,7 @@ class SQLiteTaskStore(TaskStore):
                 (agent_id, now + lease_seconds, now, *args, max_tasks),
             ).fetchall()
         rows.sort(key=lambda r: (-r[10], r[11]))
-        return [
-            Lease(
-                task_id=task_id(r[0], r[1]),
-                session_id=r[0],
-                index=r[1],
-                attempt=r[2],
-                max_attempts=r[3],
-                timeout_seconds=r[4],
-                function=r[5],
-                retry_on_error=bool(r[6]),
-                expires_at=r[7],
-                payload=r[8],
-                payload_ref=r[9],
-            )
-            for r in rows
-        ]
+        return [lease_from_row(r) for r in rows]
 
     @staticmethod
     def _function_filter(functions: Sequence[str] | None) -> tuple[str, list[str]]:
@@ -494,9 +435,11 @@ class SQLiteTaskStore(TaskStore):
         sql = f"SELECT 1 FROM tasks WHERE state = 'pending' {where} LIMIT 1"
         return bool(self._poll(lambda: self._conn().execute(sql, args).fetchone(), timeout_seconds))
 
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+    def wait_forsession_from_row(
+        self, session_id: str, after_seq: int, timeout_seconds: float
+    ) -> int:
         def done_count() -> int | None:
-            info = self.get_session(session_id)
+            info = self.getsession_from_row(session_id)
             if info is None:
                 raise NotFound(f"no session {session_id}")
             return info.done_count if info.done_count > after_seq else None

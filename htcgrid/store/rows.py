@@ -1,0 +1,90 @@
+"""Rows of the SQL task stores (SQLite, PostgreSQL) and the records built from them.
+
+Both stores select these columns in this order, so one function per record reads either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from htcgrid.models import (
+    ErrorInfo,
+    Lease,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    task_id,
+)
+
+SESSION_COLUMNS = (
+    "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
+    "task_count, content_hash, created_at, done_count, cancelled"
+)
+TASK_COLUMNS = (
+    "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
+    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
+)
+LEASE_COLUMNS = (
+    "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
+    "lease_expires_at, payload, payload_ref, priority, seq"
+)
+
+Row = Sequence[Any]
+
+
+def session_from_row(row: Row) -> SessionInfo:
+    spec = SessionSpec(
+        id=row[0],
+        owner=row[1],
+        function=row[2],
+        priority=row[3],
+        max_attempts=row[4],
+        timeout_seconds=row[5],
+        retry_on_error=bool(row[6]),
+        task_count=row[7],
+        content_hash=row[8],
+        created_at=row[9],
+    )
+    return SessionInfo(spec, done_count=row[10], cancelled=bool(row[11]))
+
+
+def task_from_row(row: Row, payload: Row = (None, None)) -> TaskRecord:
+    return TaskRecord(
+        task_id=task_id(row[0], row[1]),
+        session_id=row[0],
+        index=row[1],
+        state=TaskState(row[2]),
+        attempt=row[3],
+        max_attempts=row[4],
+        priority=row[5],
+        owner=row[6],
+        output=None if row[7] is None else bytes(row[7]),
+        output_ref=row[8],
+        error=ErrorInfo.from_json(row[9]),
+        log=row[10] or "",
+        done_seq=row[11],
+        submitted_at=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        lease_expires_at=row[15],
+        payload=None if payload[0] is None else bytes(payload[0]),
+        payload_ref=payload[1],
+    )
+
+
+def lease_from_row(row: Row) -> Lease:
+    return Lease(
+        task_id=task_id(row[0], row[1]),
+        session_id=row[0],
+        index=row[1],
+        attempt=row[2],
+        max_attempts=row[3],
+        timeout_seconds=row[4],
+        function=row[5],
+        retry_on_error=bool(row[6]),
+        expires_at=row[7],
+        payload=None if row[8] is None else bytes(row[8]),
+        payload_ref=row[9],
+    )
