@@ -142,9 +142,7 @@ class SQLiteTaskStore(TaskStore):
 
     # ---- clients ------------------------------------------------------------------------
 
-    def createsession_from_row(
-        self, spec: SessionSpec, tasks: Sequence[NewTask], now: float
-    ) -> bool:
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         with self._write() as db:
             row = db.execute(
                 "SELECT content_hash FROM sessions WHERE id = ?", (spec.id,)
@@ -190,7 +188,7 @@ class SQLiteTaskStore(TaskStore):
             )
         return True
 
-    def getsession_from_row(self, session_id: str) -> SessionInfo | None:
+    def get_session(self, session_id: str) -> SessionInfo | None:
         row = (
             self._conn()
             .execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
@@ -230,7 +228,7 @@ class SQLiteTaskStore(TaskStore):
         )
         return [task_from_row(r) for r in rows]
 
-    def gettask_from_row(self, tid: str) -> TaskRecord | None:
+    def get_task(self, tid: str) -> TaskRecord | None:
         try:
             session_id, index = split_task_id(tid)
         except ValueError:
@@ -246,7 +244,7 @@ class SQLiteTaskStore(TaskStore):
         )
         return None if row is None else task_from_row(row[:-2], row[-2:])
 
-    def cancelsession_from_row(self, session_id: str, now: float) -> CancelCounts:
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
         with self._write() as db:
             row = db.execute(
                 "SELECT done_count FROM sessions WHERE id = ?", (session_id,)
@@ -274,7 +272,7 @@ class SQLiteTaskStore(TaskStore):
             )
         return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
 
-    def deletesession_from_row(self, session_id: str) -> bool:
+    def delete_session(self, session_id: str) -> bool:
         with self._write() as db:
             db.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
@@ -435,11 +433,9 @@ class SQLiteTaskStore(TaskStore):
         sql = f"SELECT 1 FROM tasks WHERE state = 'pending' {where} LIMIT 1"
         return bool(self._poll(lambda: self._conn().execute(sql, args).fetchone(), timeout_seconds))
 
-    def wait_forsession_from_row(
-        self, session_id: str, after_seq: int, timeout_seconds: float
-    ) -> int:
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
         def done_count() -> int | None:
-            info = self.getsession_from_row(session_id)
+            info = self.get_session(session_id)
             if info is None:
                 raise NotFound(f"no session {session_id}")
             return info.done_count if info.done_count > after_seq else None
