@@ -1,0 +1,152 @@
+"""Options and helpers shared by the ``htcgrid`` commands; only the CLI reads the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_API = "http://127.0.0.1:8080"
+EXIT_HANDLER_ERROR = 3
+
+
+def env(name: str) -> str:
+    return f"HTCGRID_{name}"
+
+
+def url_option(
+    default: str | None = DEFAULT_API, help: str = "Grid API URL (or a backend URL)."
+) -> Callable[[F], F]:
+    return click.option(
+        "--url", envvar=env("URL"), default=default, show_default=True, show_envvar=True, help=help
+    )
+
+
+def token_option(fn: F) -> F:
+    return click.option(
+        "--token",
+        envvar=env("TOKEN"),
+        default=None,
+        show_envvar=True,
+        help="Bearer token for the API.",
+    )(fn)
+
+
+def settings_options(fn: F) -> F:
+    for name, help_text in reversed(
+        [
+            ("heartbeat-seconds", "How often agents extend their leases."),
+            ("lease-seconds", "How long a lease lasts without a heartbeat."),
+            ("grace-seconds", "How long a stopping agent may finish running tasks."),
+        ]
+    ):
+        fn = click.option(
+            f"--{name}",
+            type=float,
+            default=None,
+            envvar=env(name.replace("-", "_").upper()),
+            show_envvar=True,
+            help=help_text,
+        )(fn)
+    return fn
+
+
+def worker_options(fn: F) -> F:
+    fn = click.option(
+        "--path",
+        "paths",
+        multiple=True,
+        envvar=env("PATH"),
+        show_envvar=True,
+        type=click.Path(file_okay=False),
+        help="Folder added to the worker's import path "
+        "(repeatable; ':'-separated in the variable).",
+    )(fn)
+    fn = click.option(
+        "--handler",
+        envvar=env("HANDLER"),
+        default="htcgrid.handlers.echo",
+        show_default=True,
+        show_envvar=True,
+        help="The worker function, as module.function or module:function.",
+    )(fn)
+    return click.option(
+        "--slots",
+        type=click.IntRange(1, 1024),
+        envvar=env("SLOTS"),
+        default=os.cpu_count() or 1,
+        show_default="CPU count",
+        show_envvar=True,
+        help="Worker processes per agent.",
+    )(fn)
+
+
+def security_options(fn: F) -> F:
+    fn = click.option(
+        "--tls-key",
+        envvar=env("TLS_KEY"),
+        default=None,
+        show_envvar=True,
+        type=click.Path(dir_okay=False, exists=True),
+        help="Private key of --tls-cert.",
+    )(fn)
+    fn = click.option(
+        "--tls-cert",
+        envvar=env("TLS_CERT"),
+        default=None,
+        show_envvar=True,
+        type=click.Path(dir_okay=False, exists=True),
+        help="Serve HTTPS with this certificate (PEM; needs --tls-key).",
+    )(fn)
+    return click.option(
+        "--no-auth",
+        is_flag=True,
+        envvar=env("NO_AUTH"),
+        show_envvar=True,
+        help="Let anyone in as admin, without a token. Refused unless bound to loopback.",
+    )(fn)
+
+
+def _security(no_auth: bool, tls_cert: str | None, tls_key: str | None) -> Any:
+    from htcgrid.limits import SecurityConfig
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    tls = (tls_cert, tls_key) if tls_cert and tls_key else None
+    return SecurityConfig.from_env(os.environ, auth=not no_auth), tls
+
+
+def _warn_if_exposed(host: str, tls: Any, no_auth: bool) -> None:
+    from htcgrid.server import is_loopback
+
+    if no_auth and not is_loopback(host):
+        raise click.UsageError(
+            f"--no-auth is only for loopback addresses (127.0.0.1, ::1), not {host}"
+        )
+    if not is_loopback(host) and tls is None:
+        click.secho(
+            f"htcgrid: WARNING: serving plain HTTP on {host}: passwords and tokens cross the "
+            "network unencrypted. Use --tls-cert/--tls-key, or a TLS proxy in front.",
+            err=True,
+            fg="yellow",
+        )
+
+
+def _settings(**given: float | None) -> Any:
+    from htcgrid.settings import Settings
+
+    return Settings.from_env(os.environ, **given)
+
+
+def _client(url: str, token: str | None = None) -> Any:
+    from htcgrid.client import connect
+
+    return connect(url, token=token)
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))

@@ -1,0 +1,264 @@
+"""``htcgrid up``, ``server``, ``agent`` and ``db``: running a grid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from htcgrid.cli.options import (
+    EXIT_HANDLER_ERROR,
+    _security,
+    _settings,
+    _warn_if_exposed,
+    env,
+    security_options,
+    settings_options,
+    url_option,
+    worker_options,
+)
+
+# ---- running a grid ---------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    envvar=env("DATA_DIR"),
+    default=".htcgrid",
+    show_default=True,
+    show_envvar=True,
+    type=click.Path(file_okay=False),
+    help="Where the task store and data plane live.",
+)
+@click.option(
+    "--host", envvar=env("HOST"), default="127.0.0.1", show_default=True, show_envvar=True
+)
+@click.option(
+    "--port",
+    envvar=env("PORT"),
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    show_envvar=True,
+    help="API port; 0 picks a free one.",
+)
+@click.option(
+    "--agents",
+    envvar=env("AGENTS"),
+    type=click.IntRange(0, 256),
+    default=1,
+    show_default=True,
+    show_envvar=True,
+    help="Agent processes to run.",
+)
+@worker_options
+@security_options
+@settings_options
+def up(
+    data_dir: str,
+    host: str,
+    port: int,
+    agents: int,
+    slots: int,
+    handler: str,
+    paths: tuple[str, ...],
+    no_auth: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    **given: float | None,
+) -> None:
+    """Run a whole grid here: API, TTL checker and agents, on SQLite and files.
+
+    The first start creates user 'admin' and writes its password and an API key to
+    admin-credentials.json in the data dir (readable by you only)."""
+    from htcgrid.local import LocalGrid
+
+    settings = _settings(**given)
+    security, tls = _security(no_auth, tls_cert, tls_key)
+    _warn_if_exposed(host, tls, no_auth)
+    grid = LocalGrid(
+        Path(data_dir), host, port, agents, slots, handler, list(paths), settings, security, tls
+    )
+    sys.exit(grid.run())
+
+
+@click.command()
+@url_option(default="sqlite://.htcgrid/grid.db", help="Task store URL.")
+@click.option(
+    "--data-url",
+    envvar=env("DATA_URL"),
+    default=None,
+    show_envvar=True,
+    help="Data plane URL (default: the task store URL).",
+)
+@click.option(
+    "--host", envvar=env("HOST"), default="127.0.0.1", show_default=True, show_envvar=True
+)
+@click.option(
+    "--port",
+    envvar=env("PORT"),
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    show_envvar=True,
+)
+@security_options
+@settings_options
+def server(
+    url: str,
+    data_url: str | None,
+    host: str,
+    port: int,
+    no_auth: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    **given: float | None,
+) -> None:
+    """Serve the API and run the TTL checker on any backend."""
+    from htcgrid.server import APIServer, bind
+
+    security, tls = _security(no_auth, tls_cert, tls_key)
+    _warn_if_exposed(host, tls, no_auth)
+    api = APIServer(url, data_url or url, _settings(**given), bind(host, port), security, tls)
+    api.start()
+    if api.auth is None:
+        click.secho(f"htcgrid: WARNING: authentication is OFF at {api.url}", err=True, fg="red")
+    elif not api.auth.has_users():
+        click.echo(
+            f"htcgrid: no users yet; add an admin with: htcgrid user add NAME --admin "
+            f"--url {url} --data-url {data_url or url}",
+            err=True,
+        )
+    click.echo(api.url)
+    _wait_for_signal()
+    api.stop()
+
+
+@click.command()
+@url_option(default="sqlite://.htcgrid/grid.db", help="Task store URL.")
+@click.option(
+    "--data-url",
+    envvar=env("DATA_URL"),
+    default=None,
+    show_envvar=True,
+    help="Data plane URL (default: the task store URL).",
+)
+@worker_options
+@click.option(
+    "--function",
+    "functions",
+    multiple=True,
+    envvar=env("FUNCTION"),
+    show_envvar=True,
+    help="Serve only these functions (repeatable; default: all).",
+)
+@click.option(
+    "--cache-dir",
+    envvar=env("CACHE_DIR"),
+    default=None,
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where deployed function packages are unpacked (default: a per-user temp folder).",
+)
+@click.option("--agent-id", envvar=env("AGENT_ID"), default=None, show_envvar=True)
+@click.option("--parent-pid", type=int, default=None, hidden=True)
+@settings_options
+def agent(
+    url: str,
+    data_url: str | None,
+    slots: int,
+    handler: str,
+    paths: tuple[str, ...],
+    functions: tuple[str, ...],
+    cache_dir: Path | None,
+    agent_id: str | None,
+    parent_pid: int | None,
+    **given: float | None,
+) -> None:
+    """Claim and run tasks in worker processes."""
+    from htcgrid.agent.agent import Agent, HandlerImportError
+    from htcgrid.agent.worker import WorkerConfig
+    from htcgrid.dataplane import open_data_plane
+    from htcgrid.store import open_store
+
+    settings = _settings(**given)
+    worker = WorkerConfig(
+        handler=handler,
+        paths=tuple(str(Path(p).resolve()) for p in paths),
+        log_limit_bytes=settings.log_limit_bytes,
+    )
+    data = open_data_plane(data_url or url)
+    runner = Agent(
+        open_store(url),
+        data,
+        settings,
+        worker,
+        slots,
+        functions=list(functions) or None,
+        agent_id=agent_id,
+        packages=_package_cache(data, cache_dir, worker),
+    )
+    signals = {"count": 0}
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            os._exit(130)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    orphaned = (lambda: os.getppid() != parent_pid) if parent_pid else (lambda: False)
+    try:
+        runner.run(should_stop=orphaned)
+    except HandlerImportError as exc:
+        click.echo(f"htcgrid agent: {exc}", err=True)
+        sys.exit(EXIT_HANDLER_ERROR)
+
+
+def _package_cache(data: Any, cache_dir: Path | None, worker: Any) -> Any:
+    import tempfile
+
+    from htcgrid.agent.packages import PackageCache
+    from htcgrid.functions import FunctionRegistry
+
+    folder = cache_dir or Path(tempfile.gettempdir()) / f"htcgrid-packages-{os.getuid()}"
+    return PackageCache(FunctionRegistry(data), folder.resolve(), worker)
+
+
+def _wait_for_signal() -> None:
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1):
+        pass
+
+
+@click.group()
+def db() -> None:
+    """Task store administration."""
+
+
+@db.command()
+@url_option(default=None, help="Task store URL.")
+def upgrade(url: str | None) -> None:
+    """Create or migrate the task store's schema (PostgreSQL); other backends need nothing."""
+    if not url:
+        raise click.UsageError("--url (or HTCGRID_URL) is required")
+    if url.startswith(("postgresql://", "postgres://")):
+        from htcgrid.store.postgres_migrations import upgrade as pg_upgrade
+
+        applied = pg_upgrade(url)
+        click.echo(f"applied migrations: {applied}" if applied else "schema is up to date")
+    else:
+        click.echo("nothing to do for this backend")
+
+
+COMMANDS = [up, server, agent, db]
