@@ -11,22 +11,18 @@ size costs one round trip:
   session take turns and their numbers follow commit order with no gaps.
 
 Deadlocks are ruled out by one lock order: task rows first, in key order, then session rows, in
-id order. Waiting uses ``LISTEN/NOTIFY`` through one listener thread per store (``_Listener``),
-with a re-check every ``recheck_seconds`` should a notification never come.
+id order. Waiting uses ``LISTEN/NOTIFY`` through one listener thread per store
+(``postgres_listen.Listener``), with a re-check every ``recheck_seconds`` should a notification
+never come. The statements themselves are in ``postgres_sql.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -47,7 +43,18 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.base import TaskStore
+from htcgrid.store.postgres_listen import RECHECK_SECONDS, Listener, channel_names
 from htcgrid.store.postgres_migrations import Target, parse_url, reachable, upgrade
+from htcgrid.store.postgres_sql import (
+    APPLY,
+    CANCEL,
+    CLAIM,
+    COPY_TASKS,
+    DELETE_SESSION,
+    HEARTBEAT,
+    INSERT_SESSION,
+    LOCK_EXPIRED,
+)
 from htcgrid.store.rows import (
     SESSION_COLUMNS,
     TASK_COLUMNS,
@@ -59,159 +66,6 @@ from htcgrid.urls import redact
 
 T = TypeVar("T")
 Connection = psycopg.Connection[TupleRow]
-
-RECHECK_SECONDS = 0.5  # a waiter looks again this often even if no notification arrives
-LISTENER_POLL_SECONDS = 0.1  # how soon the listener thread notices close()
-
-INSERT_SESSION = f"""
-INSERT INTO sessions ({SESSION_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false)
-ON CONFLICT (id) DO NOTHING RETURNING true
-"""
-COPY_TASKS = """
-COPY tasks (session_id, idx, function, priority, state, max_attempts, timeout_seconds,
-            retry_on_error, payload, payload_ref, submitted_at) FROM STDIN
-"""
-
-# The row versions locked by SKIP LOCKED cannot move before this statement ends, so their
-# ctids address them directly (a TID scan, whatever the size of the table).
-CLAIM = """
-UPDATE tasks
-SET state = 'processing', attempt = attempt + 1, owner = %(agent)s,
-    lease_expires_at = %(expires)s, started_at = %(now)s
-WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM tasks
-    WHERE state = 'pending' {filter}
-    ORDER BY priority DESC, seq
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-))
-RETURNING session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error,
-          lease_expires_at, payload, payload_ref, priority, seq
-"""
-
-HEARTBEAT = """
-WITH req AS (
-    SELECT * FROM unnest(%(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[])
-        AS r(session_id, idx, attempt)
-), mine AS MATERIALIZED (
-    -- primary-key lookups, as in APPLY
-    SELECT r.session_id, r.idx FROM (SELECT * FROM req ORDER BY session_id, idx) r
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM tasks t
-        WHERE t.session_id = r.session_id AND t.idx = r.idx
-          AND t.state = 'processing' AND t.owner = %(agent)s AND t.attempt = r.attempt
-        FOR UPDATE OF t
-    ) owned
-), extended AS (
-    UPDATE tasks t SET lease_expires_at = %(expires)s FROM mine
-    WHERE t.session_id = mine.session_id AND t.idx = mine.idx
-    RETURNING t.session_id, t.idx
-)
-SELECT r.session_id, r.idx, e.idx IS NOT NULL, CASE WHEN e.idx IS NULL THEN (
-    SELECT t.state FROM tasks t WHERE t.session_id = r.session_id AND t.idx = r.idx) END
-FROM req r LEFT JOIN extended e USING (session_id, idx)
-"""
-
-# Records outcomes of tasks still processing under the given attempt (and agent, unless NULL:
-# the TTL checker, which has locked them already). Terminal outcomes take the next numbers of
-# their session, in request order; a NULL log keeps the task's log.
-APPLY = """
-WITH req AS (
-    SELECT * FROM unnest(
-        %(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[], %(states)s::text[],
-        %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[]
-    ) WITH ORDINALITY AS r(session_id, idx, attempt, state, output, output_ref, error, log, ord)
-), hit AS MATERIALIZED (
-    -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
-    -- would scan every processing task of the grid when statistics are stale
-    SELECT r.* FROM (SELECT * FROM req ORDER BY session_id, idx) r
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM tasks t
-        WHERE t.session_id = r.session_id AND t.idx = r.idx
-          AND t.state = 'processing' AND t.attempt = r.attempt
-          AND (%(agent)s::text IS NULL OR t.owner = %(agent)s)
-        FOR UPDATE OF t
-    ) owned
-), finished AS (
-    SELECT session_id, count(*) AS k FROM hit WHERE state <> 'pending' GROUP BY session_id
-), counters AS MATERIALIZED (
-    SELECT s.id FROM sessions s JOIN finished f ON f.session_id = s.id
-    ORDER BY s.id
-    FOR UPDATE OF s
-), bumped AS (
-    UPDATE sessions s SET done_count = s.done_count + f.k
-    FROM finished f JOIN counters c ON c.id = f.session_id
-    WHERE s.id = f.session_id
-    RETURNING s.id, s.done_count - f.k AS base
-), numbered AS (
-    SELECT h.*, b.base + row_number() OVER (
-        PARTITION BY h.session_id, h.state = 'pending' ORDER BY h.ord) AS done_seq
-    FROM hit h LEFT JOIN bumped b ON b.id = h.session_id AND h.state <> 'pending'
-), applied AS (
-    UPDATE tasks t
-    SET state = n.state, owner = NULL, lease_expires_at = NULL, output = n.output,
-        output_ref = n.output_ref, error = n.error, log = coalesce(n.log, t.log),
-        done_seq = n.done_seq,
-        finished_at = CASE WHEN n.state = 'pending' THEN NULL ELSE %(now)s END
-    FROM numbered n
-    WHERE t.session_id = n.session_id AND t.idx = n.idx
-    RETURNING n.ord, n.session_id, n.state
-)
--- PostgreSQL delivers repeated (channel, payload) pairs of one transaction only once
-SELECT ord, pg_notify(
-    CASE WHEN state = 'pending' THEN %(tasks_channel)s ELSE %(sessions_channel)s END,
-    CASE WHEN state = 'pending' THEN '' ELSE session_id END)
-FROM applied
-"""
-
-LOCK_EXPIRED = """
-SELECT session_id, idx, attempt, max_attempts FROM tasks
-WHERE state = 'processing' AND lease_expires_at < %s
-ORDER BY lease_expires_at
-LIMIT %s
-FOR UPDATE SKIP LOCKED
-"""
-
-CANCEL = """
-WITH open AS MATERIALIZED (
-    SELECT idx, state FROM tasks
-    WHERE session_id = %(session)s AND state IN ('pending', 'processing')
-    ORDER BY session_id, idx
-    FOR UPDATE
-), bumped AS (
-    UPDATE sessions SET done_count = done_count + (SELECT count(*) FROM open), cancelled = true
-    WHERE id = %(session)s
-    RETURNING done_count - (SELECT count(*) FROM open) AS base
-), cancelled AS (
-    UPDATE tasks t
-    SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, finished_at = %(now)s,
-        done_seq = b.base + o.rank
-    FROM (SELECT idx, row_number() OVER (ORDER BY idx) AS rank FROM open) o, bumped b
-    WHERE t.session_id = %(session)s AND t.idx = o.idx
-)
-SELECT (SELECT count(*) FROM bumped),
-       (SELECT count(*) FROM open WHERE state = 'pending'),
-       (SELECT count(*) FROM open WHERE state = 'processing'),
-       pg_notify(%(channel)s, %(session)s)
-"""
-
-DELETE_SESSION = """
-WITH doomed AS MATERIALIZED (
-    SELECT idx FROM tasks WHERE session_id = %(session)s ORDER BY session_id, idx FOR UPDATE
-), tasks_gone AS (
-    DELETE FROM tasks t USING doomed d WHERE t.session_id = %(session)s AND t.idx = d.idx
-)
-DELETE FROM sessions WHERE id = %(session)s
-RETURNING pg_notify(%(channel)s, id)  -- its waiters learn at once that it is gone
-"""
-
-
-def channel_names(schema: str) -> tuple[str, str]:
-    """The (tasks, sessions) NOTIFY channels of a schema: stores in other schemas never hear
-    them. Channel names are identifiers of at most 63 bytes, so long schemas are hashed."""
-    stem = schema if len(schema) <= 48 else hashlib.sha256(schema.encode()).hexdigest()[:32]
-    return f"{stem}.tasks", f"{stem}.sessions"
 
 
 def _keys(task_ids: Sequence[str]) -> list[tuple[str, int] | None]:
@@ -238,108 +92,6 @@ def _distinct(outcomes: Sequence[Outcome]) -> list[tuple[int, tuple[str, int], O
     return keyed
 
 
-class _Listener:
-    """One background connection LISTENing on a store's two channels, for all its waiters.
-
-    A topic is ``"tasks"`` or ``"session:<id>"``; each watched topic has a generation that
-    every matching notification moves. A waiter reads the generation, checks the database,
-    then sleeps until the generation moves, so a notification that lands between its check
-    and its sleep still wakes it. Reconnecting moves every generation, since notifications
-    sent while nobody listened are lost.
-    """
-
-    def __init__(
-        self, conninfo: str, tasks_channel: str, sessions_channel: str, recheck_seconds: float
-    ) -> None:
-        self._conninfo = conninfo
-        self._recheck_seconds = recheck_seconds
-        self._tasks_channel = tasks_channel
-        self._sessions_channel = sessions_channel
-        self._cond = threading.Condition()
-        self._generations: dict[str, int] = {}
-        self._watchers: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._listening = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def wait_until(
-        self, topic: str, probe: Callable[[], T | None], timeout_seconds: float
-    ) -> T | None:
-        """Call ``probe`` until it returns something other than None or the timeout passes,
-        again after every notification on ``topic`` and at least every ``recheck_seconds``."""
-        self._start()
-        deadline = time.monotonic() + timeout_seconds
-        with self._watching(topic):
-            while True:
-                with self._cond:
-                    seen = self._generations[topic]
-                value = probe()
-                remaining = deadline - time.monotonic()
-                if value is not None or remaining <= 0:
-                    return value
-                self._sleep(topic, seen, min(remaining, self._recheck_seconds))
-
-    def _sleep(self, topic: str, seen: int, timeout_seconds: float) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._generations[topic] != seen, timeout_seconds)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    @contextmanager
-    def _watching(self, topic: str) -> Iterator[None]:
-        with self._cond:
-            self._watchers[topic] += 1
-            self._generations.setdefault(topic, 0)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._watchers[topic] -= 1
-                if not self._watchers[topic]:
-                    del self._watchers[topic], self._generations[topic]
-
-    def _start(self) -> None:
-        """Start the listener thread once; wait (briefly) until it listens, so that the first
-        check of a waiter is already covered by notifications."""
-        with self._cond:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(
-                    target=self._run, name="htcgrid-pg-listener", daemon=True
-                )
-                self._thread.start()
-        self._listening.wait(self._recheck_seconds)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._listen()
-            except psycopg.Error:
-                self._listening.clear()
-                self._stop.wait(self._recheck_seconds)  # server away: waiters re-check meanwhile
-
-    def _listen(self) -> None:
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            for channel in (self._tasks_channel, self._sessions_channel):
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            self._listening.set()
-            self._wake(None)
-            while not self._stop.is_set():
-                for note in conn.notifies(timeout=LISTENER_POLL_SECONDS):
-                    tasks = note.channel == self._tasks_channel
-                    self._wake("tasks" if tasks else f"session:{note.payload}")
-
-    def _wake(self, topic: str | None) -> None:
-        """Move ``topic``'s generation (every topic's for None) and wake the waiters."""
-        with self._cond:
-            for watched in [topic] if topic is not None else list(self._generations):
-                if watched in self._generations:
-                    self._generations[watched] += 1
-            self._cond.notify_all()
-
-
 class PostgresTaskStore(TaskStore):
     """``postgresql://user:password@host:port/db?schema=htcgrid&pool_max=10``.
 
@@ -353,7 +105,7 @@ class PostgresTaskStore(TaskStore):
         self._target: Target = parse_url(url)
         upgrade(url)
         self._tasks_channel, self._sessions_channel = channel_names(self._target.schema)
-        self._listener = _Listener(
+        self._listener = Listener(
             self._target.conninfo, self._tasks_channel, self._sessions_channel, recheck_seconds
         )
         self._pool: ConnectionPool[Connection] = ConnectionPool(

@@ -1,0 +1,151 @@
+"""The SQL statements of the PostgreSQL task store, each one round trip for a whole batch.
+
+Placeholders are psycopg's (``%s``, ``%(name)s``); ``{filter}`` in CLAIM is filled by the store.
+"""
+
+from __future__ import annotations
+
+from htcgrid.store.rows import SESSION_COLUMNS
+
+INSERT_SESSION = f"""
+INSERT INTO sessions ({SESSION_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false)
+ON CONFLICT (id) DO NOTHING RETURNING true
+"""
+COPY_TASKS = """
+COPY tasks (session_id, idx, function, priority, state, max_attempts, timeout_seconds,
+            retry_on_error, payload, payload_ref, submitted_at) FROM STDIN
+"""
+
+# The row versions locked by SKIP LOCKED cannot move before this statement ends, so their
+# ctids address them directly (a TID scan, whatever the size of the table).
+CLAIM = """
+UPDATE tasks
+SET state = 'processing', attempt = attempt + 1, owner = %(agent)s,
+    lease_expires_at = %(expires)s, started_at = %(now)s
+WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM tasks
+    WHERE state = 'pending' {filter}
+    ORDER BY priority DESC, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error,
+          lease_expires_at, payload, payload_ref, priority, seq
+"""
+
+HEARTBEAT = """
+WITH req AS (
+    SELECT * FROM unnest(%(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[])
+        AS r(session_id, idx, attempt)
+), mine AS MATERIALIZED (
+    -- primary-key lookups, as in APPLY
+    SELECT r.session_id, r.idx FROM (SELECT * FROM req ORDER BY session_id, idx) r
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM tasks t
+        WHERE t.session_id = r.session_id AND t.idx = r.idx
+          AND t.state = 'processing' AND t.owner = %(agent)s AND t.attempt = r.attempt
+        FOR UPDATE OF t
+    ) owned
+), extended AS (
+    UPDATE tasks t SET lease_expires_at = %(expires)s FROM mine
+    WHERE t.session_id = mine.session_id AND t.idx = mine.idx
+    RETURNING t.session_id, t.idx
+)
+SELECT r.session_id, r.idx, e.idx IS NOT NULL, CASE WHEN e.idx IS NULL THEN (
+    SELECT t.state FROM tasks t WHERE t.session_id = r.session_id AND t.idx = r.idx) END
+FROM req r LEFT JOIN extended e USING (session_id, idx)
+"""
+
+# Records outcomes of tasks still processing under the given attempt (and agent, unless NULL:
+# the TTL checker, which has locked them already). Terminal outcomes take the next numbers of
+# their session, in request order; a NULL log keeps the task's log.
+APPLY = """
+WITH req AS (
+    SELECT * FROM unnest(
+        %(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[], %(states)s::text[],
+        %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[]
+    ) WITH ORDINALITY AS r(session_id, idx, attempt, state, output, output_ref, error, log, ord)
+), hit AS MATERIALIZED (
+    -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
+    -- would scan every processing task of the grid when statistics are stale
+    SELECT r.* FROM (SELECT * FROM req ORDER BY session_id, idx) r
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM tasks t
+        WHERE t.session_id = r.session_id AND t.idx = r.idx
+          AND t.state = 'processing' AND t.attempt = r.attempt
+          AND (%(agent)s::text IS NULL OR t.owner = %(agent)s)
+        FOR UPDATE OF t
+    ) owned
+), finished AS (
+    SELECT session_id, count(*) AS k FROM hit WHERE state <> 'pending' GROUP BY session_id
+), counters AS MATERIALIZED (
+    SELECT s.id FROM sessions s JOIN finished f ON f.session_id = s.id
+    ORDER BY s.id
+    FOR UPDATE OF s
+), bumped AS (
+    UPDATE sessions s SET done_count = s.done_count + f.k
+    FROM finished f JOIN counters c ON c.id = f.session_id
+    WHERE s.id = f.session_id
+    RETURNING s.id, s.done_count - f.k AS base
+), numbered AS (
+    SELECT h.*, b.base + row_number() OVER (
+        PARTITION BY h.session_id, h.state = 'pending' ORDER BY h.ord) AS done_seq
+    FROM hit h LEFT JOIN bumped b ON b.id = h.session_id AND h.state <> 'pending'
+), applied AS (
+    UPDATE tasks t
+    SET state = n.state, owner = NULL, lease_expires_at = NULL, output = n.output,
+        output_ref = n.output_ref, error = n.error, log = coalesce(n.log, t.log),
+        done_seq = n.done_seq,
+        finished_at = CASE WHEN n.state = 'pending' THEN NULL ELSE %(now)s END
+    FROM numbered n
+    WHERE t.session_id = n.session_id AND t.idx = n.idx
+    RETURNING n.ord, n.session_id, n.state
+)
+-- PostgreSQL delivers repeated (channel, payload) pairs of one transaction only once
+SELECT ord, pg_notify(
+    CASE WHEN state = 'pending' THEN %(tasks_channel)s ELSE %(sessions_channel)s END,
+    CASE WHEN state = 'pending' THEN '' ELSE session_id END)
+FROM applied
+"""
+
+LOCK_EXPIRED = """
+SELECT session_id, idx, attempt, max_attempts FROM tasks
+WHERE state = 'processing' AND lease_expires_at < %s
+ORDER BY lease_expires_at
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+CANCEL = """
+WITH open AS MATERIALIZED (
+    SELECT idx, state FROM tasks
+    WHERE session_id = %(session)s AND state IN ('pending', 'processing')
+    ORDER BY session_id, idx
+    FOR UPDATE
+), bumped AS (
+    UPDATE sessions SET done_count = done_count + (SELECT count(*) FROM open), cancelled = true
+    WHERE id = %(session)s
+    RETURNING done_count - (SELECT count(*) FROM open) AS base
+), cancelled AS (
+    UPDATE tasks t
+    SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, finished_at = %(now)s,
+        done_seq = b.base + o.rank
+    FROM (SELECT idx, row_number() OVER (ORDER BY idx) AS rank FROM open) o, bumped b
+    WHERE t.session_id = %(session)s AND t.idx = o.idx
+)
+SELECT (SELECT count(*) FROM bumped),
+       (SELECT count(*) FROM open WHERE state = 'pending'),
+       (SELECT count(*) FROM open WHERE state = 'processing'),
+       pg_notify(%(channel)s, %(session)s)
+"""
+
+DELETE_SESSION = """
+WITH doomed AS MATERIALIZED (
+    SELECT idx FROM tasks WHERE session_id = %(session)s ORDER BY session_id, idx FOR UPDATE
+), tasks_gone AS (
+    DELETE FROM tasks t USING doomed d WHERE t.session_id = %(session)s AND t.idx = d.idx
+)
+DELETE FROM sessions WHERE id = %(session)s
+RETURNING pg_notify(%(channel)s, id)  -- its waiters learn at once that it is gone
+"""
