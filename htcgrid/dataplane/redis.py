@@ -12,7 +12,7 @@ from typing import cast
 from htcgrid.dataplane.base import DataPlane
 from htcgrid.dataplane.keys import check
 from htcgrid.errors import NotFound
-from htcgrid.store.redis import connect, translate_errors
+from htcgrid.store.redis_connect import connect, translate_errors
 
 SCAN_COUNT = 1000
 UNLINK_BATCH = 500

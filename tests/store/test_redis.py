@@ -34,7 +34,8 @@ from htcgrid.dataplane import keys
 from htcgrid.dataplane.redis import RedisDataPlane
 from htcgrid.errors import BackendUnavailable, ConfigurationError
 from htcgrid.models import Lease, NewTask, Outcome, SessionSpec, TaskState
-from htcgrid.store.redis import RedisTaskStore, split_url
+from htcgrid.store.redis import RedisTaskStore
+from htcgrid.store.redis_connect import split_url
 
 NOW = 1_000_000.0
 LEASE = 10.0
