@@ -112,3 +112,14 @@ def test_the_connector_runs_the_function_its_config_names(tmp_path: Path) -> Non
             == "default"
         )
         grid.stop()
+
+
+def test_ctrl_c_stops_up_and_all_its_children(tmp_path: Path) -> None:
+    import signal
+
+    with htcgrid_up(tmp_path / "grid") as grid:
+        until(lambda: len(descendants(grid.proc.pid)) >= 3, 30, "the agent and its workers")
+        family = descendants(grid.proc.pid)
+        grid.proc.send_signal(signal.SIGINT)  # what a terminal sends on Ctrl-C
+        assert grid.proc.wait(timeout=60) == 0
+        until(lambda: not any(pid_alive(p) for p in family), 10, "every child to exit")

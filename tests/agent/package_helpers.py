@@ -7,13 +7,13 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent_thread import running
 from procs import until
 from sample_handlers_path import HERE
 
@@ -33,25 +33,10 @@ def package_agent(
 ) -> Iterator[Agent]:
     worker = WorkerConfig(handler="sample_handlers.echo", paths=(HERE,))
     cache = PackageCache(FunctionRegistry(grid.data), cache_dir, worker, refresh_seconds=0)
-    runner = Agent(grid.store, grid.data, FAST, worker, slots, functions, packages=cache)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with running(
+        Agent(grid.store, grid.data, FAST, worker, slots, functions, packages=cache)
+    ) as runner:
         yield runner
-    finally:
-        runner.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "agent did not stop"
-    if errors:
-        raise errors[0]
 
 
 def submit(grid: GridService, tasks: list[Any], **options: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_thread import running
 from procs import pid_alive, until
 from sample_handlers_path import HERE
 
@@ -38,25 +38,8 @@ def agent(
     store: TaskStore, data: DataPlane, handler: str, slots: int = 2, settings: Settings = FAST
 ) -> Iterator[Agent]:
     worker = WorkerConfig(handler=f"sample_handlers.{handler}", paths=(HERE,))
-    runner = Agent(store, data, settings, worker, slots)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
+    with running(Agent(store, data, settings, worker, slots)) as runner:
         yield runner
-    finally:
-        runner.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "agent did not stop"
-    if errors:
-        raise errors[0]
 
 
 def submit(grid: GridService, tasks: list[Any], **options: Any) -> str:
