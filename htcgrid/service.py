@@ -126,14 +126,8 @@ class GridService:
         return SubmitResult(spec.id, spec.task_count, created)
 
     def _prepare(self, request: SubmitRequest, owner: str) -> tuple[SessionSpec, list[NewTask]]:
-        s = self.settings
-        tasks = request.tasks
-        _check(isinstance(tasks, list | tuple), "tasks must be a list")
-        _check(len(tasks) > 0, "tasks must not be empty")
-        _check(
-            len(tasks) <= s.max_tasks_per_submit,
-            f"at most {s.max_tasks_per_submit} tasks per submit, not {len(tasks)}",
-        )
+        """Validate a submission and turn it into a session spec and its tasks."""
+        self._check_tasks(request.tasks)
         session_id = request.session_id or str(uuid.uuid4())
         _check(
             isinstance(session_id, str) and bool(SESSION_ID_PATTERN.fullmatch(session_id)),
@@ -144,8 +138,36 @@ class GridService:
             "function must be 1-64 letters, digits, '.', '_' or '-'",
         )
         priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
-        max_attempts = _int_in("max_attempts", request.max_attempts or s.max_attempts, 1, 100)
-        timeout = request.timeout_seconds or s.task_timeout_seconds
+        max_attempts = _int_in(
+            "max_attempts", request.max_attempts or self.settings.max_attempts, 1, 100
+        )
+        timeout = self._timeout(request.timeout_seconds)
+        _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
+        priorities = self._priorities(request.task_priorities, len(request.tasks), priority)
+        payloads = [self._encode(i, t) for i, t in enumerate(request.tasks)]
+        options = [request.function, priority, max_attempts, timeout, request.retry_on_error]
+        spec = SessionSpec(
+            id=session_id,
+            task_count=len(payloads),
+            function=request.function,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            retry_on_error=request.retry_on_error,
+            owner=owner,
+            content_hash=_content_hash([*options, priorities], payloads),
+            created_at=self.clock(),
+        )
+        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
+
+    def _check_tasks(self, tasks: Sequence[Any]) -> None:
+        limit = self.settings.max_tasks_per_submit
+        _check(isinstance(tasks, list | tuple), "tasks must be a list")
+        _check(len(tasks) > 0, "tasks must not be empty")
+        _check(len(tasks) <= limit, f"at most {limit} tasks per submit, not {len(tasks)}")
+
+    def _timeout(self, given: float | None) -> float:
+        timeout = given or self.settings.task_timeout_seconds
         _check(
             isinstance(timeout, int | float)
             and not isinstance(timeout, bool)
@@ -153,38 +175,7 @@ class GridService:
             and 0 < timeout <= 7 * 86400,
             "timeout_seconds must be a number of seconds between 0 and 604800",
         )
-        _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
-        priorities = self._priorities(request.task_priorities, len(tasks), priority)
-        payloads = [self._encode(i, t) for i, t in enumerate(tasks)]
-        digest = hashlib.sha256()
-        digest.update(
-            json_dumps(
-                [
-                    request.function,
-                    priority,
-                    max_attempts,
-                    float(timeout),
-                    request.retry_on_error,
-                    priorities,
-                ]
-            )
-        )
-        for p in payloads:
-            digest.update(len(p).to_bytes(8, "big"))
-            digest.update(p)
-        spec = SessionSpec(
-            id=session_id,
-            task_count=len(tasks),
-            function=request.function,
-            priority=priority,
-            max_attempts=max_attempts,
-            timeout_seconds=float(timeout),
-            retry_on_error=request.retry_on_error,
-            owner=owner,
-            content_hash=digest.hexdigest(),
-            created_at=self.clock(),
-        )
-        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
+        return float(timeout)
 
     @staticmethod
     def _priorities(given: Sequence[int] | None, n: int, default: int) -> list[int]:
@@ -301,6 +292,15 @@ class GridService:
 
     def queue_depth(self) -> int:
         return self.store.queue_depth()
+
+
+def _content_hash(options: list[Any], payloads: list[bytes]) -> str:
+    """What makes two submissions of one session id the same: options and every payload."""
+    digest = hashlib.sha256(json_dumps(options))
+    for p in payloads:
+        digest.update(len(p).to_bytes(8, "big"))
+        digest.update(p)
+    return digest.hexdigest()
 
 
 def result_dict(record: TaskRecord) -> dict[str, Any]:
