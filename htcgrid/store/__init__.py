@@ -6,7 +6,6 @@
 | ``sqlite:///path/grid.db``  | embedded default                |              |
 | ``postgresql://…``          | PostgreSQL (SKIP LOCKED)        | ``postgres`` |
 | ``redis://…``, ``rediss://``| Redis (Lua compare-and-set)     | ``redis``    |
-| ``aws://?region=…``         | DynamoDB + SQS                  | ``aws``      |
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ STORES: Registry[TaskStore] = Registry(
         "postgres": ("htcgrid.store.postgres:PostgresTaskStore", "postgres"),
         "redis": ("htcgrid.store.redis:RedisTaskStore", "redis"),
         "rediss": ("htcgrid.store.redis:RedisTaskStore", "redis"),
-        "aws": ("htcgrid.store.aws:AWSTaskStore", "aws"),
     },
 )
 
