@@ -62,3 +62,10 @@ def big(event: int, context: Any) -> str:
 
 def not_json(event: Any, context: Any) -> object:
     return object()
+
+
+def shell_out(event: Any, context: Any) -> str:
+    print("from python")
+    os.write(1, b"straight to fd 1\n")
+    os.system("echo from a shell; echo to stderr >&2")
+    return "done"

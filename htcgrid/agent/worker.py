@@ -5,6 +5,8 @@ Protocol over one duplex pipe (pickled tuples):
   agent → worker  (task_id, session_id, attempt, payload_json: bytes, timeout_seconds)
   worker → agent  (task_id, attempt, ok: bool, output_json: bytes | ErrorInfo, log: str)
 The worker ignores SIGINT and SIGTERM: only its agent decides when running work stops.
+A task's log is what it printed (``sys.stdout``/``sys.stderr``) followed by what reached file
+descriptors 1 and 2 meanwhile (C extensions, ``os.system``, subprocesses).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -47,6 +50,32 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+class FdCapture:
+    """Points file descriptors 1 and 2 of this process (and so of anything it starts, C code and
+    subprocesses included) at an unnamed file, and hands out what each task added to it."""
+
+    limit_bytes = 1 << 20  # start the file over once it is this big
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        self.fd = self._file.fileno()
+        for target in (1, 2):
+            os.dup2(self.fd, target)
+        self.mark = 0
+
+    def start(self) -> None:
+        self.mark = os.fstat(self.fd).st_size
+
+    def take(self) -> str:
+        """What was written since ``start()``."""
+        end = os.fstat(self.fd).st_size
+        written = os.pread(self.fd, end - self.mark, self.mark) if end > self.mark else b""
+        if end > self.limit_bytes:
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)  # the offset is shared with fds 1 and 2
+        return written.decode(errors="replace")
+
+
 def main(conn: Connection, config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -62,6 +91,7 @@ def main(conn: Connection, config: WorkerConfig) -> None:
         conn.send(("init_error", error_info(exc)))
         return
     conn.send(("ready",))
+    capture = FdCapture()
     while True:
         try:
             message: TaskMessage | None = conn.recv()
@@ -69,10 +99,12 @@ def main(conn: Connection, config: WorkerConfig) -> None:
             return
         if message is None:
             return
-        conn.send(run_one(handler, config, message))
+        conn.send(run_one(handler, config, message, capture))
 
 
-def run_one(handler: Handler, config: WorkerConfig, message: TaskMessage) -> tuple[Any, ...]:
+def run_one(
+    handler: Handler, config: WorkerConfig, message: TaskMessage, capture: FdCapture | None = None
+) -> tuple[Any, ...]:
     task_id, session_id, attempt, payload, timeout_seconds = message
     context = LambdaContext(
         function_name=config.function_name,
@@ -87,13 +119,16 @@ def run_one(handler: Handler, config: WorkerConfig, message: TaskMessage) -> tup
     captured = io.StringIO()
     ok = True
     result: bytes | ErrorInfo
+    if capture is not None:
+        capture.start()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         try:
             value = handler(json.loads(payload), context)
             result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
         except BaseException as exc:
             ok, result = False, error_info(exc)
-    return (task_id, attempt, ok, result, _tail(captured.getvalue(), config.log_limit_bytes))
+    log = captured.getvalue() + (capture.take() if capture is not None else "")
+    return (task_id, attempt, ok, result, _tail(log, config.log_limit_bytes))
 
 
 def _tail(log: str, limit: int) -> str:

@@ -64,6 +64,17 @@ def test_tasks_finish_with_outputs_and_logs(grid: GridService) -> None:
     assert "to stderr" in task.log
 
 
+def test_logs_include_output_that_bypasses_python(grid: GridService) -> None:
+    sid = submit(grid, [1, 2])
+    with agent(grid.store, grid.data, "shell_out", slots=1):
+        finished(grid, sid)
+    for i in (0, 1):
+        log = grid.task(f"{sid}_{i}").log
+        assert log.startswith("from python\n")
+        for line in ("straight to fd 1", "from a shell", "to stderr"):
+            assert log.count(line) == 1, f"{line!r} not exactly once in task {i}'s log: {log!r}"
+
+
 def test_lambda_context(grid: GridService) -> None:
     import json
 
