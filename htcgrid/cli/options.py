@@ -26,6 +26,27 @@ def url_option(
     )
 
 
+def listen_options(fn: F) -> F:
+    """--host and --port of the API."""
+    fn = click.option(
+        "--port",
+        envvar=env("PORT"),
+        type=click.IntRange(0, 65535),
+        default=8080,
+        show_default=True,
+        show_envvar=True,
+        help="API port; 0 picks a free one.",
+    )(fn)
+    return click.option(
+        "--host",
+        envvar=env("HOST"),
+        default="127.0.0.1",
+        show_default=True,
+        show_envvar=True,
+        help="Address to listen on: loopback by default; elsewhere, also give --tls-cert/--tls-key.",
+    )(fn)
+
+
 def token_option(fn: F) -> F:
     return click.option(
         "--token",

@@ -16,6 +16,7 @@ from htcgrid.cli.options import (
     _settings,
     _warn_if_exposed,
     env,
+    listen_options,
     security_options,
     settings_options,
     url_option,
@@ -35,18 +36,7 @@ from htcgrid.cli.options import (
     type=click.Path(file_okay=False),
     help="Where the task store and data plane live.",
 )
-@click.option(
-    "--host", envvar=env("HOST"), default="127.0.0.1", show_default=True, show_envvar=True
-)
-@click.option(
-    "--port",
-    envvar=env("PORT"),
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    show_envvar=True,
-    help="API port; 0 picks a free one.",
-)
+@listen_options
 @click.option(
     "--agents",
     envvar=env("AGENTS"),
@@ -96,17 +86,7 @@ def up(
     show_envvar=True,
     help="Data plane URL (default: the task store URL).",
 )
-@click.option(
-    "--host", envvar=env("HOST"), default="127.0.0.1", show_default=True, show_envvar=True
-)
-@click.option(
-    "--port",
-    envvar=env("PORT"),
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    show_envvar=True,
-)
+@listen_options
 @security_options
 @settings_options
 def server(

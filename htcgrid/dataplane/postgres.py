@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 from htcgrid.dataplane.base import DataPlane
 from htcgrid.dataplane.keys import check
 from htcgrid.errors import NotFound
-from htcgrid.store.postgres_migrations import parse_url, reachable, upgrade
+from htcgrid.store.postgres_migrations import open_pool, parse_url, reachable, upgrade
 from htcgrid.urls import redact
 
 Connection = psycopg.Connection[TupleRow]
@@ -36,16 +36,7 @@ class PostgresDataPlane(DataPlane):
         self.url = url
         self._target = parse_url(url)
         upgrade(url)
-        self._pool: ConnectionPool[Connection] = ConnectionPool(
-            self._target.conninfo,
-            min_size=self._target.pool_min,
-            max_size=self._target.pool_max,
-            timeout=self._target.pool_timeout_seconds,
-            kwargs={"autocommit": True},
-            num_workers=1,
-            name=f"htcgrid-blobs-{self._target.schema}",
-            open=True,
-        )
+        self._pool: ConnectionPool[Connection] = open_pool(self._target, "htcgrid-blobs", workers=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"

@@ -44,7 +44,7 @@ from htcgrid.models import (
 )
 from htcgrid.store.base import TaskStore
 from htcgrid.store.postgres_listen import RECHECK_SECONDS, Listener, channel_names
-from htcgrid.store.postgres_migrations import Target, parse_url, reachable, upgrade
+from htcgrid.store.postgres_migrations import Target, open_pool, parse_url, reachable, upgrade
 from htcgrid.store.postgres_sql import (
     APPLY,
     CANCEL,
@@ -108,16 +108,7 @@ class PostgresTaskStore(TaskStore):
         self._listener = Listener(
             self._target.conninfo, self._tasks_channel, self._sessions_channel, recheck_seconds
         )
-        self._pool: ConnectionPool[Connection] = ConnectionPool(
-            self._target.conninfo,
-            min_size=self._target.pool_min,
-            max_size=self._target.pool_max,
-            timeout=self._target.pool_timeout_seconds,
-            kwargs={"autocommit": True},
-            num_workers=2,
-            name=f"htcgrid-{self._target.schema}",
-            open=True,
-        )
+        self._pool: ConnectionPool[Connection] = open_pool(self._target, "htcgrid", workers=2)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"

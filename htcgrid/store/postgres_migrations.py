@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
 
 from htcgrid.errors import BackendUnavailable, ConfigurationError
 from htcgrid.urls import redact
@@ -214,3 +215,19 @@ def _apply_missing(conn: psycopg.Connection[TupleRow], target: Target) -> list[i
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
     return applied
+
+
+def open_pool(
+    target: Target, name: str, workers: int = 1
+) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+    """A pool of autocommit connections to ``target``, sized by its URL options."""
+    return ConnectionPool(
+        target.conninfo,
+        min_size=target.pool_min,
+        max_size=target.pool_max,
+        timeout=target.pool_timeout_seconds,
+        kwargs={"autocommit": True},
+        num_workers=workers,
+        name=f"{name}-{target.schema}",
+        open=True,
+    )
