@@ -9,23 +9,14 @@ from typing import Any
 import click
 
 from htcgrid.cli.options import (
-    F,
+    backend_options,
     env,
-    url_option,
 )
 
 # ---- worker functions -------------------------------------------------------------------
 
 
-def function_url_options(fn: F) -> F:
-    fn = click.option(
-        "--data-url",
-        envvar=env("DATA_URL"),
-        default=None,
-        show_envvar=True,
-        help="Data plane URL (default: the --url backend).",
-    )(fn)
-    return url_option(default="sqlite://.htcgrid/grid.db", help="Backend URL of the grid.")(fn)
+function_url_options = backend_options("Backend URL of the grid.")
 
 
 def _registry(url: str, data_url: str | None) -> Any:

@@ -11,6 +11,7 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_API = "http://127.0.0.1:8080"
+LOCAL_BACKEND = "sqlite://.htcgrid/grid.db"  # where `htcgrid up` keeps its task store
 EXIT_HANDLER_ERROR = 3
 
 
@@ -24,6 +25,22 @@ def url_option(
     return click.option(
         "--url", envvar=env("URL"), default=default, show_default=True, show_envvar=True, help=help
     )
+
+
+def backend_options(url_help: str) -> Callable[[F], F]:
+    """--url of a backend (default: ``htcgrid up``'s SQLite file) and --data-url beside it."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--data-url",
+            envvar=env("DATA_URL"),
+            default=None,
+            show_envvar=True,
+            help="Data plane URL (default: the --url backend).",
+        )(fn)
+        return url_option(default=LOCAL_BACKEND, help=url_help)(fn)
+
+    return decorate
 
 
 def listen_options(fn: F) -> F:

@@ -15,6 +15,7 @@ from htcgrid.cli.options import (
     _security,
     _settings,
     _warn_if_exposed,
+    backend_options,
     env,
     listen_options,
     security_options,
@@ -78,14 +79,7 @@ def up(
 
 
 @click.command()
-@url_option(default="sqlite://.htcgrid/grid.db", help="Task store URL.")
-@click.option(
-    "--data-url",
-    envvar=env("DATA_URL"),
-    default=None,
-    show_envvar=True,
-    help="Data plane URL (default: the task store URL).",
-)
+@backend_options("Task store URL.")
 @listen_options
 @security_options
 @settings_options
@@ -120,14 +114,7 @@ def server(
 
 
 @click.command()
-@url_option(default="sqlite://.htcgrid/grid.db", help="Task store URL.")
-@click.option(
-    "--data-url",
-    envvar=env("DATA_URL"),
-    default=None,
-    show_envvar=True,
-    help="Data plane URL (default: the task store URL).",
-)
+@backend_options("Task store URL.")
 @worker_options
 @click.option(
     "--function",
