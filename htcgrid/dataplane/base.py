@@ -16,6 +16,15 @@ class DataPlane(ABC):
         """Store ``data`` under ``key``, replacing any previous value; durable on return."""
 
     @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store ``data`` under ``key`` only if nothing is there yet; durable on return.
+
+        Atomic across threads and processes: of writers racing for one key exactly one gets
+        True, and the value every reader then sees is that writer's. False leaves the key as
+        it was.
+        """
+
+    @abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under ``key``; raises ``NotFound`` if there are none."""
 

@@ -27,15 +27,38 @@ class FileDataPlane(DataPlane):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        tmp = self._staged(path, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A hard link of a complete temp file: link() refuses an existing name atomically,
+        and readers never see a half-written value."""
+        path = self._path(key)
+        tmp = self._staged(path, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _staged(path: Path, data: bytes) -> Path:
+        """``data`` in a temp file beside ``path`` (so a rename or link stays on one disk)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return Path(tmp)
 
     def get(self, key: str) -> bytes:
         try:

@@ -19,6 +19,13 @@ class MemoryDataPlane(DataPlane):
         with self._lock:
             self._blobs[check(key)] = bytes(data)
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        with self._lock:
+            if check(key) in self._blobs:
+                return False
+            self._blobs[key] = bytes(data)
+            return True
+
     def get(self, key: str) -> bytes:
         with self._lock:
             try:

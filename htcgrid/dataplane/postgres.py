@@ -54,6 +54,14 @@ class PostgresDataPlane(DataPlane):
                 (check(key), bytes(data)),
             )
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        with self._connection() as conn:
+            cur = conn.execute(
+                "INSERT INTO blobs (key, data) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (check(key), bytes(data)),
+            )
+            return cur.rowcount == 1
+
     def get(self, key: str) -> bytes:
         with self._connection() as conn:
             row = conn.execute("SELECT data FROM blobs WHERE key = %s", (check(key),)).fetchone()

@@ -38,6 +38,10 @@ class RedisDataPlane(DataPlane):
         self._client.set(self.namespace + check(key), data)
 
     @translate_errors
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        return bool(self._client.set(self.namespace + check(key), data, nx=True))
+
+    @translate_errors
     def get(self, key: str) -> bytes:
         value = cast(bytes | None, self._client.get(self.namespace + check(key)))
         if value is None:

@@ -31,6 +31,10 @@ class SQLiteDataPlane(DataPlane):
     def put(self, key: str, data: bytes) -> None:
         self._db().execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (check(key), data))
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        cur = self._db().execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (check(key), data))
+        return cur.rowcount == 1
+
     def get(self, key: str) -> bytes:
         row = self._db().execute("SELECT data FROM blobs WHERE key = ?", (check(key),)).fetchone()
         if row is None:

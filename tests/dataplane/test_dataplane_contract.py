@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 
 import pytest
 
-from htcgrid.dataplane import DataPlane, keys
+from htcgrid.dataplane import DataPlane, keys, open_data_plane
 from htcgrid.errors import NotFound
 
 
@@ -51,3 +53,69 @@ def test_keys_refuse_bad_names() -> None:
     with pytest.raises(ValueError):
         keys.function_package("a/b", 1)
     assert keys.task_output("s1", 3, 2) == "sessions/s1/s1_3/output.2"
+
+
+def test_put_if_absent_keeps_the_first_value(data: DataPlane) -> None:
+    key = "functions/f/1.zip"
+    assert data.put_if_absent(key, b"first") is True
+    assert data.put_if_absent(key, b"second") is False
+    assert data.get(key) == b"first"
+    data.delete(key)
+    assert data.put_if_absent(key, b"third") is True
+    assert data.get(key) == b"third"
+
+
+RACE_KEYS = 40
+
+
+def _race(data: DataPlane, writer: str, start: threading.Barrier | None = None) -> list[str]:
+    """Try to take every race key; return the ones this writer won."""
+    if start is not None:
+        start.wait(timeout=30)
+    return [
+        f"race/{i}" for i in range(RACE_KEYS) if data.put_if_absent(f"race/{i}", writer.encode())
+    ]
+
+
+def test_put_if_absent_has_one_winner_among_threads(data: DataPlane) -> None:
+    start = threading.Barrier(2)
+    won: dict[str, list[str]] = {}
+    threads = [
+        threading.Thread(target=lambda w=w: won.update({w: _race(data, w, start)}))
+        for w in ("a", "b")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    _assert_one_winner_each(data, won)
+
+
+def _race_in_process(
+    url: str, writer: str, out: multiprocessing.Queue[tuple[str, list[str]]]
+) -> None:
+    data = open_data_plane(url)
+    out.put((writer, _race(data, writer)))
+    data.close()
+
+
+def test_put_if_absent_has_one_winner_among_processes(data: DataPlane, data_url: str) -> None:
+    if data_url.startswith("memory"):
+        pytest.skip("an in-process data plane cannot be shared between processes")
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[str, list[str]]] = ctx.Queue()
+    procs = [ctx.Process(target=_race_in_process, args=(data_url, w, out)) for w in ("a", "b")]
+    for p in procs:
+        p.start()
+    won = dict(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    _assert_one_winner_each(data, won)
+
+
+def _assert_one_winner_each(data: DataPlane, won: dict[str, list[str]]) -> None:
+    taken = [key for keys_ in won.values() for key in keys_]
+    assert sorted(taken) == sorted(f"race/{i}" for i in range(RACE_KEYS))
+    for writer, keys_ in won.items():
+        for key in keys_:
+            assert data.get(key) == writer.encode()
