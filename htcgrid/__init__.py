@@ -14,22 +14,38 @@ __version__ = "0.1.0"
 from htcgrid.client import Client, Session, TaskResult, connect
 from htcgrid.errors import (
     AuthError,
+    BackendUnavailable,
+    ConfigurationError,
     Conflict,
+    Forbidden,
     GridError,
     NotFound,
+    PayloadTooLarge,
+    RemoteError,
+    TaskFailed,
+    TooManyAttempts,
+    TooManyRequests,
     ValidationError,
 )
 from htcgrid.models import TaskState
 
 __all__ = [
     "AuthError",
+    "BackendUnavailable",
     "Client",
+    "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "GridError",
     "NotFound",
+    "PayloadTooLarge",
+    "RemoteError",
     "Session",
+    "TaskFailed",
     "TaskResult",
     "TaskState",
+    "TooManyAttempts",
+    "TooManyRequests",
     "ValidationError",
     "__version__",
     "connect",

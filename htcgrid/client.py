@@ -26,6 +26,7 @@ from htcgrid.errors import (
     GridError,
     PayloadTooLarge,
     RemoteError,
+    TaskFailed,
     ValidationError,
 )
 from htcgrid.limits import TooManyAttempts, TooManyRequests
@@ -286,16 +287,6 @@ class Session:
     def cancel(self) -> dict[str, Any]:
         """Cancel every task not yet terminal; running ones are killed by their agents."""
         return self._t.cancel(self.id)
-
-
-class TaskFailed(GridError):
-    code = "task_failed"
-
-    def __init__(self, failures: Sequence[TaskResult]) -> None:
-        first = failures[0]
-        detail = (first.error or {}).get("message", first.state.value)
-        super().__init__(f"{len(failures)} task(s) did not finish; {first.task_id}: {detail}")
-        self.failures = list(failures)
 
 
 class Client:

@@ -1,4 +1,5 @@
-"""The one exception tree of htcgrid.
+"""The one exception tree of htcgrid: every error the client, the CLI or the API raises on
+purpose is one of these, and all are importable from ``htcgrid``.
 
     GridError
     ├── ConfigurationError        a bad URL, setting or missing extra: fix the configuration
@@ -8,13 +9,19 @@
     ├── Conflict                  a session id reused with different content
     ├── AuthError                 missing, expired or revoked credentials
     │   └── Forbidden
+    ├── TooManyRequests           rate limited: retry after ``retry_after_seconds``
+    │   └── TooManyAttempts
     ├── BackendUnavailable        the task store or data plane cannot be reached (retry later)
+    ├── TaskFailed                ``Session.outputs()``: some task failed or was cancelled
     └── RemoteError               the HTTP API answered with an error the client cannot map
 
 A lost race (a refused completion, an empty queue) is a return value, never an exception.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 
 class GridError(Exception):
@@ -25,46 +32,95 @@ class GridError(Exception):
 
 
 class ConfigurationError(GridError):
+    """A URL, setting, file or missing extra is wrong: fix the configuration and start again."""
+
     code = "configuration_error"
     status = 500
 
 
 class ValidationError(GridError):
+    """The caller's input is invalid; nothing was changed. The message names the field."""
+
     code = "invalid_request"
     status = 400
 
 
 class PayloadTooLarge(ValidationError):
+    """A task or request body is over the grid's size limit: send less."""
+
     code = "payload_too_large"
     status = 413
 
 
 class NotFound(GridError):
+    """No such session, task, function, user or key."""
+
     code = "not_found"
     status = 404
 
 
 class Conflict(GridError):
+    """A session id reused with different content, or a name that already exists."""
+
     code = "conflict"
     status = 409
 
 
 class AuthError(GridError):
+    """Missing, expired or revoked credentials: log in (again) or pass a token."""
+
     code = "unauthorized"
     status = 401
 
 
 class Forbidden(AuthError):
+    """The credentials are valid but their role may not do this."""
+
     code = "forbidden"
     status = 403
 
 
+class TooManyRequests(GridError):
+    """Slow down: the request was refused before it did anything; retry after a pause."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class TooManyAttempts(TooManyRequests):
+    """Too many wrong passwords for this user from this client: wait before the next try."""
+
+    code = "too_many_attempts"
+
+
 class BackendUnavailable(GridError):
+    """The grid, its task store or its data plane cannot be reached now: retry later."""
+
     code = "backend_unavailable"
     status = 503
 
 
+class TaskFailed(GridError):
+    """Raised by ``Session.outputs()`` (and so ``Client.map``) when any task did not finish;
+    ``failures`` holds the results of those tasks (``TaskResult``)."""
+
+    code = "task_failed"
+
+    def __init__(self, failures: Sequence[Any]) -> None:
+        first = failures[0]
+        detail = (first.error or {}).get("message", first.state.value)
+        super().__init__(f"{len(failures)} task(s) did not finish; {first.task_id}: {detail}")
+        self.failures = list(failures)
+
+
 class RemoteError(GridError):
+    """The API answered with an error this client does not know; ``status`` and ``code`` are
+    the server's."""
+
     code = "remote_error"
 
     def __init__(self, message: str, status: int = 500, code: str = "remote_error") -> None:

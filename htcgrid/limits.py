@@ -20,30 +20,15 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from htcgrid.errors import ConfigurationError, GridError
+from htcgrid.errors import ConfigurationError
+from htcgrid.errors import TooManyAttempts as TooManyAttempts  # re-exported: raised here
+from htcgrid.errors import TooManyRequests as TooManyRequests
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class TooManyRequests(GridError):
-    """Slow down: the request was refused before it did anything; retry after a pause."""
-
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
-
-
-class TooManyAttempts(TooManyRequests):
-    """Too many wrong passwords for this user from this client: wait before the next try."""
-
-    code = "too_many_attempts"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,38 @@
+"""What ``import htcgrid`` offers: the client and every error it can raise."""
+
+from __future__ import annotations
+
+import inspect
+
+import htcgrid
+import htcgrid.client
+import htcgrid.errors
+
+
+def test_every_error_of_the_tree_is_exported_from_htcgrid() -> None:
+    errors = {
+        name
+        for name, value in vars(htcgrid.errors).items()
+        if inspect.isclass(value) and issubclass(value, htcgrid.errors.GridError)
+    }
+    assert errors <= set(htcgrid.__all__)
+    for name in errors:
+        assert getattr(htcgrid, name) is getattr(htcgrid.errors, name)
+
+
+def test_every_error_the_client_module_names_is_in_the_tree() -> None:
+    raised = {
+        name
+        for name, value in vars(htcgrid.client).items()
+        if inspect.isclass(value) and issubclass(value, Exception)
+    }
+    assert raised <= set(htcgrid.__all__), raised - set(htcgrid.__all__)
+
+
+def test_all_lists_only_what_exists() -> None:
+    assert sorted(htcgrid.__all__) == htcgrid.__all__
+    for name in htcgrid.__all__:
+        assert hasattr(htcgrid, name), name
+    assert htcgrid.client.TaskFailed is htcgrid.TaskFailed
+    assert issubclass(htcgrid.TaskFailed, htcgrid.GridError)
+    assert issubclass(htcgrid.BackendUnavailable, htcgrid.GridError)
