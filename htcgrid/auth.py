@@ -45,6 +45,11 @@ class Principal:
         return self.role == "admin"
 
     @property
+    def may_deploy(self) -> bool:
+        """Admins and deployers may deploy, roll back and delete functions."""
+        return self.role in ("admin", "deployer")
+
+    @property
     def owner(self) -> str | None:
         """Whose sessions this caller may see: None (all) for an admin."""
         return None if self.is_admin else self.name

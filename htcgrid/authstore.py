@@ -10,10 +10,9 @@ backend code. The layout, built only here::
     auth/index/users.json       names of all users  (the data plane cannot list keys)
     auth/index/keys.json        ids of all API keys
 
-A record is the truth; an index only serves listing. The data plane has no compare-and-set,
-so two administrators adding users at the same instant on two servers could drop one name
-from an index: that user still works, and the next change to it (``htcgrid user passwd``)
-lists it again, because every write of a record also adds it to its index.
+A record is the truth; an index only serves listing. Each index is a ``Document``, changed by
+compare-and-set, so administrators adding users at the same instant on many servers never
+drop a name from it.
 """
 
 from __future__ import annotations
@@ -21,14 +20,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from htcgrid.dataplane import DataPlane
+from htcgrid.dataplane.document import Document
 from htcgrid.errors import NotFound, ValidationError
 
-ROLES = ("admin", "user")
+ROLES = ("admin", "deployer", "user")  # a deployer is a user who may also deploy functions
 USER_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 KEY_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 SECRET_BYTES = 32
@@ -114,11 +113,10 @@ def new_uid() -> str:
 
 
 class AuthRecords:
-    """Reads and writes the records above; thread-safe within one process."""
+    """Reads and writes the records above; safe for any number of threads and processes."""
 
     def __init__(self, data: DataPlane) -> None:
         self.data = data
-        self._lock = threading.Lock()
 
     def _get_json(self, key: str) -> Any:
         try:
@@ -132,11 +130,11 @@ class AuthRecords:
     # ---- secret --------------------------------------------------------------------------
 
     def secret(self) -> bytes:
-        """The signing secret, created (and read back, so racing servers agree) if missing."""
+        """The signing secret, created if missing (once: racing servers all read the winner's)."""
         try:
             return bytes.fromhex(self.data.get(SECRET_KEY).decode())
         except NotFound:
-            self.data.put(SECRET_KEY, secrets.token_hex(SECRET_BYTES).encode())
+            self.data.put_if_absent(SECRET_KEY, secrets.token_hex(SECRET_BYTES).encode())
             return bytes.fromhex(self.data.get(SECRET_KEY).decode())
 
     # ---- users ---------------------------------------------------------------------------
@@ -176,17 +174,13 @@ class AuthRecords:
     # ---- indexes -------------------------------------------------------------------------
 
     def _index(self, key: str) -> list[str]:
-        names = self._get_json(key)
+        names = Document(self.data, key).read()
         return sorted(names) if isinstance(names, list) else []
 
     def _index_add(self, key: str, name: str) -> None:
-        with self._lock:
-            names = set(self._index(key))
-            if name not in names:
-                self._put_json(key, sorted(names | {name}))
+        if name not in self._index(key):
+            Document(self.data, key).update(lambda names: sorted({*(names or []), name}))
 
     def _index_remove(self, key: str, name: str) -> None:
-        with self._lock:
-            names = set(self._index(key))
-            if name in names:
-                self._put_json(key, sorted(names - {name}))
+        if name in self._index(key):
+            Document(self.data, key).update(lambda names: sorted(set(names or []) - {name}))

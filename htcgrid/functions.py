@@ -2,20 +2,20 @@
 
 Layout (built by ``htcgrid.dataplane.keys``)::
 
-    functions/_catalog.json          {"names": [...]}
-    functions/<name>/index.json      {"name", "current", "versions": [FunctionVersion, ...]}
+    functions/_catalog.json          {"names": [...]}                  (a Document)
+    functions/<name>/index.json      {"name", "current", "versions"}   (a Document)
     functions/<name>/<version>.zip   the package, exactly as uploaded
 
+A deploy first claims its version number by writing the package with ``put_if_absent``, so
+two deploys of one name, even on two machines at one instant, never take the same number;
+then it records the version in the index, a ``Document`` that loses no concurrent change.
 Living in the data plane, the registry works on every backend without a task-store change.
-Two deploys of one name at the same instant may both pick the same version number; the
-later index write wins and its package is the one recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import stat
 import time
@@ -26,16 +26,24 @@ from pathlib import Path
 from typing import Any
 
 from htcgrid.dataplane import DataPlane, keys
+from htcgrid.dataplane.document import Document
 from htcgrid.errors import GridError, NotFound, ValidationError
-from htcgrid.models import NAME_PATTERN
+from htcgrid.models import DEFAULT_FUNCTION, NAME_PATTERN
 
 RUNTIMES = ("python", "provided")
+NAMES_CACHE_SECONDS = 2.0
 
 
 class PackageCorrupt(GridError):
     """A package's bytes do not match the sha256 recorded when it was deployed."""
 
     code = "package_corrupt"
+
+
+class UnknownFunction(ValidationError):
+    """A session names a function that is neither deployed nor the default."""
+
+    code = "unknown_function"
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ class FunctionVersion:
     def package_key(self) -> str:
         return keys.function_package(self.name, self.version)
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class FunctionRecord:
@@ -71,11 +82,24 @@ class FunctionRecord:
     def current_version(self) -> FunctionVersion:
         return self.version(self.current)
 
+    def as_dict(self) -> dict[str, Any]:
+        versions = [v.as_dict() for v in self.versions]
+        return {"name": self.name, "current": self.current, "versions": versions}
+
+
+def _record(raw: Any) -> FunctionRecord | None:
+    if not raw:
+        return None
+    versions = tuple(FunctionVersion(**v) for v in raw["versions"])
+    return FunctionRecord(raw["name"], raw["current"], versions)
+
 
 class FunctionRegistry:
     def __init__(self, data: DataPlane, clock: Callable[[], float] = time.time) -> None:
         self.data = data
         self.clock = clock
+        self._catalog = Document(data, keys.function_catalog())
+        self._names_cache: tuple[float, frozenset[str]] = (-NAMES_CACHE_SECONDS, frozenset())
 
     def deploy(
         self,
@@ -89,7 +113,9 @@ class FunctionRegistry:
         """Store ``package`` as the next version of ``name`` and make it current."""
         _validate(name, handler, runtime)
         old = self._load(name)
-        number = max((v.version for v in old.versions), default=0) + 1 if old else 1
+        number = self._claim(
+            name, package, max((v.version for v in old.versions), default=0) if old else 0
+        )
         deployed = FunctionVersion(
             name,
             number,
@@ -101,26 +127,66 @@ class FunctionRegistry:
             memory_mb,
             self.clock(),
         )
-        self.data.put(deployed.package_key, package)
-        versions = (old.versions if old else ()) + (deployed,)
-        self._save(FunctionRecord(name, number, versions))
-        if old is None:
-            self._add_name(name)
+
+        def add(raw: Any) -> Any:
+            versions = [*(raw["versions"] if raw else []), deployed.as_dict()]
+            versions.sort(key=lambda v: int(v["version"]))
+            return {"name": name, "current": number, "versions": versions}
+
+        self._index(name).update(add)
+        self._catalog.update(lambda raw: {"names": sorted({*(raw or {}).get("names", []), name})})
         return deployed
+
+    def _claim(self, name: str, package: bytes, highest: int) -> int:
+        """The first free version number above ``highest``, taken by writing the package."""
+        number = highest + 1
+        while not self.data.put_if_absent(keys.function_package(name, number), package):
+            number += 1
+        return number
 
     def rollback(self, name: str, version: int) -> FunctionVersion:
         """Make an earlier (or any existing) version current again."""
-        record = self.record(name)
-        chosen = record.version(version)
-        self._save(FunctionRecord(name, version, record.versions))
-        return chosen
+
+        def choose(raw: Any) -> Any:
+            record = _record(raw)
+            if record is None:
+                raise NotFound(f"no function named {name!r} has been deployed")
+            record.version(version)
+            return {**raw, "current": version}
+
+        chosen = _record(self._index(name).update(choose))
+        assert chosen is not None
+        return chosen.current_version
+
+    def delete(self, name: str) -> None:
+        """Forget ``name``: every version and package. Raises NotFound if it is unknown."""
+        self.record(name)
+        self._catalog.update(
+            lambda raw: {"names": sorted(set((raw or {}).get("names", [])) - {name})}
+        )
+        self.data.delete_prefix(keys.function_index(name).rsplit("/", 1)[0] + "/")
+        self._names_cache = (-NAMES_CACHE_SECONDS, frozenset())
 
     def names(self) -> list[str]:
-        try:
-            raw = self.data.get(keys.function_catalog())
-        except NotFound:
-            return []
-        return sorted(json.loads(raw)["names"])
+        raw = self._catalog.read()
+        return sorted(raw["names"]) if raw else []
+
+    def require(self, name: str) -> None:
+        """Raise UnknownFunction unless ``name`` is the default or deployed. Known names are
+        remembered for a moment, so a busy submit path reads the catalog rarely."""
+        if name == DEFAULT_FUNCTION:
+            return
+        checked_at, known = self._names_cache
+        if name in known and self.clock() - checked_at < NAMES_CACHE_SECONDS:
+            return
+        names = self.names()
+        self._names_cache = (self.clock(), frozenset(names))
+        if name not in names:
+            deployed = ", ".join(names) if names else "none yet"
+            raise UnknownFunction(
+                f"no function named {name!r} is deployed (deployed: {deployed}); "
+                f"deploy it with `htcgrid deploy {name} …` or submit to {DEFAULT_FUNCTION!r}"
+            )
 
     def record(self, name: str) -> FunctionRecord:
         found = self._load(name)
@@ -142,25 +208,11 @@ class FunctionRegistry:
             )
         return data
 
+    def _index(self, name: str) -> Document:
+        return Document(self.data, keys.function_index(name))
+
     def _load(self, name: str) -> FunctionRecord | None:
-        try:
-            raw = json.loads(self.data.get(keys.function_index(name)))
-        except NotFound:
-            return None
-        versions = tuple(FunctionVersion(**v) for v in raw["versions"])
-        return FunctionRecord(raw["name"], raw["current"], versions)
-
-    def _save(self, record: FunctionRecord) -> None:
-        body = {
-            "name": record.name,
-            "current": record.current,
-            "versions": [asdict(v) for v in record.versions],
-        }
-        self.data.put(keys.function_index(record.name), json.dumps(body, indent=1).encode())
-
-    def _add_name(self, name: str) -> None:
-        names = set(self.names()) | {name}
-        self.data.put(keys.function_catalog(), json.dumps({"names": sorted(names)}).encode())
+        return _record(self._index(name).read())
 
 
 def _validate(name: str, handler: str, runtime: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import os
+import threading
 import zipfile
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from htcgrid.errors import NotFound, ValidationError
 from htcgrid.functions import (
     FunctionRegistry,
     PackageCorrupt,
+    UnknownFunction,
     handler_from_config,
     read_package,
     unpack,
@@ -129,3 +132,61 @@ def test_cli_deploy_list_and_rollback(tmp_path: Path) -> None:
     assert runner.invoke(main, ["functions", "--url", url]).output.startswith("* pricing")
     missing = runner.invoke(main, ["deploy", "f", str(source), "--url", url])
     assert missing.exit_code != 0 and "--handler" in missing.output
+
+
+def _deploy_many(url: str, tag: str, count: int) -> list[int]:
+    registry = FunctionRegistry(open_data_plane(url))
+    return [registry.deploy("racy", f"{tag}-{i}".encode(), "m.f").version for i in range(count)]
+
+
+def _deploy_in_process(url: str, tag: str, out: multiprocessing.Queue[list[int]]) -> None:
+    out.put(_deploy_many(url, tag, 8))
+
+
+@pytest.mark.parametrize("kind", ["file", "sqlite"])
+def test_concurrent_deploys_never_share_a_version(tmp_path: Path, kind: str) -> None:
+    url = f"file://{tmp_path / 'blobs'}" if kind == "file" else f"sqlite://{tmp_path / 'g.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[list[int]] = ctx.Queue()
+    procs = [ctx.Process(target=_deploy_in_process, args=(url, t, out)) for t in ("p", "q")]
+    for p in procs:
+        p.start()
+    threads_won: list[int] = []
+    workers = [
+        threading.Thread(target=lambda t=t: threads_won.extend(_deploy_many(url, t, 8)))
+        for t in ("a", "b")
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    taken = threads_won + [n for _ in procs for n in out.get(timeout=60)]
+    for p in procs:
+        p.join(timeout=30)
+    assert sorted(taken) == list(range(1, 33))
+    registry = FunctionRegistry(open_data_plane(url))
+    record = registry.record("racy")
+    assert [v.version for v in record.versions] == list(range(1, 33))
+    for version in record.versions:
+        assert hashlib.sha256(registry.package(version)).hexdigest() == version.sha256
+    assert registry.names() == ["racy"]
+
+
+def test_delete_forgets_every_version_and_unknown_names_are_refused(tmp_path: Path) -> None:
+    now = [100.0]
+    registry = FunctionRegistry(open_data_plane("memory://"), clock=lambda: now[0])
+    registry.require("default")
+    with pytest.raises(UnknownFunction, match="deployed: none yet"):
+        registry.require("pricing")
+    registry.deploy("pricing", b"zip", "m.f")
+    registry.require("pricing")
+    with pytest.raises(UnknownFunction, match="deployed: pricing"):
+        registry.require("pricingg")
+    registry.delete("pricing")
+    now[0] += 5
+    with pytest.raises(UnknownFunction):
+        registry.require("pricing")
+    assert registry.names() == [] and registry.current("pricing") is None
+    assert registry.deploy("pricing", b"again", "m.f").version == 1
+    with pytest.raises(NotFound):
+        registry.delete("nothing")
