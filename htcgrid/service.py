@@ -12,12 +12,13 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
+from htcgrid.functions import FunctionRegistry
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,
@@ -37,6 +38,7 @@ from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 
 MAX_WAIT_SECONDS = 60.0
+NO_TASKS = "at least one task is needed"  # the one wording, on HTTP and in-process
 MAX_PAGE = 10_000
 
 
@@ -112,6 +114,7 @@ class GridService:
         self.data = data
         self.settings = settings or Settings()
         self.clock = clock
+        self.functions = FunctionRegistry(data)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -128,6 +131,16 @@ class GridService:
     def _prepare(self, request: SubmitRequest, owner: str) -> tuple[SessionSpec, list[NewTask]]:
         """Validate a submission and turn it into a session spec and its tasks."""
         self._check_tasks(request.tasks)
+        spec = self.spec(request, owner, len(request.tasks))
+        priorities = self._priorities(request.task_priorities, len(request.tasks), spec.priority)
+        payloads = [self._encode(i, t) for i, t in enumerate(request.tasks)]
+        digests = zip(priorities, map(payload_digest, payloads), strict=True)
+        spec = replace(spec, content_hash=content_hash(spec, digests))
+        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
+
+    def spec(self, request: SubmitRequest, owner: str, task_count: int) -> SessionSpec:
+        """The session ``request`` describes, its options checked; ``content_hash`` is left
+        empty for the caller, who has the tasks (``request.tasks`` is not read)."""
         session_id = request.session_id or str(uuid.uuid4())
         _check(
             isinstance(session_id, str) and bool(SESSION_ID_PATTERN.fullmatch(session_id)),
@@ -137,33 +150,29 @@ class GridService:
             isinstance(request.function, str) and bool(NAME_PATTERN.fullmatch(request.function)),
             "function must be 1-64 letters, digits, '.', '_' or '-'",
         )
+        self.functions.require(request.function)
         priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
         max_attempts = _int_in(
             "max_attempts", request.max_attempts or self.settings.max_attempts, 1, 100
         )
-        timeout = self._timeout(request.timeout_seconds)
         _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
-        priorities = self._priorities(request.task_priorities, len(request.tasks), priority)
-        payloads = [self._encode(i, t) for i, t in enumerate(request.tasks)]
-        options = [request.function, priority, max_attempts, timeout, request.retry_on_error]
-        spec = SessionSpec(
+        return SessionSpec(
             id=session_id,
-            task_count=len(payloads),
+            task_count=task_count,
             function=request.function,
             priority=priority,
             max_attempts=max_attempts,
-            timeout_seconds=timeout,
+            timeout_seconds=self._timeout(request.timeout_seconds),
             retry_on_error=request.retry_on_error,
             owner=owner,
-            content_hash=_content_hash([*options, priorities], payloads),
+            content_hash="",
             created_at=self.clock(),
         )
-        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:
         limit = self.settings.max_tasks_per_submit
         _check(isinstance(tasks, list | tuple), "tasks must be a list")
-        _check(len(tasks) > 0, "tasks must not be empty")
+        _check(len(tasks) > 0, f"tasks: {NO_TASKS}")
         _check(len(tasks) <= limit, f"at most {limit} tasks per submit, not {len(tasks)}")
 
     def _timeout(self, given: float | None) -> float:
@@ -190,6 +199,14 @@ class GridService:
     def _encode(self, index: int, task: Any) -> bytes:
         try:
             payload = json_dumps(task)
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+            raise ValidationError(
+                f"task {index} holds text that is not valid Unicode (a lone surrogate {bad}); "
+                "send UTF-8 text"
+            ) from None
+        except RecursionError:
+            raise ValidationError(f"task {index} is nested too deeply; flatten it") from None
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"task {index} is not JSON-serialisable: {exc}") from None
         if len(payload) > self.settings.max_payload_bytes:
@@ -294,12 +311,20 @@ class GridService:
         return self.store.queue_depth()
 
 
-def _content_hash(options: list[Any], payloads: list[bytes]) -> str:
-    """What makes two submissions of one session id the same: options and every payload."""
-    digest = hashlib.sha256(json_dumps(options))
-    for p in payloads:
-        digest.update(len(p).to_bytes(8, "big"))
-        digest.update(p)
+def payload_digest(payload: bytes) -> bytes:
+    """What a payload contributes to its session's content hash."""
+    return hashlib.sha256(payload).digest()
+
+
+def content_hash(spec: SessionSpec, tasks: Iterable[tuple[int, bytes]]) -> str:
+    """What makes two submissions of one session id the same: the options, and each task's
+    priority and ``payload_digest`` in index order. Digests, not payloads, so a session
+    uploaded in parts is hashed without holding its payloads."""
+    options = [spec.function, spec.priority, spec.max_attempts, spec.timeout_seconds]
+    digest = hashlib.sha256(json_dumps([*options, spec.retry_on_error, spec.task_count]))
+    for priority, payload in tasks:
+        digest.update(bytes((priority,)))
+        digest.update(payload)
     return digest.hexdigest()
 
 

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from grid_process import ROOT, htcgrid_up
+from grid_process import MOCK, ROOT, htcgrid_up
 from procs import descendants, pid_alive, until
 
 import htcgrid
+from htcgrid.dataplane import open_data_plane
+from htcgrid.functions import FunctionRegistry, zip_directory
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +101,8 @@ def test_the_connector_runs_the_function_its_config_names(tmp_path: Path) -> Non
     from htcgrid.connector import AWSConnector
 
     with htcgrid_up(tmp_path / "grid") as grid, htcgrid.connect(grid.url) as client:
+        blobs = open_data_plane(f"file://{grid.data_dir / 'blobs'}")
+        FunctionRegistry(blobs).deploy("other", zip_directory(MOCK), "mock_compute_engine.f")
         connector = AWSConnector()
         connector.init({"htcgrid_url": grid.url, "htcgrid_function": "other"})
         submission = connector.send([{"worker_arguments": ["1", "1", "1"]}])
