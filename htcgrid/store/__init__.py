@@ -26,9 +26,13 @@ STORES: Registry[TaskStore] = Registry(
 )
 
 
-def open_store(url: str) -> TaskStore:
-    """A task store for ``url``; raises ConfigurationError for an unknown scheme or missing extra."""
-    return STORES.open(url)
+def open_store(url: str, create: bool = True) -> TaskStore:
+    """A task store for ``url``; raises ConfigurationError for an unknown scheme or missing extra.
+
+    With ``create`` False (read commands) a store that does not exist yet raises NotFound
+    instead of being created; backends that cannot tell (memory, PostgreSQL, Redis) ignore it.
+    """
+    return STORES.open(url) if create else STORES.open(url, create=False)
 
 
 __all__ = ["STORES", "TaskStore", "open_store"]

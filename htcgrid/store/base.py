@@ -154,5 +154,30 @@ class TaskStore(ABC):
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         """Number of pending tasks (of those functions)."""
 
+    # ---- grid metadata -------------------------------------------------------------------
+    # Small grid-wide records beside the tasks (the grid's data-plane URL, agent presence).
+    # Keys are short strings such as ``data_url`` or ``agents/<id>``; values are text.
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """The value of ``key``, or None if it was never set."""
+
+    @abstractmethod
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        """Set ``key`` to ``value`` unless it already has a value, atomically (of racing
+        callers exactly one sets it); returns the value stored now, whoever set it."""
+
+    @abstractmethod
+    def put_meta(self, key: str, value: str) -> None:
+        """Set ``key`` to ``value``, replacing any earlier value."""
+
+    @abstractmethod
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        """Every key that starts with ``prefix``, with its value."""
+
+    @abstractmethod
+    def delete_meta(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""

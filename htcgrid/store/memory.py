@@ -43,7 +43,7 @@ class _Session:
 
 
 class MemoryTaskStore(TaskStore):
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", create: bool = True) -> None:
         self.url = url
         self._cond = threading.Condition()
         self._sessions: dict[str, _Session] = {}
@@ -52,6 +52,7 @@ class MemoryTaskStore(TaskStore):
         self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task_id)
         self._order: dict[str, int] = {}  # task_id -> its FIFO position, kept across requeues
         self._seq = itertools.count()
+        self._meta: dict[str, str] = {}
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -347,3 +348,25 @@ class MemoryTaskStore(TaskStore):
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         with self._cond:
             return self._depth(functions)
+
+    # ---- grid metadata ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._cond:
+            return self._meta.get(key)
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        with self._cond:
+            return self._meta.setdefault(key, value)
+
+    def put_meta(self, key: str, value: str) -> None:
+        with self._cond:
+            self._meta[key] = value
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        with self._cond:
+            return {k: v for k, v in self._meta.items() if k.startswith(prefix)}
+
+    def delete_meta(self, key: str) -> None:
+        with self._cond:
+            self._meta.pop(key, None)

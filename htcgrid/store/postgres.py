@@ -100,7 +100,9 @@ class PostgresTaskStore(TaskStore):
     Waiters re-check the database every ``recheck_seconds`` if no notification wakes them.
     """
 
-    def __init__(self, url: str, recheck_seconds: float = RECHECK_SECONDS) -> None:
+    def __init__(
+        self, url: str, recheck_seconds: float = RECHECK_SECONDS, create: bool = True
+    ) -> None:
         self.url = url
         self._target: Target = parse_url(url)
         upgrade(url)
@@ -336,6 +338,33 @@ class PostgresTaskStore(TaskStore):
         params = None if functions is None else (list(functions),)
         row = self._row(f"SELECT count(*) FROM tasks WHERE state = 'pending' {where}", params)
         return int(row[0]) if row else 0
+
+    # ---- grid metadata ------------------------------------------------------------------
+
+    def _write(self, query: str, params: Any) -> None:
+        with self._connection() as conn:
+            conn.execute(query, params)
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._row("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if row is None else str(row[0])
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        self._write("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, value))
+        return self.get_meta(key) or value
+
+    def put_meta(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = %s",
+            (key, value, value),
+        )
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        rows = self._rows("SELECT key, value FROM meta WHERE starts_with(key, %s)", (prefix,))
+        return {str(k): str(v) for k, v in rows}
+
+    def delete_meta(self, key: str) -> None:
+        self._write("DELETE FROM meta WHERE key = %s", (key,))
 
 
 def _expiry(tid: str, attempt: int, max_attempts: int) -> Outcome:

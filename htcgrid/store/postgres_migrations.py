@@ -101,6 +101,13 @@ MIGRATIONS: list[str] = [
         data bytea NOT NULL
     );
     """,
+    # 3: grid metadata (the grid's data-plane URL, agent presence).
+    """
+    CREATE TABLE meta (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+    );
+    """,
 ]
 
 

@@ -155,6 +155,7 @@ class Keys:
         self.seq = prefix + "seq"
         self.sessions = prefix + "sessions"
         self.wake_any = prefix + "wake"
+        self.meta = prefix + "meta"
 
     def task(self, tid: str) -> str:
         return f"{self.prefix}task:{tid}"
@@ -178,7 +179,7 @@ class Keys:
 class RedisTaskStore(TaskStore):
     """``redis://host:port/db?prefix=htcgrid:``; see the module docstring for the layout."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
         self.url = url
         self._client, prefix = connect(url)
         self.keys = Keys(prefix)
@@ -404,6 +405,32 @@ class RedisTaskStore(TaskStore):
         if functions is not None and not functions:
             return 0
         return int(self._run(self._depth, *(functions or ())))
+
+    # ---- grid metadata: one hash --------------------------------------------------------
+
+    @translate_errors
+    def get_meta(self, key: str) -> str | None:
+        value = cast(bytes | None, self._client.hget(self.keys.meta, key))
+        return None if value is None else value.decode()
+
+    @translate_errors
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        self._client.hsetnx(self.keys.meta, key, value)
+        return self.get_meta(key) or value
+
+    @translate_errors
+    def put_meta(self, key: str, value: str) -> None:
+        self._client.hset(self.keys.meta, key, value)
+
+    @translate_errors
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        found = cast(dict[bytes, bytes], self._client.hgetall(self.keys.meta))
+        pairs = ((k.decode(), v.decode()) for k, v in found.items())
+        return {k: v for k, v in pairs if k.startswith(prefix)}
+
+    @translate_errors
+    def delete_meta(self, key: str) -> None:
+        self._client.hdel(self.keys.meta, key)
 
     # ---- blocking on the server -----------------------------------------------------------
 

@@ -87,15 +87,22 @@ CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
 CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
 class SQLiteTaskStore(TaskStore):
-    """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity)."""
+    """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity). With ``create``
+    False a missing file raises NotFound instead of becoming a new, empty grid."""
 
-    def __init__(self, url: str, poll_seconds: float | None = None) -> None:
+    def __init__(self, url: str, poll_seconds: float | None = None, create: bool = True) -> None:
         self.url = url
         self.path = local_path(url)
+        if not create and not self.path.is_file():
+            raise NotFound(
+                f"no grid at {self.path}: check --url, or start one with "
+                f"`htcgrid up --data-dir {self.path.parent}`"
+            )
         opts = query(url)
         self.poll_seconds = (
             poll_seconds if poll_seconds is not None else float(opts.get("poll_ms", 2)) / 1000
@@ -451,3 +458,26 @@ class SQLiteTaskStore(TaskStore):
             .fetchone()
         )
         return int(row[0])
+
+    # ---- grid metadata ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        self._conn().execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        found = self.get_meta(key)
+        return value if found is None else found
+
+    def put_meta(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        rows = self._conn().execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {str(k): str(v) for k, v in rows}
+
+    def delete_meta(self, key: str) -> None:
+        self._conn().execute("DELETE FROM meta WHERE key = ?", (key,))

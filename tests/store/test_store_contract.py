@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from backends import SHARED_KINDS
@@ -325,3 +326,64 @@ def test_wait_for_session(store: TaskStore) -> None:
     timer.join()
     with pytest.raises(NotFound):
         store.wait_for_session("nope", 0, 0.01)
+
+
+# ---- grid metadata ---------------------------------------------------------------------------
+
+
+def test_meta_records_are_set_once_replaced_listed_and_deleted(store: TaskStore) -> None:
+    assert store.get_meta("data_url") is None
+    assert store.set_meta_if_absent("data_url", "file:///a") == "file:///a"
+    assert store.set_meta_if_absent("data_url", "file:///b") == "file:///a"
+    assert store.get_meta("data_url") == "file:///a"
+    store.put_meta("agents/a1", '{"slots": 2}')
+    store.put_meta("agents/a1", '{"slots": 3}')
+    store.put_meta("agents/a2", "{}")
+    store.put_meta("agentsX", "not an agent")
+    assert store.list_meta("agents/") == {"agents/a1": '{"slots": 3}', "agents/a2": "{}"}
+    store.delete_meta("agents/a1")
+    store.delete_meta("agents/a1")
+    assert store.list_meta("agents/") == {"agents/a2": "{}"}
+    assert store.list_meta("nothing/") == {}
+
+
+def _set_meta(url: str, value: str, out: multiprocessing.Queue[str]) -> None:
+    s = open_store(url)
+    out.put(s.set_meta_if_absent("race", value))
+    s.close()
+
+
+def test_set_meta_if_absent_has_one_winner(
+    store: TaskStore, request: pytest.FixtureRequest
+) -> None:
+    kind = request.node.callspec.params["store_url"]
+    if kind in SHARED_KINDS:
+        ctx = multiprocessing.get_context("spawn")
+        out: multiprocessing.Queue[str] = ctx.Queue()
+        procs = [ctx.Process(target=_set_meta, args=(store.url, v, out)) for v in "ab"]
+        for p in procs:
+            p.start()
+        answers = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+    else:
+        seen: list[str] = []
+        threads = [
+            threading.Thread(target=lambda v=v: seen.append(store.set_meta_if_absent("race", v)))
+            for v in "ab"
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        answers = seen
+    assert len(set(answers)) == 1 and answers[0] == store.get_meta("race")
+
+
+def test_a_read_only_open_never_creates_a_sqlite_store(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "grid.db"
+    with pytest.raises(NotFound, match="no grid at"):
+        open_store(f"sqlite://{missing}", create=False)
+    assert not missing.parent.exists()
+    open_store(f"sqlite://{missing}").close()
+    open_store(f"sqlite://{missing}", create=False).close()
