@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from htcgrid.agent.lambda_env import DEFAULT_REGION, function_arn, log_group_name
 from htcgrid.errors import ConfigurationError
 from htcgrid.models import ErrorInfo
 
@@ -46,7 +47,10 @@ def error_info(exc: BaseException) -> ErrorInfo:
 
 @dataclass
 class LambdaContext:
-    """The AWS Lambda context object (design §4), plus htcgrid's own task coordinates."""
+    """The AWS Lambda context object (design §4), plus htcgrid's own task coordinates.
+
+    ``identity`` and ``client_context`` are None, as for an asynchronous invoke; the ARN
+    names the worker's region (``lambda_env``) and a placeholder account."""
 
     function_name: str
     function_version: str
@@ -57,14 +61,17 @@ class LambdaContext:
     deadline: float  # time.monotonic() value
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_stream_name: str = ""
+    region: str = DEFAULT_REGION
+    identity: Any = None
+    client_context: Any = None
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        return function_arn(self.function_name, self.region)
 
     @property
     def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
+        return log_group_name(self.function_name)
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
