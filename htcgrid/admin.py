@@ -102,6 +102,7 @@ class HTTPAdmin:
 def open_admin(url: str, data_url: str | None = None, token: str | None = None) -> Admin:
     if url.startswith(("http://", "https://")):
         return HTTPAdmin(url, token=token)
+    from htcgrid.backends import grid_data_url
     from htcgrid.client import default_data_url
 
-    return DirectAdmin(open_data_plane(data_url or default_data_url(url)))
+    return DirectAdmin(open_data_plane(grid_data_url(url, data_url or default_data_url())))

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
 from htcgrid.api_auth import auth_router, principal_dependency
+from htcgrid.api_functions import functions_router
 from htcgrid.auth import Authenticator, Principal
 from htcgrid.authstore import KEY_ID_PATTERN
 from htcgrid.errors import GridError, PayloadTooLarge
@@ -210,6 +211,7 @@ def create_app(
         app.add_middleware(RateLimit, buckets=buckets)
     if auth is not None:
         app.include_router(auth_router(auth, principal))
+    app.include_router(functions_router(service.functions, principal, security.max_body_bytes))
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

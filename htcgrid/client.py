@@ -158,14 +158,12 @@ class HTTPTransport:
 class DirectTransport:
     """Calls the control-plane logic in this process, straight on the backends."""
 
-    def __init__(self, url: str, data_url: str | None = None) -> None:
-        from htcgrid.dataplane import open_data_plane
+    def __init__(self, url: str, data_url: str | None = None, create: bool = True) -> None:
+        from htcgrid.backends import open_grid
         from htcgrid.service import GridService
-        from htcgrid.store import open_store
 
-        self.service = GridService(
-            open_store(url), open_data_plane(data_url or default_data_url(url))
-        )
+        store, data = open_grid(url, data_url or default_data_url(), create=create)
+        self.service = GridService(store, data)
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         from htcgrid.service import SubmitRequest
@@ -211,9 +209,10 @@ class DirectTransport:
         self.service.data.close()
 
 
-def default_data_url(url: str) -> str:
-    """The data plane that goes with a task store URL when no other is named."""
-    return os.environ.get("HTCGRID_DATA_URL") or url
+def default_data_url() -> str | None:
+    """The data plane the environment names, if any; else the grid's own is used (the one
+    its store records, see ``htcgrid.backends``)."""
+    return os.environ.get("HTCGRID_DATA_URL") or None
 
 
 class Session:
@@ -359,6 +358,7 @@ def connect(
     data_url: str | None = None,
     timeout_seconds: float = 30.0,
     verify: bool | str = True,
+    create: bool = True,
 ) -> Client:
     """A client for ``url`` (default ``$HTCGRID_URL``, else ``http://127.0.0.1:8080``).
 
@@ -366,10 +366,11 @@ def connect(
     and refreshing the token as it nears expiry), ``token`` or ``api_key``, ``$HTCGRID_TOKEN``,
     or the token ``htcgrid login`` stored for this URL. ``verify`` is False or a CA bundle for
     a server with a self-signed certificate. A backend URL needs no credentials: whoever can
-    open the backend already holds everything.
+    open the backend already holds everything; its data plane is the one the grid recorded
+    (``data_url`` must match it), and ``create`` False refuses a grid that does not exist.
     """
     url = url or os.environ.get("HTCGRID_URL") or "http://127.0.0.1:8080"
     if url.startswith(("http://", "https://")):
         auth = choose_auth(url, token, username, password, api_key)
         return Client(HTTPTransport(url, None, timeout_seconds, auth, verify))
-    return Client(DirectTransport(url, data_url))
+    return Client(DirectTransport(url, data_url, create))

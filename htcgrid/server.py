@@ -10,12 +10,11 @@ import uvicorn
 
 from htcgrid.api import create_app
 from htcgrid.auth import Authenticator
-from htcgrid.dataplane import open_data_plane
+from htcgrid.backends import open_grid
 from htcgrid.errors import ConfigurationError
 from htcgrid.limits import SecurityConfig
 from htcgrid.service import GridService
 from htcgrid.settings import Settings
-from htcgrid.store import open_store
 from htcgrid.ttl import TTLChecker
 
 LOOPBACK = ("127.", "::1", "localhost")
@@ -46,7 +45,7 @@ class APIServer:
     def __init__(
         self,
         url: str,
-        data_url: str,
+        data_url: str | None,
         settings: Settings,
         sock: socket.socket,
         security: SecurityConfig | None = None,
@@ -58,7 +57,8 @@ class APIServer:
             raise ConfigurationError(
                 f"authentication can only be turned off on a loopback address, not {host}"
             )
-        self.service = GridService(open_store(url), open_data_plane(data_url), settings)
+        store, data = open_grid(url, data_url, record=True)
+        self.service = GridService(store, data, settings)
         self.auth = Authenticator(self.service.data, security) if security.auth else None
         if self.auth is not None:
             self.auth.start()

@@ -69,3 +69,19 @@ def shell_out(event: Any, context: Any) -> str:
     os.write(1, b"straight to fd 1\n")
     os.system("echo from a shell; echo to stderr >&2")
     return "done"
+
+
+def sized(event: str, context: Any) -> str:
+    """``"<m>:<filler>"`` → a string whose JSON is ``m`` bytes (m ≥ 2), made from the event."""
+    if not event:
+        return ""
+    wanted = int(event.split(":", 1)[0])
+    seed = event or "r"
+    return (seed * (wanted // max(len(seed), 1) + 1))[: wanted - 2].replace('"', "q")
+
+
+def timed_sleep(event: dict[str, Any], context: Any) -> dict[str, float]:
+    """Sleep ``seconds``; report when the handler really started and ended (epoch seconds)."""
+    started = time.time()
+    time.sleep(event["seconds"])
+    return {"start": started, "end": time.time()}

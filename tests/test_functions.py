@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from htcgrid.cli import main
 from htcgrid.dataplane import open_data_plane
+from htcgrid.store import open_store
 from htcgrid.errors import NotFound, ValidationError
 from htcgrid.functions import (
     FunctionRegistry,
@@ -106,6 +107,10 @@ def test_htc_grid_config_names_the_handler() -> None:
 def test_cli_deploy_list_and_rollback(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path / 'grid.db'}"
     source = make_dir(tmp_path / "src")
+    deploy = ["deploy", "pricing", str(source), "--handler", "handler.f", "--url", url]
+    nowhere = CliRunner().invoke(main, deploy)
+    assert nowhere.exit_code == 1 and "no grid at" in nowhere.output
+    open_store(url).close()
     config = tmp_path / "grid_config.json"
     config.write_text(
         json.dumps({"agent_configuration": {"lambda": {"lambda_handler_file_name": "handler"}}})

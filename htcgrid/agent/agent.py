@@ -1,9 +1,20 @@
-"""The agent loop: claim → dispatch to worker processes → heartbeat → record outcomes.
+"""The agent loop: claim → dispatch to worker processes → record outcomes.
 
-One thread drives everything; a second one only waits on the task store for new work while
-the queue looks empty. Claims, heartbeats and completions are batched: under load an agent
-makes a few store calls per hundred tasks, and when idle a new task starts within a couple
-of milliseconds of its submission.
+Where a claimed task can be, and who moves it::
+
+    store ─claim─▶ backlog ─send─▶ slot.inflight ─Result─▶ outcomes ─flush─▶ Completer ─▶ store
+                      ▲           (head runs; the rest   │
+                      └─Withdrawn─ wait in the worker) ◀─┘ Withdraw (a slot of its config is idle)
+
+``held`` is every claimed task not yet settled (backlog and in flight): the Heartbeat thread
+extends their leases. ``doomed`` are tasks cancelled or lost while in a worker: their result
+is dropped, and their worker is killed if they are running.
+
+One thread runs the loop; the Heartbeat thread extends leases and watches the loop; a waker
+thread waits on the store for new work while the queue looks empty; the Completer records
+outcomes. Dispatch is work-conserving: a task goes to an idle slot of its function first,
+waits behind a running task only while tasks are short (``prefetch_seconds`` of work), and is
+taken back from a worker's queue as soon as another slot of its function is idle.
 """
 
 from __future__ import annotations
@@ -22,11 +33,13 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from htcgrid.agent.completer import Completer
-from htcgrid.agent.packages import PackageCache, PoolSet, demand_of
-from htcgrid.agent.pool import WorkerSlot, wait_deadline
+from htcgrid.agent.heartbeat import Heartbeat, LoopWatch
+from htcgrid.agent.messages import InitError, Ready, Result, Task, ToAgent, Withdrawn
+from htcgrid.agent.packages import PackageCache
+from htcgrid.agent.pool import PoolSet, WorkerSlot, demand_of, wait_deadline
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane, keys
-from htcgrid.errors import GridError
+from htcgrid.errors import BackendUnavailable, GridError
 from htcgrid.models import (
     ErrorInfo,
     HeartbeatStatus,
@@ -45,10 +58,13 @@ log = logging.getLogger("htcgrid.agent")
 FLUSH_SECONDS = 0.005  # how long a finished task's outcome may wait to share a batch
 FLUSH_BATCH = 256
 MAX_DEPTH = 64
+QUEUE_BUDGET_BYTES = 128 * 1024  # inline payload bytes that may wait behind a running task
+STOPPED = ("AgentStopped", "agent stopped")
+RELOAD_SECONDS = 5.0  # how long a handler that failed to load is left alone before a retry
 
 
-class HandlerImportError(GridError):
-    """The worker processes cannot import the handler: the agent cannot run anything."""
+def new_agent_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _within(lease: Lease, config: WorkerConfig) -> Lease:
@@ -59,8 +75,9 @@ def _within(lease: Lease, config: WorkerConfig) -> Lease:
     return replace(lease, timeout_seconds=limit)
 
 
-def new_agent_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+def _shared(data: DataPlane) -> str | None:
+    """The data plane's URL if worker processes can open it themselves."""
+    return data.url if data.url and not data.url.startswith("memory:") else None
 
 
 class Agent:
@@ -80,69 +97,97 @@ class Agent:
         self.data = data
         self.settings = settings
         self.agent_id = agent_id or new_agent_id()
-        self.worker = WorkerConfig(**{**worker.__dict__, "agent_id": self.agent_id})
+        self.worker = replace(
+            worker,
+            agent_id=self.agent_id,
+            data_url=_shared(data),
+            inline_limit_bytes=settings.inline_limit_bytes,
+        )
         self.slot_count = slots
         self.functions = list(functions) if functions is not None else None
         self.clock = clock
         self.retry = Retrier(log)
-        self.slots: list[WorkerSlot] = []
         self.packages = packages
         if packages is not None:
             packages.base = self.worker
-        self.pools = PoolSet(self.slots, slots)
-        self.broken: dict[WorkerConfig, ErrorInfo] = {}
+        self.pools = PoolSet(slots)
+        self.broken: dict[WorkerConfig, tuple[ErrorInfo, float]] = {}
+        self.reload_seconds = RELOAD_SECONDS
         self.backlog: deque[Lease] = deque()
         self.held: dict[str, Lease] = {}
         self.doomed: set[str] = set()
         self.outcomes: list[Outcome] = []
         self.first_outcome_at = 0.0
-        self.next_heartbeat = 0.0
         self.avg_task_seconds: float | None = None
         self.queue_empty = False
         self.draining = False
         self.drain_deadline = 0.0
+        self.watch = LoopWatch()
+        self.heartbeat = Heartbeat(
+            self.agent_id, store, settings, self._lease_list, self._on_gone, self.watch, clock
+        )
         self.counts: Counter[str] = Counter()  # finished, failed, retried, refused, crashed
         self.completer: Completer  # started by run()
+        self._gone: deque[tuple[str, HeartbeatStatus]] = deque()
         self._hungry = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
+    @property
+    def slots(self) -> list[WorkerSlot]:
+        return self.pools.slots
+
     # ---- public ------------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Run until ``stop()`` (or ``should_stop()``) and every held task is settled."""
-        self.slots[:] = [WorkerSlot(i, self.worker) for i in range(self.slot_count)]
-        self.pools = PoolSet(self.slots, self.slot_count)
+        self.pools.start(self.worker)
         waker = threading.Thread(target=self._wait_for_work, name="htcgrid-waker", daemon=True)
         waker.start()
-        self.next_heartbeat = time.monotonic() + self.settings.heartbeat_seconds
-        self.completer = Completer(self.agent_id, self.store, self.data, self.clock, self._wake)
+        self.completer = Completer(
+            self.agent_id,
+            self.store,
+            self.data,
+            self.clock,
+            self._wake,
+            self.settings.inline_limit_bytes,
+        )
         self.counts = self.completer.counts
+        self.heartbeat.start()
         try:
             while not self._step(should_stop):
                 pass
         finally:
             self._stopping.set()
             self._flush()
-            self.completer.close()
-            for slot in self.slots:
-                slot.stop()
+            self.heartbeat.stop()
+            self.completer.close(self.settings.grace_seconds)
+            self.pools.stop_all()
             waker.join(timeout=2)
             os.close(self._wake_r)
             os.close(self._wake_w)
 
     def stop(self) -> None:
         """Claim nothing more; finish held tasks within the grace period, then return."""
-        if not self.draining:
-            self.draining = True
-            self.drain_deadline = time.monotonic() + self.settings.grace_seconds
+        self._drain(self.settings.grace_seconds)
+
+    def abort(self) -> None:
+        """Stop at once: kill the workers, hand every held task back, return."""
+        self._drain(0.0)
+
+    def _drain(self, grace_seconds: float) -> None:
+        deadline = time.monotonic() + grace_seconds
+        if not self.draining or deadline < self.drain_deadline:
+            self.drain_deadline = deadline
+        self.draining = True
         self._wake()
 
     # ---- one turn of the loop ----------------------------------------------------------
 
     def _step(self, should_stop: Callable[[], bool]) -> bool:
         """One turn; True when the agent is done."""
+        self.watch.turn()
         if should_stop():
             self.stop()
         now = time.monotonic()
@@ -154,6 +199,7 @@ class Agent:
                 return True
         else:
             self._refill()
+        self._apply_gone()
         self._dispatch(now)
         ready = wait(self._waitables(), self._timeout(now))
         now = time.monotonic()
@@ -161,13 +207,10 @@ class Agent:
         self._enforce_deadlines(now)
         if self.outcomes and self._flush_due(now):
             self._flush()
-        if now >= self.next_heartbeat:
-            self._heartbeat()
-            self.next_heartbeat = now + self.settings.heartbeat_seconds
         return False
 
     def _depth(self) -> int:
-        """Tasks sent ahead to each worker: about ``prefetch_seconds`` of work, at least 1."""
+        """Tasks in flight per worker: about ``prefetch_seconds`` of work, at least 1."""
         if self.avg_task_seconds is None:
             return 2
         extra = int(self.settings.prefetch_seconds / max(self.avg_task_seconds, 1e-6))
@@ -184,6 +227,7 @@ class Agent:
         wanted = capacity - len(self.held) - max(0, unrecorded - 4 * capacity)
         if wanted <= 0:
             return
+        self.watch.doing = "claiming tasks from the task store"
         leases = self.retry(
             lambda: self.store.claim(
                 self.agent_id, wanted, self.settings.lease_seconds, self.clock(), self.functions
@@ -196,63 +240,98 @@ class Agent:
             self.queue_empty = True
             self._hungry.set()
 
+    # ---- dispatch ----------------------------------------------------------------------
+
     def _dispatch(self, now: float) -> None:
-        if self.packages is not None:
-            self._dispatch_by_function(now)
+        """Each task goes to the least loaded slot running its function's current package
+        (or the agent's own handler); slots follow the demand; idle slots take work back
+        from busy ones."""
+        if not self.backlog and not any(s.idle for s in self.slots):
             return
         depth = self._depth()
-        for slot in self.slots:
-            while slot.ready and self.backlog and len(slot.inflight) < depth:
-                lease = self.backlog.popleft()
-                try:
-                    slot.send(lease, self._payload(lease), now)
-                except OSError:  # the worker died under us: its sentinel tells the rest
-                    self._on_crash(slot)
-                    break
-
-    def _dispatch_by_function(self, now: float) -> None:
-        """Each task goes to a slot running its function's current package (or the agent's
-        own handler); slots are started, replaced and retired to follow the demand."""
-        assert self.packages is not None
-        depth = self._depth()
-        pending = list(self.backlog)
-        self.backlog.clear()
-        routed = [(le, c) for le in pending if (c := self._config_for(le)) is not None]
-        self.pools.retire_idle(self.packages.is_current)
-        self.pools.balance(demand_of(c for _, c in routed), depth)
-        waiting: list[Lease] = []
-        for lease, config in routed:
-            slot = self.pools.ready_slot(config, depth)
-            if slot is None:
+        routed: list[tuple[Lease, WorkerConfig]] = []
+        waiting: deque[Lease] = deque()
+        for lease in self.backlog:
+            try:
+                config = self._config_for(lease)
+            except BackendUnavailable as exc:  # the packages' data plane is down: wait
+                self.watch.doing = f"looking up function {lease.function}: {exc}"
                 waiting.append(lease)
                 continue
-            try:
-                slot.send(_within(lease, config), self._payload(lease), now)
-            except OSError:
-                self._on_crash(slot)
-        self.backlog.extend(waiting)
+            if config is not None:
+                routed.append((lease, config))
+        if self.packages is not None:
+            self.pools.retire_idle(self.packages.is_current)
+        self.pools.balance(demand_of(c for _, c in routed), depth)
+        for lease, config in routed:
+            slot = self.pools.best_slot(config, depth, QUEUE_BUDGET_BYTES)
+            if slot is None:
+                waiting.append(lease)
+            else:
+                self._send(slot, _within(lease, config), now)
+        self.backlog = waiting
+        self._take_back_for_idle()
 
     def _config_for(self, lease: Lease) -> WorkerConfig | None:
-        """The config to run ``lease`` with; None when it was settled here instead."""
-        assert self.packages is not None
+        """The config to run ``lease`` with; None when it was settled here instead.
+        Raises BackendUnavailable when the package cannot be looked up now."""
         try:
-            config = self.packages.config_for(lease.function) or self.worker
+            config = self._current_config(lease.function)
+        except BackendUnavailable:
+            raise
         except GridError as exc:
             log.error("function %s: %s", lease.function, exc)
-            self.held.pop(lease.task_id, None)
-            self._add(after_infrastructure_failure(lease, type(exc).__name__, str(exc)))
+            self._settle(after_infrastructure_failure(lease, type(exc).__name__, str(exc)))
             return None
-        if config in self.broken:
-            self.held.pop(lease.task_id, None)
-            self._add(after_handler_error(lease, self.broken[config]))
-            return None
+        broken = self.broken.get(config)
+        if broken is not None:
+            if time.monotonic() < broken[1]:
+                self._settle(after_handler_error(lease, broken[0]))
+                return None
+            del self.broken[config]  # try loading it again: it may have been fixed
         return config
 
-    def _payload(self, lease: Lease) -> bytes:
-        if lease.payload is not None:
-            return lease.payload
-        assert lease.payload_ref is not None
-        return self.retry(lambda: self.data.get(lease.payload_ref or ""))
+    def _current_config(self, function: str) -> WorkerConfig:
+        if self.packages is None:
+            return self.worker
+        self.watch.doing = f"fetching the package of function {function}"
+        return self.packages.config_for(function) or self.worker
+
+    def _send(self, slot: WorkerSlot, lease: Lease, now: float) -> None:
+        payload = lease.payload
+        if payload is None and self.worker.data_url is None:
+            # a data plane only this process can read (memory://): the payload goes inline
+            self.watch.doing = f"reading the payload of {lease.task_id}"
+            payload = self.retry(lambda: self.data.get(lease.payload_ref or ""))
+        task = Task(
+            lease.task_id,
+            lease.session_id,
+            lease.attempt,
+            lease.timeout_seconds,
+            keys.task_output(lease.session_id, lease.index, lease.attempt),
+            payload=payload,
+            payload_ref=None if payload is not None else lease.payload_ref,
+        )
+        try:
+            slot.send(lease, task, now)
+        except OSError:  # the worker died under us: its sentinel tells the rest
+            self._on_crash(slot)
+
+    def _take_back_for_idle(self) -> None:
+        """Ask busy workers to give back queued tasks that an idle slot of the same config
+        could start now (one per idle slot at a time)."""
+        for slot in self.slots:
+            if not slot.idle:
+                continue
+            peers = [s for s in self.slots if s.config == slot.config]
+            idle = sum(1 for s in peers if s.idle)
+            asked = sum(len(s.withdrawing) for s in peers)
+            donors = [s for s in peers if s.queued()]
+            if asked >= idle or not donors:
+                continue
+            donor = max(donors, key=lambda s: len(s.queued()))
+            with contextlib.suppress(OSError):
+                donor.withdraw(donor.queued()[-1])
 
     def _waitables(self) -> list[Any]:
         items: list[Any] = [self._wake_r]
@@ -261,17 +340,19 @@ class Agent:
         return items
 
     def _timeout(self, now: float) -> float:
-        deadlines: list[float | None] = [self.next_heartbeat]
+        deadlines: list[float | None] = [now + min(0.5, self.settings.heartbeat_seconds / 2)]
         if self.outcomes:
             deadlines.append(self.first_outcome_at + FLUSH_SECONDS)
         if self.draining:
             deadlines.append(self.drain_deadline)
+        if self.broken:
+            deadlines.append(min(until for _, until in self.broken.values()))
         for slot in self.slots:
             if slot.inflight:
                 deadlines.append(slot.head_started + slot.inflight[0].timeout_seconds)
-        return min(wait_deadline(now, *deadlines), 0.5)
+        return wait_deadline(now, *deadlines)
 
-    # ---- results, crashes and deadlines ------------------------------------------------
+    # ---- messages, crashes and deadlines ----------------------------------------------
 
     def _collect(self, ready: list[Any], now: float) -> None:
         if self._wake_r in ready:
@@ -286,49 +367,81 @@ class Agent:
             if slot in self.slots and not slot.alive():
                 self._on_crash(slot)
 
-    def _on_message(self, slot: WorkerSlot, message: tuple[Any, ...], now: float) -> None:
-        if message[0] == "ready":
+    def _on_message(self, slot: WorkerSlot, message: ToAgent, now: float) -> None:
+        if isinstance(message, Ready):
             slot.ready = True
-        elif message[0] == "init_error":
-            error: ErrorInfo = message[1]
-            if slot.config == self.worker:
-                raise HandlerImportError(
-                    f"cannot load handler {self.worker.handler!r}: {error.type}: "
-                    f"{error.message}\n{error.traceback}"
-                )
-            log.error("function %s: cannot load its handler: %s", slot.config.function_name, error)
-            self.broken[slot.config] = error
-            self.pools.remove(slot)
+        elif isinstance(message, InitError):
+            self._on_init_error(slot, message.error)
+        elif isinstance(message, Withdrawn):
+            self._on_withdrawn(slot, message, now)
         else:
-            duration = now - slot.head_started
-            lease = slot.head_done(now)
-            self._learn_duration(duration)
-            self._on_result(lease, *message[2:])
+            started = slot.head_started
+            lease = slot.take(message.task_id, now)
+            if lease is not None:
+                self._learn_duration(now - started)
+                self._on_result(lease, message)
+
+    def _on_init_error(self, slot: WorkerSlot, error: ErrorInfo) -> None:
+        """The slot's handler cannot be loaded: fail the tasks waiting for it with the load
+        error, and those that come for the next ``reload_seconds``; then try again."""
+        config = slot.config
+        what = f"handler {config.handler}" if config == self.worker else config.function_name
+        log.error("%s cannot be loaded: %s: %s", what, error.type, error.message)
+        self.broken[config] = (error, time.monotonic() + self.reload_seconds)
+        self.pools.remove(slot)
+        waiting: deque[Lease] = deque()
+        for lease in self.backlog:
+            try:
+                same = self._current_config(lease.function) == config
+            except GridError:
+                same = False
+            if same:
+                self._settle(after_handler_error(lease, error))
+            else:
+                waiting.append(lease)
+        self.backlog = waiting
+
+    def _on_withdrawn(self, slot: WorkerSlot, message: Withdrawn, now: float) -> None:
+        if not message.withdrawn:
+            slot.withdrawing.discard(message.task_id)
+            return
+        lease = slot.take(message.task_id, now)
+        if lease is None:
+            return
+        if lease.task_id in self.doomed:
+            self.doomed.discard(lease.task_id)
+        else:
+            self.backlog.appendleft(lease)
 
     def _learn_duration(self, seconds: float) -> None:
         avg = self.avg_task_seconds
         self.avg_task_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
 
-    def _on_result(self, lease: Lease, ok: bool, result: Any, task_log: str) -> None:
-        self.held.pop(lease.task_id, None)
+    def _on_result(self, lease: Lease, result: Result) -> None:
         if lease.task_id in self.doomed:
             self.doomed.discard(lease.task_id)
+            self.held.pop(lease.task_id, None)
+            if result.output_ref:
+                self.completer.discard(result.output_ref)
             return
-        if ok:
-            self._add(self._finished(lease, result, task_log))
-        else:
-            self._add(after_handler_error(lease, result, task_log))
-
-    def _finished(self, lease: Lease, output: bytes, task_log: str) -> Outcome:
-        if len(output) <= self.settings.inline_limit_bytes:
-            return Outcome(
-                lease.task_id, lease.attempt, TaskState.FINISHED, output=output, log=task_log
+        if result.ok:
+            outcome = Outcome(
+                lease.task_id,
+                lease.attempt,
+                TaskState.FINISHED,
+                output=result.output,
+                output_ref=result.output_ref,
+                log=result.log,
             )
-        key = keys.task_output(lease.session_id, lease.index, lease.attempt)
-        self.retry(lambda: self.data.put(key, output))
-        return Outcome(
-            lease.task_id, lease.attempt, TaskState.FINISHED, output_ref=key, log=task_log
-        )
+        elif result.infrastructure:
+            assert result.error is not None
+            error = result.error
+            log.warning("task %s: %s", lease.task_id, error.message)
+            outcome = after_infrastructure_failure(lease, error.type, error.message, result.log)
+        else:
+            assert result.error is not None
+            outcome = after_handler_error(lease, result.error, result.log)
+        self._settle(outcome)
 
     def _on_crash(self, slot: WorkerSlot) -> None:
         reason = slot.exit_reason()
@@ -340,12 +453,16 @@ class Agent:
 
     def _fail_head(self, held: list[Lease], kind: str, reason: str) -> None:
         head, rest = held[0], held[1:]
-        self.held.pop(head.task_id, None)
         if head.task_id in self.doomed:
             self.doomed.discard(head.task_id)
+            self.held.pop(head.task_id, None)
         else:
-            self._add(after_infrastructure_failure(head, kind, reason))
-        self.backlog.extendleft(reversed([le for le in rest if le.task_id not in self.doomed]))
+            self._settle(after_infrastructure_failure(head, kind, reason))
+        for lease in rest:
+            if lease.task_id in self.doomed:
+                self.doomed.discard(lease.task_id)
+                self.held.pop(lease.task_id, None)
+        self.backlog.extendleft(reversed([le for le in rest if le.task_id in self.held]))
 
     def _enforce_deadlines(self, now: float) -> None:
         for slot in self.slots:
@@ -360,9 +477,11 @@ class Agent:
                 log.warning("killing worker %d: %s %s", slot.number, head.task_id, reason)
                 self._fail_head(slot.restart(), "TaskTimeout", reason)
 
-    # ---- store calls -------------------------------------------------------------------
+    # ---- outcomes and leases -----------------------------------------------------------
 
-    def _add(self, outcome: Outcome) -> None:
+    def _settle(self, outcome: Outcome) -> None:
+        """``outcome`` ends the agent's hold on its task; it is recorded soon, in a batch."""
+        self.held.pop(outcome.task_id, None)
         if not self.outcomes:
             self.first_outcome_at = time.monotonic()
         self.outcomes.append(outcome)
@@ -380,39 +499,51 @@ class Agent:
             batch, self.outcomes = self.outcomes, []
             self.completer.submit(batch)
 
-    def _heartbeat(self) -> None:
-        if not self.held:
+    def _lease_list(self) -> list[tuple[str, int]]:
+        # list() of a dict view runs without releasing the GIL: a consistent snapshot
+        return [(le.task_id, le.attempt) for le in list(self.held.values())]
+
+    def _on_gone(self, answers: dict[str, HeartbeatStatus]) -> None:
+        """Called on the heartbeat thread: the loop acts on it at its next turn."""
+        self._gone.extend(answers.items())
+        self._wake()
+
+    def _apply_gone(self) -> None:
+        if not self._gone:
             return
-        leases = [(le.task_id, le.attempt) for le in self.held.values()]
-        answers = self.retry(
-            lambda: self.store.heartbeat(
-                self.agent_id, leases, self.settings.lease_seconds, self.clock()
-            )
-        )
-        gone = {tid for tid, status in answers.items() if status is not HeartbeatStatus.OK}
+        gone: set[str] = set()
+        while self._gone:
+            gone.add(self._gone.popleft()[0])
+        gone &= set(self.held)
         if not gone:
             return
         log.info("%d task(s) cancelled or lost; dropping them", len(gone))
         for tid in gone:
             self.held.pop(tid, None)
-        self.doomed |= {
-            tid for tid in gone if any(tid == le.task_id for s in self.slots for le in s.inflight)
-        }
+        for slot in self.slots:
+            for lease in slot.inflight:
+                if lease.task_id in gone:
+                    self.doomed.add(lease.task_id)
+            for lease in slot.queued():
+                if lease.task_id in gone:
+                    with contextlib.suppress(OSError):
+                        slot.withdraw(lease)
         self.backlog = deque(le for le in self.backlog if le.task_id not in gone)
         self._enforce_deadlines(time.monotonic())
 
     def _abandon_held(self) -> None:
         """The grace period is over: stop the workers and give their tasks back."""
-        log.warning("grace period over: stopping %d running task(s)", len(self.held))
+        if self.held:
+            log.warning("stopping with %d task(s) unfinished: handing them back", len(self.held))
         for slot in self.slots:
             held = list(slot.inflight)
             slot.inflight.clear()
             slot.kill()
             for lease in held:
                 if lease.task_id in self.held:
-                    self._add(after_infrastructure_failure(lease, "AgentStopped", "agent stopped"))
-        for lease in self.backlog:
-            self._add(after_infrastructure_failure(lease, "AgentStopped", "agent stopped"))
+                    self._settle(after_infrastructure_failure(lease, *STOPPED))
+        for lease in list(self.backlog):
+            self._settle(after_infrastructure_failure(lease, *STOPPED))
         self.backlog.clear()
         self.held.clear()
 
@@ -429,7 +560,7 @@ class Agent:
             try:
                 found = self.store.wait_for_tasks(0.5, self.functions)
             except Exception:
-                time.sleep(0.5)
+                self._stopping.wait(0.5)
                 continue
             if found:
                 self._hungry.clear()

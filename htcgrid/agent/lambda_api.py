@@ -2,7 +2,7 @@
 
 The worker process serves ``/2018-06-01/runtime/invocation/next``, ``…/{id}/response``,
 ``…/{id}/error`` and ``/runtime/init/error`` to the package's ``bootstrap`` (env
-``AWS_LAMBDA_RUNTIME_API``, ``_HANDLER``, ``LAMBDA_TASK_ROOT``) and speaks the ordinary worker
+``AWS_LAMBDA_RUNTIME_API`` and Lambda's own variables, see ``lambda_env``) and speaks the ordinary worker
 protocol to its agent, so timeouts, crashes and cancellation work as for Python workers. The
 worker leads a process group holding the bootstrap and whatever it starts; the agent kills
 the whole group.
@@ -21,9 +21,11 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing.connection import Connection
 from typing import IO, Any
 
+from htcgrid.agent import lambda_env
+from htcgrid.agent.channel import AgentChannel
+from htcgrid.agent.messages import InitError, Ready, Task
 from htcgrid.models import ErrorInfo
 
 PREFIX = "/2018-06-01/runtime"
@@ -100,46 +102,42 @@ class RuntimeServer(ThreadingHTTPServer):
         self.state = state
 
 
-def serve(conn: Connection, config: Any) -> None:
+def serve(channel: AgentChannel, config: Any) -> None:
     """The worker's main loop for runtime ``provided``; ``config`` is a WorkerConfig."""
     os.setpgrp()
     with tempfile.TemporaryFile() as log:
-        _serve(conn, config, log)
+        _serve(channel, config, log)
 
 
-def _serve(conn: Connection, config: Any, log: IO[bytes]) -> None:
-    root = config.paths[0]
-    arn = f"arn:aws:lambda:local:000000000000:function:{config.function_name}"
-    state = RuntimeState(arn)
+def _serve(channel: AgentChannel, config: Any, log: IO[bytes]) -> None:
+    root = lambda_env.task_root(config)
+    state = RuntimeState(lambda_env.function_arn(config.function_name, config.region))
     server = RuntimeServer(state)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     bootstrap = _start(config, root, server.server_address[1], log)
     init = _wait(bootstrap, state, "")
     if init[0] != "waiting":
-        conn.send(("init_error", _init_error(init, log)))
+        channel.send(InitError(_init_error(init, log)))
         bootstrap.kill()
         return
-    conn.send(("ready",))
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            message = None
-        if message is None:
-            bootstrap.kill()
-            return
-        conn.send(_invoke(message, bootstrap, state, log, config.log_limit_bytes))
+    channel.send(Ready())
+    channel.start()
+    while (task := channel.next_task()) is not None:
+        channel.send(
+            channel.run(
+                task,
+                lambda t, p: _invoke(t, p, bootstrap, state, log, config.log_limit_bytes),
+            )
+        )
+    bootstrap.kill()
 
 
 def _start(config: Any, root: str, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """The bootstrap, in the function's Lambda environment (``lambda_env``) plus the API."""
     env = {
         **os.environ,
+        **lambda_env.variables(config),
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
-        "_HANDLER": config.handler,
-        "LAMBDA_TASK_ROOT": root,
-        "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": config.function_version,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb or 128),
     }
     return subprocess.Popen(
         [os.path.join(root, "bootstrap")], cwd=root, env=env, stdout=log, stderr=log
@@ -162,16 +160,17 @@ def _wait(bootstrap: subprocess.Popen[bytes], state: RuntimeState, request_id: s
 
 
 def _invoke(
-    message: Any,
+    task: Task,
+    payload: bytes,
     bootstrap: subprocess.Popen[bytes],
     state: RuntimeState,
     log: IO[bytes],
     limit: int,
-) -> tuple[Any, ...]:
-    task_id, _session_id, attempt, payload, timeout_seconds = message
+) -> tuple[bool, bytes | ErrorInfo, str]:
     request_id = str(uuid.uuid4())
     start = log.seek(0, os.SEEK_END)
-    state.invocations.put((request_id, payload, (time.time() + timeout_seconds) * 1000, task_id))
+    deadline_ms = (time.time() + task.timeout_seconds) * 1000
+    state.invocations.put((request_id, payload, deadline_ms, task.task_id))
     kind, body = _wait(bootstrap, state, request_id)
     if kind == "exited":
         sys.exit(1)  # the agent sees a crashed worker, as with a Python worker
@@ -181,15 +180,9 @@ def _invoke(
         try:
             value = json.loads(body)
         except ValueError:
-            return (
-                task_id,
-                attempt,
-                False,
-                ErrorInfo("InvalidResponse", body[:200].decode(errors="replace")),
-                text,
-            )
-        return (task_id, attempt, True, json.dumps(value, separators=(",", ":")).encode(), text)
-    return (task_id, attempt, False, _error(body), text)
+            return False, ErrorInfo("InvalidResponse", body[:200].decode(errors="replace")), text
+        return True, json.dumps(value, separators=(",", ":")).encode(), text
+    return False, _error(body), text
 
 
 def _error(body: bytes) -> ErrorInfo:

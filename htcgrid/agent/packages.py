@@ -1,5 +1,5 @@
-"""Function packages on an agent: fetch, verify and unpack each version once, and keep
-worker slots keyed by the ``WorkerConfig`` (function, version, handler) they run.
+"""Function packages on an agent: fetch, verify and unpack each version once, and say which
+``WorkerConfig`` (function, version, handler) runs a function's tasks now.
 
 A new version is a new config: its tasks go to new worker processes, while slots still
 busy with the old version finish what they were sent and are retired once idle.
@@ -7,17 +7,14 @@ busy with the old version finish what they were sent and are retired once idle.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from htcgrid.agent.pool import WorkerSlot
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.functions import FunctionRegistry, FunctionVersion, unpack
 
@@ -84,56 +81,3 @@ class PackageCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("unpacked %s v%d into %s", version.name, version.version, folder)
-
-
-class PoolSet:
-    """At most ``limit`` worker slots, started, reused and retired by the config they run."""
-
-    def __init__(self, slots: list[WorkerSlot], limit: int) -> None:
-        self.slots = slots
-        self.limit = limit
-        self._numbers = itertools.count(len(slots))
-
-    def ready_slot(self, config: WorkerConfig, depth: int) -> WorkerSlot | None:
-        for slot in self.slots:
-            if slot.config == config and slot.ready and len(slot.inflight) < depth:
-                return slot
-        return None
-
-    def balance(self, demand: dict[WorkerConfig, int], depth: int) -> None:
-        """Start slots for configs with waiting tasks, replacing idle slots nobody needs."""
-        for config, waiting in demand.items():
-            have = sum(1 for s in self.slots if s.config == config)
-            for _ in range(min(math.ceil(waiting / depth), self.limit) - have):
-                if len(self.slots) >= self.limit and not self._evict(demand, config):
-                    break
-                self.slots.append(WorkerSlot(next(self._numbers), config))
-
-    def retire_idle(self, keep: Callable[[WorkerConfig], bool]) -> None:
-        for slot in [s for s in self.slots if not s.inflight and not keep(s.config)]:
-            self.remove(slot)
-
-    def remove(self, slot: WorkerSlot) -> None:
-        self.slots.remove(slot)
-        slot.stop()
-
-    def _evict(self, demand: dict[WorkerConfig, int], wanted: WorkerConfig) -> bool:
-        idle = [s for s in self.slots if not s.inflight]
-        unwanted = [s for s in idle if s.config not in demand]
-        counts = {c: sum(1 for s in self.slots if s.config == c) for c in demand}
-        spare = [
-            s
-            for s in idle
-            if s.ready and s.config != wanted and s.config in demand and counts[s.config] > 1
-        ]
-        for slot in itertools.chain(unwanted, spare):
-            self.remove(slot)
-            return True
-        return False
-
-
-def demand_of(configs: Iterable[WorkerConfig]) -> dict[WorkerConfig, int]:
-    counts: dict[WorkerConfig, int] = {}
-    for config in configs:
-        counts[config] = counts.get(config, 0) + 1
-    return counts

@@ -1,19 +1,22 @@
-"""Worker processes of one agent: start, feed, watch, kill and replace them."""
+"""Worker processes of one agent: a slot each, started, fed, killed and replaced here, and
+the pool that keeps at most N of them, each running one function version's config."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import multiprocessing
 import os
 import signal
-import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
 
+from htcgrid.agent.messages import Task, ToAgent, Withdraw
 from htcgrid.agent.worker import WorkerConfig, main
-from htcgrid.models import ErrorInfo, Lease
+from htcgrid.models import Lease
 
 _CTX = multiprocessing.get_context("spawn")
 
@@ -25,10 +28,12 @@ class WorkerSlot:
         self.number = number
         self.config = config
         self.inflight: deque[Lease] = deque()
+        self.withdrawing: set[str] = set()  # queued tasks we asked the worker to give back
+        self.queued_bytes = 0  # inline payload bytes sent behind the running task
         self.head_started = 0.0  # monotonic time the running task started
         self.ready = False
-        self.init_error: ErrorInfo | None = None
         self.tasks_run = 0
+        self._sizes: dict[str, int] = {}
         self._start()
 
     def _start(self) -> None:
@@ -52,15 +57,30 @@ class WorkerSlot:
     def sentinel(self) -> int:
         return self.process.sentinel
 
-    def send(self, lease: Lease, payload: bytes, now: float) -> None:
+    @property
+    def idle(self) -> bool:
+        return self.ready and not self.inflight
+
+    def queued(self) -> list[Lease]:
+        """Tasks sent behind the running one that can still be withdrawn."""
+        return [le for le in list(self.inflight)[1:] if le.task_id not in self.withdrawing]
+
+    def send(self, lease: Lease, task: Task, now: float) -> None:
+        """Hand ``task`` to the worker. Never blocks for long: the worker drains its pipe on a
+        thread, and callers keep what is queued behind a running task small."""
         if not self.inflight:
             self.head_started = now
+        else:
+            self.queued_bytes += task.size_bytes
+            self._sizes[lease.task_id] = task.size_bytes
         self.inflight.append(lease)
-        self.conn.send(
-            (lease.task_id, lease.session_id, lease.attempt, payload, lease.timeout_seconds)
-        )
+        self.conn.send(task)
 
-    def receive(self) -> list[tuple[Any, ...]]:
+    def withdraw(self, lease: Lease) -> None:
+        self.withdrawing.add(lease.task_id)
+        self.conn.send(Withdraw(lease.task_id))
+
+    def receive(self) -> list[ToAgent]:
         """Every message waiting on the pipe (empty if the worker died)."""
         messages = []
         with contextlib.suppress(EOFError, OSError):
@@ -68,10 +88,20 @@ class WorkerSlot:
                 messages.append(self.conn.recv())
         return messages
 
-    def head_done(self, now: float) -> Lease:
-        lease = self.inflight.popleft()
-        self.head_started = now
-        self.tasks_run += 1
+    def take(self, task_id: str, now: float) -> Lease | None:
+        """Remove ``task_id`` (answered or withdrawn) from the tasks in flight."""
+        for i, lease in enumerate(self.inflight):
+            if lease.task_id == task_id:
+                del self.inflight[i]
+                break
+        else:
+            return None
+        self.withdrawing.discard(task_id)
+        self.queued_bytes -= self._sizes.pop(task_id, 0)
+        if i == 0:
+            self.head_started = now
+            if self.inflight:  # the next one starts now: it no longer counts as queued
+                self.queued_bytes -= self._sizes.pop(self.inflight[0].task_id, 0)
         return lease
 
     def alive(self) -> bool:
@@ -90,6 +120,9 @@ class WorkerSlot:
         self.kill()
         held = list(self.inflight)
         self.inflight.clear()
+        self.withdrawing.clear()
+        self._sizes.clear()
+        self.queued_bytes = 0
         self._start()
         return held
 
@@ -111,11 +144,77 @@ class WorkerSlot:
         self.kill()
 
 
+class PoolSet:
+    """At most ``limit`` worker slots, started, reused and retired by the config they run."""
+
+    def __init__(self, limit: int) -> None:
+        self.slots: list[WorkerSlot] = []
+        self.limit = limit
+        self._numbers = itertools.count()
+
+    def start(self, config: WorkerConfig) -> None:
+        """Fill every slot with a worker for ``config`` (the agent's own handler)."""
+        while len(self.slots) < self.limit:
+            self.slots.append(WorkerSlot(next(self._numbers), config))
+
+    def best_slot(self, config: WorkerConfig, depth: int, budget_bytes: int) -> WorkerSlot | None:
+        """The least loaded ready slot of ``config`` that may take one more task: an idle one
+        first; one with a running task only while fewer than ``depth`` are in flight and what
+        waits behind the running task stays under ``budget_bytes``."""
+        best: WorkerSlot | None = None
+        for slot in self.slots:
+            if slot.config != config or not slot.ready:
+                continue
+            if slot.inflight and (len(slot.inflight) >= depth or slot.queued_bytes >= budget_bytes):
+                continue
+            if best is None or len(slot.inflight) < len(best.inflight):
+                best = slot
+        return best
+
+    def balance(self, demand: dict[WorkerConfig, int], depth: int) -> None:
+        """Start slots for configs with waiting tasks, replacing idle slots nobody needs."""
+        for config, waiting in demand.items():
+            have = sum(1 for s in self.slots if s.config == config)
+            for _ in range(min(math.ceil(waiting / depth), self.limit) - have):
+                if len(self.slots) >= self.limit and not self._evict(demand, config):
+                    break
+                self.slots.append(WorkerSlot(next(self._numbers), config))
+
+    def retire_idle(self, keep: Callable[[WorkerConfig], bool]) -> None:
+        for slot in [s for s in self.slots if not s.inflight and not keep(s.config)]:
+            self.remove(slot)
+
+    def remove(self, slot: WorkerSlot) -> None:
+        self.slots.remove(slot)
+        slot.stop()
+
+    def stop_all(self) -> None:
+        for slot in self.slots:
+            slot.stop()
+
+    def _evict(self, demand: dict[WorkerConfig, int], wanted: WorkerConfig) -> bool:
+        idle = [s for s in self.slots if not s.inflight]
+        unwanted = [s for s in idle if s.config not in demand]
+        counts = {c: sum(1 for s in self.slots if s.config == c) for c in demand}
+        spare = [
+            s
+            for s in idle
+            if s.ready and s.config != wanted and s.config in demand and counts[s.config] > 1
+        ]
+        for slot in itertools.chain(unwanted, spare):
+            self.remove(slot)
+            return True
+        return False
+
+
+def demand_of(configs: Iterable[WorkerConfig]) -> dict[WorkerConfig, int]:
+    counts: dict[WorkerConfig, int] = {}
+    for config in configs:
+        counts[config] = counts.get(config, 0) + 1
+    return counts
+
+
 def wait_deadline(now: float, *deadlines: float | None) -> float:
     """Seconds from ``now`` to the earliest of ``deadlines`` (never negative)."""
     chosen = [d for d in deadlines if d is not None]
     return max(0.0, min(chosen) - now) if chosen else 0.5
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -1,12 +1,10 @@
-"""The worker process: imports the handler once, then runs tasks sent by its agent.
+"""The worker process: imports the handler once, then runs the tasks its agent sends.
 
-Protocol over one duplex pipe (pickled tuples):
-  worker → agent  ("ready",) | ("init_error", ErrorInfo)
-  agent → worker  (task_id, session_id, attempt, payload_json: bytes, timeout_seconds)
-  worker → agent  (task_id, attempt, ok: bool, output_json: bytes | ErrorInfo, log: str)
-The worker ignores SIGINT and SIGTERM: only its agent decides when running work stops.
-A task's log is what it printed (``sys.stdout``/``sys.stderr``) followed by what reached file
-descriptors 1 and 2 meanwhile (C extensions, ``os.system``, subprocesses).
+The messages are in ``htcgrid.agent.messages``; ``htcgrid.agent.channel`` drains the pipe on a
+thread and moves big payloads and results through the data plane. The worker ignores SIGINT
+and SIGTERM: only its agent decides when running work stops. A task's log is what it printed
+(``sys.stdout``/``sys.stderr``) followed by what reached file descriptors 1 and 2 meanwhile
+(C extensions, ``os.system``, subprocesses).
 """
 
 from __future__ import annotations
@@ -22,12 +20,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
+from htcgrid.agent import lambda_env
+from htcgrid.agent.channel import AgentChannel
+from htcgrid.agent.messages import InitError, Ready, Task
 from htcgrid.agent.runtime import Handler, LambdaContext, error_info, load_handler
 from htcgrid.models import ErrorInfo
-
-TaskMessage = tuple[str, str, int, bytes, float]
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,9 @@ class WorkerConfig:
     agent_id: str = ""
     runtime: str = "python"  # or "provided": a bootstrap behind the Lambda Runtime API
     timeout_seconds: float | None = None  # the function's own limit, if it was deployed with one
+    data_url: str | None = None  # the data plane big payloads and results go through, if shared
+    inline_limit_bytes: int = 64 * 1024
+    region: str = lambda_env.DEFAULT_REGION  # AWS_REGION and the context's ARN
 
 
 def _die_with_parent() -> None:
@@ -80,41 +81,40 @@ def main(conn: Connection, config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    lambda_env.enter(config)
+    channel = AgentChannel(conn, config.data_url, config.inline_limit_bytes)
     if config.runtime == "provided":
         from htcgrid.agent.lambda_api import serve
 
-        serve(conn, config)
+        serve(channel, config)
         return
     try:
         handler = load_handler(config.handler, list(config.paths))
     except BaseException as exc:
-        conn.send(("init_error", error_info(exc)))
+        channel.send(InitError(error_info(exc)))
         return
-    conn.send(("ready",))
+    channel.send(Ready())
+    channel.start()
     capture = FdCapture()
-    while True:
-        try:
-            message: TaskMessage | None = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        conn.send(run_one(handler, config, message, capture))
+    while (task := channel.next_task()) is not None:
+        result = channel.run(task, lambda t, p: run_one(handler, config, t, p, capture))
+        channel.send(result)
 
 
 def run_one(
-    handler: Handler, config: WorkerConfig, message: TaskMessage, capture: FdCapture | None = None
-) -> tuple[Any, ...]:
-    task_id, session_id, attempt, payload, timeout_seconds = message
+    handler: Handler,
+    config: WorkerConfig,
+    task: Task,
+    payload: bytes,
+    capture: FdCapture | None = None,
+) -> tuple[bool, bytes | ErrorInfo, str]:
+    """Call the handler on one task: (True, output JSON, log) or (False, error, log)."""
     context = LambdaContext(
-        function_name=config.function_name,
-        function_version=config.function_version,
-        memory_limit_in_mb=config.memory_mb,
-        session_id=session_id,
-        task_id=task_id,
-        attempt=attempt,
-        deadline=time.monotonic() + timeout_seconds,
-        log_stream_name=f"{time.strftime('%Y/%m/%d')}/[{config.function_version}]{config.agent_id}",
+        **lambda_env.context_fields(config),
+        session_id=task.session_id,
+        task_id=task.task_id,
+        attempt=task.attempt,
+        deadline=time.monotonic() + task.timeout_seconds,
     )
     captured = io.StringIO()
     ok = True
@@ -124,11 +124,17 @@ def run_one(
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         try:
             value = handler(json.loads(payload), context)
-            result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+            try:
+                result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise TypeError(
+                    f"the handler's return value ({type(value).__name__}) is not "
+                    f"JSON-serialisable: {exc}; return JSON values (dict, list, str, number)"
+                ) from None
         except BaseException as exc:
             ok, result = False, error_info(exc)
     log = captured.getvalue() + (capture.take() if capture is not None else "")
-    return (task_id, attempt, ok, result, _tail(log, config.log_limit_bytes))
+    return ok, result, _tail(log, config.log_limit_bytes)
 
 
 def _tail(log: str, limit: int) -> str:

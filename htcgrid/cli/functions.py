@@ -1,37 +1,42 @@
-"""``htcgrid deploy``, ``functions`` and ``function rollback``: worker function packages."""
+"""``htcgrid deploy``, ``functions`` and ``function show|rollback|delete``: worker function
+packages, through the API (``http(s)://`` URLs) or straight on a grid's backends."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from htcgrid.cli.config import package_source
 from htcgrid.cli.options import (
+    _print_json,
     backend_options,
     env,
+    token_option,
 )
 
 # ---- worker functions -------------------------------------------------------------------
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-function_url_options = backend_options("Backend URL of the grid.")
+
+def function_url_options(fn: F) -> F:
+    """--url (the grid's API or its task store), --data-url, --token."""
+    fn = token_option(fn)
+    return backend_options("The grid: its API (http://…) or its task store URL.")(fn)
 
 
-def _registry(url: str, data_url: str | None) -> Any:
-    from htcgrid.dataplane import open_data_plane
-    from htcgrid.functions import FunctionRegistry
+def _functions(url: str, data_url: str | None, token: str | None) -> Any:
+    from htcgrid.function_admin import open_functions
 
-    target = data_url or url
-    if target.startswith(("http://", "https://")):
-        raise click.UsageError("functions are deployed on a backend URL (e.g. sqlite://…)")
-    return FunctionRegistry(open_data_plane(target))
+    return open_functions(url, data_url, token)
 
 
 @click.command()
 @click.argument("name")
-@click.argument("package", type=click.Path(exists=True, path_type=Path))
+@click.argument("package", callback=package_source)
 @click.option(
     "--handler",
     default=None,
@@ -82,31 +87,41 @@ def deploy(
     config_file: Path | None,
     url: str,
     data_url: str | None,
+    token: str | None,
 ) -> None:
     """Upload a zip (or a directory, zipped here) as the next version of function NAME."""
+    from htcgrid.compat import grid_config
     from htcgrid.functions import handler_from_config, read_package
 
     if handler is None and config_file is not None:
-        handler = handler_from_config(json.loads(config_file.read_text()))
+        handler = handler_from_config(grid_config.load(config_file))
     if handler is None and runtime == "python":
         raise click.UsageError("--handler (or a --config naming one) is required")
-    deployed = _registry(url, data_url).deploy(
-        name, read_package(package), handler or "", runtime, timeout_seconds, memory_mb
-    )
-    click.echo(f"{deployed.name} v{deployed.version} sha256:{deployed.sha256}")
+    admin = _functions(url, data_url, token)
+    try:
+        deployed = admin.deploy(
+            name, read_package(package), handler or "", runtime, timeout_seconds, memory_mb
+        )
+    finally:
+        admin.close()
+    click.echo(f"{deployed['name']} v{deployed['version']} sha256:{deployed['sha256']}")
 
 
 @click.command()
 @function_url_options
-def functions(url: str, data_url: str | None) -> None:
+def functions(url: str, data_url: str | None, token: str | None) -> None:
     """List deployed functions, their versions and handlers (* marks the current one)."""
-    registry = _registry(url, data_url)
-    for name in registry.names():
-        record = registry.record(name)
-        for v in record.versions:
-            mark = "*" if v.version == record.current else " "
+    admin = _functions(url, data_url, token)
+    try:
+        records = admin.functions()
+    finally:
+        admin.close()
+    for record in records:
+        for v in record["versions"]:
+            mark = "*" if v["version"] == record["current"] else " "
             click.echo(
-                f"{mark} {name:<20} v{v.version:<4} {v.runtime:<8} {v.handler:<32} {v.sha256[:12]}"
+                f"{mark} {record['name']:<20} v{v['version']:<4} {v['runtime']:<8} "
+                f"{v['handler']:<32} {v['sha256'][:12]}"
             )
 
 
@@ -119,10 +134,39 @@ def function() -> None:
 @click.argument("name")
 @click.argument("version", type=int)
 @function_url_options
-def rollback(name: str, version: int, url: str, data_url: str | None) -> None:
+def rollback(name: str, version: int, url: str, data_url: str | None, token: str | None) -> None:
     """Make VERSION of function NAME the current one again."""
-    chosen = _registry(url, data_url).rollback(name, version)
-    click.echo(f"{chosen.name} v{chosen.version} is current")
+    admin = _functions(url, data_url, token)
+    try:
+        chosen = admin.rollback(name, version)
+    finally:
+        admin.close()
+    click.echo(f"{chosen['name']} v{chosen['version']} is current")
+
+
+@function.command()
+@click.argument("name")
+@function_url_options
+def show(name: str, url: str, data_url: str | None, token: str | None) -> None:
+    """Show function NAME: its versions (handler, sha256, size) and the current one, as JSON."""
+    admin = _functions(url, data_url, token)
+    try:
+        _print_json(admin.show(name))
+    finally:
+        admin.close()
+
+
+@function.command()
+@click.argument("name")
+@function_url_options
+def delete(name: str, url: str, data_url: str | None, token: str | None) -> None:
+    """Delete function NAME and every version of it; its sessions are then refused."""
+    admin = _functions(url, data_url, token)
+    try:
+        admin.delete(name)
+    finally:
+        admin.close()
+    click.echo(f"{name} deleted")
 
 
 COMMANDS = [deploy, functions, function]

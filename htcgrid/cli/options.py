@@ -100,7 +100,7 @@ def worker_options(fn: F) -> F:
         multiple=True,
         envvar=env("PATH"),
         show_envvar=True,
-        type=click.Path(file_okay=False),
+        type=click.Path(file_okay=False, exists=True),
         help="Folder added to the worker's import path "
         "(repeatable; ':'-separated in the variable).",
     )(fn)
@@ -180,10 +180,11 @@ def _settings(**given: float | None) -> Any:
     return Settings.from_env(os.environ, **given)
 
 
-def _client(url: str, token: str | None = None) -> Any:
+def _client(url: str, token: str | None = None, create: bool = True) -> Any:
+    """A client; ``create`` False (read commands) refuses a backend URL naming no grid."""
     from htcgrid.client import connect
 
-    return connect(url, token=token)
+    return connect(url, token=token, create=create)
 
 
 def _print_json(value: Any) -> None:

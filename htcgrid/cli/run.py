@@ -98,14 +98,14 @@ def server(
 
     security, tls = _security(no_auth, tls_cert, tls_key)
     _warn_if_exposed(host, tls, no_auth)
-    api = APIServer(url, data_url or url, _settings(**given), bind(host, port), security, tls)
+    api = APIServer(url, data_url, _settings(**given), bind(host, port), security, tls)
     api.start()
     if api.auth is None:
         click.secho(f"htcgrid: WARNING: authentication is OFF at {api.url}", err=True, fg="red")
     elif not api.auth.has_users():
         click.echo(
             f"htcgrid: no users yet; add an admin with: htcgrid user add NAME --admin "
-            f"--url {url} --data-url {data_url or url}",
+            f"--url {url}",
             err=True,
         )
     click.echo(api.url)
@@ -150,8 +150,7 @@ def agent(
     """Claim and run tasks in worker processes."""
     from htcgrid.agent.agent import Agent, HandlerImportError
     from htcgrid.agent.worker import WorkerConfig
-    from htcgrid.dataplane import open_data_plane
-    from htcgrid.store import open_store
+    from htcgrid.backends import open_grid
 
     settings = _settings(**given)
     worker = WorkerConfig(
@@ -159,9 +158,9 @@ def agent(
         paths=tuple(str(Path(p).resolve()) for p in paths),
         log_limit_bytes=settings.log_limit_bytes,
     )
-    data = open_data_plane(data_url or url)
+    store, data = open_grid(url, data_url, record=True)
     runner = Agent(
-        open_store(url),
+        store,
         data,
         settings,
         worker,

@@ -120,7 +120,7 @@ def _print_results(results: Iterator[Any] | list[Any]) -> None:
 @token_option
 def status(session_id: str, url: str, token: str | None) -> None:
     """Show a session's progress: counts per state."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         _print_json(grid.session(session_id).status())
 
 
@@ -138,7 +138,7 @@ def status(session_id: str, url: str, token: str | None) -> None:
 )
 def wait_cmd(session_id: str, url: str, token: str | None, timeout: float | None) -> None:
     """Wait until every task of a session is finished, failed or cancelled."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         _print_json(grid.session(session_id).wait(timeout, progress=True)["counts"])
 
 
@@ -148,7 +148,7 @@ def wait_cmd(session_id: str, url: str, token: str | None, timeout: float | None
 @token_option
 def results(session_id: str, url: str, token: str | None) -> None:
     """Print a session's results as JSON lines, in order (waits for the session)."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         _print_results(grid.session(session_id).results())
 
 
@@ -158,7 +158,7 @@ def results(session_id: str, url: str, token: str | None) -> None:
 @token_option
 def cancel(session_id: str, url: str, token: str | None) -> None:
     """Cancel a session: pending tasks never run, running ones are stopped."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         _print_json(grid.session(session_id).cancel())
 
 
@@ -175,7 +175,7 @@ def cancel(session_id: str, url: str, token: str | None) -> None:
 )
 def sessions(url: str, token: str | None, limit: int) -> None:
     """List sessions, newest first."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         for s in grid.sessions(limit):
             counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
             click.echo(f"{s['session_id']}  {s['task_count']:>8} tasks  {counts}")
@@ -187,7 +187,7 @@ def sessions(url: str, token: str | None, limit: int) -> None:
 @token_option
 def task(task_id: str, url: str, token: str | None) -> None:
     """Show one task: payload, state, output or error, and its captured log."""
-    with _client(url, token) as grid:
+    with _client(url, token, create=False) as grid:
         _print_json(grid.task(task_id))
 
 

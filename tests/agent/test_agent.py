@@ -14,7 +14,7 @@ from agent_thread import running
 from procs import pid_alive, until
 from sample_handlers_path import HERE
 
-from htcgrid.agent.agent import Agent, HandlerImportError
+from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane, open_data_plane
 from htcgrid.models import TaskState
@@ -189,11 +189,23 @@ def test_large_payloads_travel_through_the_data_plane(grid: GridService) -> None
     assert result.output is not None and len(result.output) > FAST.inline_limit_bytes
 
 
-def test_an_unloadable_handler_stops_the_agent(grid: GridService) -> None:
-    worker = WorkerConfig(handler="sample_handlers.missing", paths=(HERE,))
+def test_an_unloadable_handler_fails_its_tasks_until_it_is_fixed(
+    grid: GridService, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "editable.py").write_text("def other(event, context):\n    return 0\n")
+    worker = WorkerConfig(handler="editable.handler", paths=(str(code),))
     runner = Agent(grid.store, grid.data, FAST, worker, 1)
-    with pytest.raises(HandlerImportError, match="has no function 'missing'"):
-        runner.run()
+    runner.reload_seconds = 0.0  # retry the load at once, so the fix is seen by the next task
+    with running(runner):
+        broken = finished(grid, submit(grid, [1, 2]))
+        (code / "editable.py").write_text("def handler(event, context):\n    return event * 10\n")
+        fixed = finished(grid, submit(grid, [3]))
+    assert [r.state for r in broken] == [TaskState.FAILED] * 2
+    assert broken[0].error is not None and "has no function 'handler'" in broken[0].error.message
+    assert broken[0].attempt == 1  # a load error is the handler's fault: not retried
+    assert [(r.state, r.output) for r in fixed] == [(TaskState.FINISHED, b"30")]
 
 
 def test_priorities_run_first(grid: GridService) -> None:
