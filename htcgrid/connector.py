@@ -1,6 +1,8 @@
 """HTC-Grid's client API, unchanged for its users: ``AWSConnector`` (alias ``GridConnector``).
 
-A program written for HTC-Grid runs with one changed import::
+A program written for HTC-Grid runs with one changed import, or with none at all through
+``python -m htcgrid.compat run client.py`` (which makes ``from api.connector import
+AWSConnector`` import this module)::
 
     from htcgrid.connector import AWSConnector
 
@@ -12,19 +14,25 @@ A program written for HTC-Grid runs with one changed import::
 
 From HTC-Grid's agent config it reads the API URL (``htcgrid_url``, else
 ``private_api_gateway_url`` when ``$INTRA_VPC`` is set, else ``public_api_gateway_url``), the
-API key (``api_gateway_key``, sent as ``x-api-key``) and ``dynamodb_results_pull_interval_sec``.
-An HTC-Grid deployment runs one worker function; an htcgrid grid runs many, and the config key
-``htcgrid_function`` names the one this connector's sessions run (default ``default``).
-Underneath is ``htcgrid.client``: results arrive by long-polled pages, not by rescans.
+API key (``api_gateway_key``, sent as ``x-api-key``), ``dynamodb_results_pull_interval_sec``
+and ``grid_storage_service`` (see ``htcgrid config check``). An HTC-Grid deployment runs one
+worker function; an htcgrid grid runs many, and the config key ``htcgrid_function`` names
+the one this connector's sessions run (default ``default``).
 
-Unlike HTC-Grid, a refreshed token is actually used, ``failed_OUTPUT`` carries each task's
-error, and ``priority=`` on ``send`` sets the session's priority (HTC-Grid's
-``context.tasks_priority``).
+As HTC-Grid's module does, importing this one sets the root logger to INFO (through
+``logging.basicConfig``, so a program's own logging set-up made before the import wins):
+HTC-Grid's programs report through ``logging.info``. Nothing else in htcgrid touches logging.
+
+Also as in HTC-Grid: answers are dicts that behave as its generated models too (attributes,
+``to_dict()``), and a session id the grid does not know (or that belongs to another user)
+gives empty results after the timeout and zero cancel counts, where ``htcgrid.Client``
+raises ``NotFound``. Unlike HTC-Grid, a refreshed token is actually used, ``failed_OUTPUT``
+carries each task's error, and ``priority=`` on ``send`` sets the session's priority
+(HTC-Grid's ``context.tasks_priority``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -34,18 +42,22 @@ from typing import Any
 
 import httpx
 
-from htcgrid.client import Client, HTTPTransport, TaskResult
+from htcgrid.client import PAGE, Client, HTTPTransport, TaskResult
+from htcgrid.compat import grid_config
+from htcgrid.compat.answers import Answer, cancel_answer, results_answer, submit_answer
+from htcgrid.compat.dataplane import DataPlaneReader
 from htcgrid.credentials import HeaderAuth, TokenAuth, choose_auth
-from htcgrid.errors import AuthError, BackendUnavailable, ConfigurationError
+from htcgrid.errors import AuthError, BackendUnavailable, ConfigurationError, NotFound
 from htcgrid.limits import TooManyRequests
-from htcgrid.models import DEFAULT_FUNCTION, TaskState
+from htcgrid.models import DEFAULT_FUNCTION
 
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
 log = logging.getLogger("htcgrid.connector")
 
 TASK_TIMEOUT_SEC = 3600
 RETRY_COUNT = 5
 TOKEK_REFRESH_INTERVAL_SEC = 200  # HTC-Grid's name; tokens here refresh shortly before expiry
-CANCELLED_OUTPUT = "cancelled"
 
 
 def get_safe_session_id() -> str:
@@ -65,34 +77,6 @@ def api_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
     return str(chosen).rstrip("/")
 
 
-def _output_text(result: TaskResult) -> str:
-    return json.dumps(result.output, ensure_ascii=False)
-
-
-def _error_text(result: TaskResult) -> str:
-    error = result.error or {}
-    kind, message = error.get("type", "Error"), error.get("message", "")
-    return f"{kind}: {message}" if message else kind
-
-
-def results_response(results: Sequence[TaskResult]) -> dict[str, Any]:
-    """HTC-Grid's get_results answer for these terminal tasks, in submission order."""
-    ordered = sorted(results, key=lambda r: r.index)
-    by_state = {s: [r for r in ordered if r.state is s] for s in TaskState}
-    finished = by_state[TaskState.FINISHED]
-    failed = by_state[TaskState.FAILED]
-    cancelled = by_state[TaskState.CANCELLED]
-    return {
-        "finished": [r.task_id for r in finished],
-        "finished_OUTPUT": [_output_text(r) for r in finished],
-        "failed": [r.task_id for r in failed],
-        "failed_OUTPUT": [_error_text(r) for r in failed],
-        "cancelled": [r.task_id for r in cancelled],
-        "cancelled_OUTPUT": [CANCELLED_OUTPUT for _ in cancelled],
-        "metadata": {"tasks_in_response": len(ordered)},
-    }
-
-
 class AWSConnector:
     """HTC-Grid's ``api.connector.AWSConnector``: ``init``, ``authenticate``, ``send``,
     ``get_results``, ``cancel_sessions``."""
@@ -106,6 +90,7 @@ class AWSConnector:
         self.results_pull_interval_sec = 0.5
         self.auth: httpx.Auth | None = None
         self.client: Client | None = None
+        self.in_out_manager = DataPlaneReader(lambda task_id: self._client.task(task_id))
 
     def init(
         self,
@@ -123,8 +108,9 @@ class AWSConnector:
         self.api_key = config.get("api_gateway_key") or None
         # htcgrid runs many functions on one grid; HTC-Grid one per deployment, named here
         self.function = str(config.get("htcgrid_function") or DEFAULT_FUNCTION)
-        interval = config.get("dynamodb_results_pull_interval_sec", 0.5)
-        self.results_pull_interval_sec = max(0.05, float(interval))
+        interval = grid_config.seconds(config, grid_config.RESULTS_POLL_KEY) or 0.5
+        self.results_pull_interval_sec = max(0.05, interval)
+        grid_config.storage_service(config)
         self.auth = self._choose_auth()
         verify = config.get("htcgrid_ca_bundle") or True
         self.client = Client(HTTPTransport(self.url, auth=self.auth, verify=verify))
@@ -188,7 +174,7 @@ class AWSConnector:
             "tasks_list": {"tasks": list(tasks_list)},
         }
 
-    def submit(self, jobs: Mapping[str, Any]) -> dict[str, Any]:
+    def submit(self, jobs: Mapping[str, Any]) -> Answer:
         """Submit an envelope from ``generate_user_task_json``; ``context.tasks_priority``
         sets the priority."""
         session_id = jobs.get("session_id")
@@ -201,10 +187,11 @@ class AWSConnector:
             session_id=str(session_id),
             function=self.function,
         )
-        return {"session_id": session.id, "task_ids": session.task_ids}
+        return submit_answer(session.id, session.task_ids)
 
-    def send(self, tasks_list: Sequence[Any], priority: int | None = None) -> dict[str, Any]:
-        """One session of these tasks: ``{"session_id", "task_ids"}`` (ids in list order)."""
+    def send(self, tasks_list: Sequence[Any], priority: int | None = None) -> Answer:
+        """One session of these tasks: ``{"session_id", "task_ids"}`` (ids in list order),
+        also readable as ``answer.session_id``."""
         envelope = self.generate_user_task_json(tasks_list)
         if priority is not None:
             envelope["context"] = {"tasks_priority": priority}
@@ -212,11 +199,10 @@ class AWSConnector:
 
     # ---- results and cancelling ----------------------------------------------------------
 
-    def get_results(
-        self, submission_response: Mapping[str, Any], timeout_sec: float = 0
-    ) -> dict[str, Any]:
+    def get_results(self, submission_response: Mapping[str, Any], timeout_sec: float = 0) -> Answer:
         """Wait until every task of the submission is terminal (``timeout_sec`` 0: forever),
-        then return HTC-Grid's lists; after ``timeout_sec`` return what is there so far."""
+        then return HTC-Grid's lists; after ``timeout_sec`` return what is there so far
+        (nothing, for a session the grid does not know)."""
         task_count = len(submission_response["task_ids"])
         session = self._client.session(submission_response["session_id"], task_count)
         deadline = time.monotonic() + timeout_sec if timeout_sec > 0 else None
@@ -231,25 +217,47 @@ class AWSConnector:
                     collected[result.index] = result
             except TimeoutError:
                 continue
-            except (BackendUnavailable, TooManyRequests) as exc:
-                log.warning("get_results: %s; polling again", exc)
-                time.sleep(self.results_pull_interval_sec)
-        return results_response(list(collected.values()))
+            except (BackendUnavailable, TooManyRequests, NotFound) as exc:
+                log.debug("get_results: %s; polling again", exc)
+                self._pause(left)
+        return results_answer(list(collected.values()))
 
-    def cancel_sessions(self, session_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    def _pause(self, left: float | None) -> None:
+        time.sleep(max(0.0, min(self.results_pull_interval_sec, left or float("inf"))))
+
+    def invoke_get_results_lambda(self, submission: Mapping[str, Any]) -> Answer:
+        """HTC-Grid's raw ``/result`` answer for ``{"session_id": …}``, now, without waiting:
+        the ids of the terminal tasks, with ``read_from_dataplane`` in place of the outputs
+        (read them with ``in_out_manager`` or ``get_results``)."""
+        session_id = str(submission["session_id"])
+        transport = self._client._t
+        results: list[TaskResult] = []
+        try:
+            while True:
+                page = transport.results(session_id, len(results), PAGE, 0)
+                results += [TaskResult.from_dict(item) for item in page["results"]]
+                if not page["results"]:
+                    break
+        except NotFound:
+            pass
+        return results_answer(results, with_outputs=False)
+
+    def cancel_sessions(self, session_ids: Sequence[str]) -> Answer:
         """Cancel each session: ``{session_id: {"cancelled_pending", "cancelled_processing",
-        "total_cancelled_tasks"}}``."""
-        answer = {}
+        "total_cancelled_tasks"}}``; zero counts for a session the grid does not know."""
+        answer = Answer()
         for session_id in session_ids:
-            counts = self._client.session(session_id, 0).cancel()
-            answer[session_id] = {
-                k: int(counts[k])
-                for k in ("cancelled_pending", "cancelled_processing", "total_cancelled_tasks")
-            }
+            try:
+                counts: dict[str, Any] | None = self._client.session(session_id, 0).cancel()
+            except NotFound:
+                counts = None
+            answer[session_id] = cancel_answer(counts)
         return answer
 
-    def cancel(self, session_id: str) -> dict[str, int]:
-        return self.cancel_sessions([session_id])[session_id]
+    def cancel(self, session_id: str) -> Answer:
+        """One session's cancel counts (HTC-Grid left this method unimplemented)."""
+        answer: Answer = self.cancel_sessions([session_id])[session_id]
+        return answer
 
     def close(self) -> None:
         if self.client is not None:

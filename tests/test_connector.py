@@ -1,8 +1,13 @@
-"""HTC-Grid's AWSConnector against a real `htcgrid up`: the exact shapes, logins, API keys,
-timeouts, cancelling, priorities, and a refreshed token that is actually used."""
+"""HTC-Grid's AWSConnector against a real `htcgrid up`: the exact shapes (dicts that are also
+models), logins, API keys, timeouts, cancelling, unknown sessions, priorities, the data-plane
+reader, the root logger, and a refreshed token that is actually used."""
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +19,7 @@ from procs import until
 
 import htcgrid
 from htcgrid.connector import AWSConnector, GridConnector, api_url
-from htcgrid.errors import AuthError, ConfigurationError, NotFound
+from htcgrid.errors import AuthError, ConfigurationError, NotFound, ValidationError
 from htcgrid.limits import SecurityConfig
 from htcgrid.server import APIServer, bind
 from htcgrid.settings import Settings
@@ -67,6 +72,10 @@ def test_send_and_get_results_have_htc_grids_shapes(grid: GridProcess) -> None:
         "metadata": {"tasks_in_response": 3},
     }
     assert results["failed_OUTPUT"][0].startswith("ValueError: invalid literal for int()")
+    assert submission.session_id == sid and submission.to_dict()["task_ids"] == submission.task_ids
+    assert results["metadata"].to_dict() == {"tasks_in_response": 3}
+    assert results.metadata.tasks_in_response == 3 and results.finished == results["finished"]
+    assert json.loads(results.to_str())["metadata"] == {"tasks_in_response": 3}
     assert alice.get_results(submission) == results  # timeout 0: wait as long as it takes
     alice.close()
 
@@ -115,8 +124,15 @@ def test_other_users_sessions_and_bad_credentials(grid: GridProcess) -> None:
     alice = connector({"htcgrid_url": grid.url}, "alice", PASSWORD)
     bob = connector({"htcgrid_url": grid.url}, "bob", PASSWORD)
     submission = alice.send([mock(1)])
-    with pytest.raises(NotFound):
-        bob.cancel_sessions([submission["session_id"]])
+    sid = submission["session_id"]
+    zero = {"cancelled_pending": 0, "cancelled_processing": 0, "total_cancelled_tasks": 0}
+    assert bob.cancel_sessions([sid]) == {sid: zero}  # not bob's: as unknown to HTC-Grid
+    assert alice.get_results(submission, timeout_sec=30)["finished_OUTPUT"] == ["1"]
+    with (
+        htcgrid.connect(grid.url, token=grid.credentials["api_key"]) as native,
+        pytest.raises(NotFound),
+    ):
+        native.session("no-such-session").cancel()  # the native client keeps raising
     with pytest.raises(AuthError, match="wrong user name or password"):
         connector({"htcgrid_url": grid.url}, "alice", "not alice's password")
     nobody = connector({"htcgrid_url": grid.url})  # no credentials at all
@@ -164,3 +180,63 @@ def test_the_refreshed_token_is_the_one_used(tmp_path: Path) -> None:
         alice.close()
     finally:
         server.stop()
+
+
+def test_unknown_sessions_answer_as_htc_grid_does(grid: GridProcess) -> None:
+    alice = connector({"htcgrid_url": grid.url, "dynamodb_results_pull_interval_sec": 0.2},
+                      "alice", PASSWORD)  # fmt: skip
+    unknown = {"session_id": "no-such-session", "task_ids": ["no-such-session_0"]}
+    start = time.monotonic()
+    results = alice.get_results(unknown, timeout_sec=1)
+    assert 1 <= time.monotonic() - start < 5
+    assert results["finished"] == results["failed"] == results["cancelled"] == []
+    assert results["metadata"].to_dict() == {"tasks_in_response": 0}
+    assert alice.cancel_sessions(["no-such-session"]) == {
+        "no-such-session": {
+            "cancelled_pending": 0,
+            "cancelled_processing": 0,
+            "total_cancelled_tasks": 0,
+        }
+    }
+    assert alice.invoke_get_results_lambda({"session_id": "no-such-session"})["finished"] == []
+    alice.close()
+
+
+def test_in_out_manager_and_the_raw_results_answer(grid: GridProcess) -> None:
+    alice = connector({"htcgrid_url": grid.url}, "alice", PASSWORD)
+    submission = alice.send([mock(5), mock("oops")])
+    done = alice.get_results(submission, timeout_sec=30)
+    first, second = submission["task_ids"]
+    raw = alice.invoke_get_results_lambda({"session_id": submission["session_id"]})
+    assert raw == {
+        "finished": [first],
+        "finished_OUTPUT": ["read_from_dataplane"],
+        "failed": [second],
+        "failed_OUTPUT": ["read_from_dataplane"],
+        "cancelled": [],
+        "cancelled_OUTPUT": [],
+        "metadata": {"tasks_in_response": 2},
+    }
+    manager = alice.in_out_manager
+    stored_output = manager.get_output_to_utf8(first)
+    assert base64.b64decode(stored_output).decode() == done["finished_OUTPUT"][0] == "5"
+    assert json.loads(base64.b64decode(manager.get_input_to_bytes(first))) == mock(5)
+    assert json.loads(manager.get_error_to_utf8(second))["type"] == "ValueError"
+    with pytest.raises(NotFound, match="no output: it is failed"):
+        manager.get_output_to_utf8(second)
+    with pytest.raises(ValidationError, match="read-only"):
+        manager.put_input_from_utf8(first, "x")
+    alice.close()
+
+
+def test_only_the_connector_sets_the_root_logger_to_info() -> None:
+    probe = (
+        "import logging, htcgrid, htcgrid.client, htcgrid.compat.grid_config;"
+        "before = logging.getLogger().level;"
+        "import htcgrid.connector;"
+        "print(before, logging.getLogger().level, logging.getLogger('httpx').level)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown == ["30", "20", "30"]  # WARNING, then INFO; httpx's request lines stay quiet
