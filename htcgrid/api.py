@@ -22,10 +22,12 @@ from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
 from htcgrid.api_auth import auth_router, principal_dependency
+from htcgrid.api_agents import agents_router
 from htcgrid.api_functions import functions_router
+from htcgrid.api_uploads import PAYLOAD_PATH, uploads_router
 from htcgrid.auth import Authenticator, Principal
 from htcgrid.authstore import KEY_ID_PATTERN
-from htcgrid.errors import GridError, PayloadTooLarge
+from htcgrid.errors import BackendUnavailable, GridError, PayloadTooLarge
 from htcgrid.limits import BodyLimit, RateLimit, SecurityConfig, TokenBuckets, TooManyRequests
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -35,7 +37,13 @@ from htcgrid.models import (
     SESSION_ID_PATTERN,
     TaskRecord,
 )
-from htcgrid.service import GridService, SubmitRequest, cancel_dict, task_dict
+from htcgrid.service import (
+    GridService,
+    SubmitRequest,
+    cancel_dict,
+    output_url,
+    task_dict,
+)
 from htcgrid.ttl import TTLChecker
 
 log = logging.getLogger("htcgrid.api")
@@ -86,6 +94,7 @@ class SubmitAnswer(BaseModel):
     session_id: str
     task_count: int
     created: bool
+    warning: str | None = Field(None, description="e.g. that no agent serves this grid")
 
 
 class ErrorBody(BaseModel):
@@ -128,6 +137,9 @@ class TaskResult(BaseModel):
     state: str
     attempts: int
     output: Any = None
+    output_url: str | None = Field(
+        None, description="Set when the output is too big for this answer: GET it on its own."
+    )
     error: TaskError | None = None
 
 
@@ -147,6 +159,9 @@ class CancelAnswer(BaseModel):
 class TaskDetail(TaskResult):
     session_id: str
     payload: Any = None
+    payload_url: str | None = Field(
+        None, description="Set when the payload is too big for this answer: GET it on its own."
+    )
     log: str
     owner: str | None = None
     submitted_at: float
@@ -173,9 +188,18 @@ def _results_body(records: list[TaskRecord], next_seq: int, complete: bool) -> b
     for r in records:
         error = r.error.to_json().encode() if r.error else b"null"
         output = r.output if r.output is not None else b"null"
+        url = output_url(r)
         parts.append(
-            b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s}'
-            % (r.task_id.encode(), r.index, r.state.value.encode(), r.attempt, output, error)
+            b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}'
+            % (
+                r.task_id.encode(),
+                r.index,
+                r.state.value.encode(),
+                r.attempt,
+                output,
+                error,
+                b',"output_url":"%s"' % url.encode() if url else b"",
+            )
         )
     tail = b'],"next":%d,"complete":%s}' % (next_seq, b"true" if complete else b"false")
     return b'{"results":[' + b",".join(parts) + tail
@@ -205,13 +229,16 @@ def create_app(
 
     app = FastAPI(title="htcgrid", version=__version__, lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_body_bytes=security.max_body_bytes)
+    uploads = [(PAYLOAD_PATH, service.settings.max_payload_bytes)]
+    app.add_middleware(BodyLimit, max_body_bytes=security.max_body_bytes, uploads=uploads)
     if security.rate_limit_per_second > 0:
         buckets = TokenBuckets(security.rate_limit_per_second, security.rate_limit_burst)
         app.add_middleware(RateLimit, buckets=buckets)
     if auth is not None:
         app.include_router(auth_router(auth, principal))
     app.include_router(functions_router(service.functions, principal, security.max_body_bytes))
+    app.include_router(agents_router(service.store, principal))
+    app.include_router(uploads_router(service, principal))
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -227,6 +254,8 @@ def create_app(
             "task_count": result.task_count,
             "created": result.created,
         }
+        if result.warning:
+            answer["warning"] = result.warning
         return JSONResponse(answer, status_code=201 if result.created else 200)
 
     @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
@@ -311,5 +340,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
+        if _closed_backend(exc):
+            message = "the grid's store is closed (the server is stopping); retry shortly"
+            return error_response(503, BackendUnavailable.code, message)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", f"internal error: {type(exc).__name__}")
+
+
+CLOSED_ERRORS = {"ProgrammingError", "InterfaceError", "PoolClosed", "OperationalError"}
+
+
+def _closed_backend(exc: Exception) -> bool:
+    """A backend closed under a running request (a long poll while the server stops): the
+    drivers say so in their own words, and the caller should retry, not report a bug."""
+    return type(exc).__name__ in CLOSED_ERRORS and "closed" in str(exc).lower()

@@ -6,6 +6,7 @@ in ``--help``; only this package reads the environment.
     sessions.py   submit, status, wait, results, cancel, sessions, task: using one
     functions.py  deploy, functions, function rollback: worker function packages
     users.py      user, key, login, logout: who may use it
+    config.py     config check: HTC-Grid config files, and their --config option
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from htcgrid import __version__
-from htcgrid.cli import functions, run, sessions, users
+from htcgrid.cli import config, functions, run, sessions, users
 from htcgrid.cli.options import env
 from htcgrid.errors import GridError
 
@@ -52,7 +53,7 @@ def main(log_level: str) -> None:
     )
 
 
-for _module in (run, sessions, functions, users):
+for _module in (run, sessions, functions, users, config):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

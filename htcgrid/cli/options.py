@@ -80,6 +80,7 @@ def settings_options(fn: F) -> F:
             ("heartbeat-seconds", "How often agents extend their leases."),
             ("lease-seconds", "How long a lease lasts without a heartbeat."),
             ("grace-seconds", "How long a stopping agent may finish running tasks."),
+            ("max-payload-mb", "Largest payload or result of one task, in MiB [default: 256]."),
         ]
     ):
         fn = click.option(
@@ -177,6 +178,9 @@ def _warn_if_exposed(host: str, tls: Any, no_auth: bool) -> None:
 def _settings(**given: float | None) -> Any:
     from htcgrid.settings import Settings
 
+    max_payload_mb = given.pop("max_payload_mb", None)
+    if max_payload_mb is not None:
+        given["max_payload_bytes"] = int(max_payload_mb * 1024 * 1024)
     return Settings.from_env(os.environ, **given)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from htcgrid.cli.config import export_region, grid_config_option, with_config
 from htcgrid.cli.options import (
     EXIT_HANDLER_ERROR,
     _security,
@@ -49,6 +50,7 @@ from htcgrid.cli.options import (
 )
 @worker_options
 @security_options
+@grid_config_option
 @settings_options
 def up(
     data_dir: str,
@@ -61,6 +63,7 @@ def up(
     no_auth: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    grid_config: dict[str, Any],
     **given: float | None,
 ) -> None:
     """Run a whole grid here: API, TTL checker and agents, on SQLite and files.
@@ -69,7 +72,8 @@ def up(
     admin-credentials.json in the data dir (readable by you only)."""
     from htcgrid.local import LocalGrid
 
-    settings = _settings(**given)
+    settings = _settings(**with_config(grid_config, given))
+    export_region(grid_config)
     security, tls = _security(no_auth, tls_cert, tls_key)
     _warn_if_exposed(host, tls, no_auth)
     grid = LocalGrid(
@@ -82,6 +86,7 @@ def up(
 @backend_options("Task store URL.")
 @listen_options
 @security_options
+@grid_config_option
 @settings_options
 def server(
     url: str,
@@ -91,6 +96,7 @@ def server(
     no_auth: bool,
     tls_cert: str | None,
     tls_key: str | None,
+    grid_config: dict[str, Any],
     **given: float | None,
 ) -> None:
     """Serve the API and run the TTL checker on any backend."""
@@ -98,7 +104,8 @@ def server(
 
     security, tls = _security(no_auth, tls_cert, tls_key)
     _warn_if_exposed(host, tls, no_auth)
-    api = APIServer(url, data_url, _settings(**given), bind(host, port), security, tls)
+    settings = _settings(**with_config(grid_config, given))
+    api = APIServer(url, data_url, settings, bind(host, port), security, tls)
     api.start()
     if api.auth is None:
         click.secho(f"htcgrid: WARNING: authentication is OFF at {api.url}", err=True, fg="red")
@@ -133,7 +140,16 @@ def server(
     help="Where deployed function packages are unpacked (default: a per-user temp folder).",
 )
 @click.option("--agent-id", envvar=env("AGENT_ID"), default=None, show_envvar=True)
+@click.option(
+    "--region",
+    envvar=env("REGION"),
+    default=None,
+    show_envvar=True,
+    help="AWS_REGION of the workers and their functions' ARN (default: the --config "
+    "file's region, else us-east-1).",
+)
 @click.option("--parent-pid", type=int, default=None, hidden=True)
+@grid_config_option
 @settings_options
 def agent(
     url: str,
@@ -144,19 +160,24 @@ def agent(
     functions: tuple[str, ...],
     cache_dir: Path | None,
     agent_id: str | None,
+    region: str | None,
     parent_pid: int | None,
+    grid_config: dict[str, Any],
     **given: float | None,
 ) -> None:
     """Claim and run tasks in worker processes."""
     from htcgrid.agent.agent import Agent, HandlerImportError
+    from htcgrid.agent.lambda_env import DEFAULT_REGION
     from htcgrid.agent.worker import WorkerConfig
     from htcgrid.backends import open_grid
+    from htcgrid.compat import grid_config as compat_config
 
-    settings = _settings(**given)
+    settings = _settings(**with_config(grid_config, given))
     worker = WorkerConfig(
         handler=handler,
         paths=tuple(str(Path(p).resolve()) for p in paths),
         log_limit_bytes=settings.log_limit_bytes,
+        region=region or compat_config.region(grid_config) or DEFAULT_REGION,
     )
     store, data = open_grid(url, data_url, record=True)
     runner = Agent(
