@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -169,11 +170,14 @@ class DirectTransport:
         from htcgrid.service import SubmitRequest
 
         result = self.service.submit(SubmitRequest(**body))
-        return {
+        answer: dict[str, Any] = {
             "session_id": result.session_id,
             "task_count": result.task_count,
             "created": result.created,
         }
+        if result.warning:
+            answer["warning"] = result.warning
+        return answer
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self.service.status(session_id, wait_seconds=wait).as_dict()
@@ -327,6 +331,10 @@ class Client:
             "session_id": session_id,
         }
         answer = self._t.submit(body)
+        if answer.get("warning"):
+            from htcgrid.presence import NoAgentWarning
+
+            warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)
         return Session(self._t, answer["session_id"], answer["task_count"])
 
     def session(self, session_id: str, task_count: int | None = None) -> Session:

@@ -34,6 +34,7 @@ from htcgrid.models import (
     json_dumps,
     split_task_id,
 )
+from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 
@@ -59,6 +60,7 @@ class SubmitResult:
     session_id: str
     task_count: int
     created: bool
+    warning: str | None = None  # e.g. that no agent has been seen on this grid for a while
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class GridService:
         self.settings = settings or Settings()
         self.clock = clock
         self.functions = FunctionRegistry(data)
+        self.presence = PresenceCheck(store)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class GridService:
         elif existing.spec.owner != owner:
             raise Conflict(f"session id {spec.id} is already in use")
         created = self.store.create_session(spec, tasks, self.clock())
-        return SubmitResult(spec.id, spec.task_count, created)
+        return SubmitResult(spec.id, spec.task_count, created, self.presence.warning())
 
     def _prepare(self, request: SubmitRequest, owner: str) -> tuple[SessionSpec, list[NewTask]]:
         """Validate a submission and turn it into a session spec and its tasks."""
