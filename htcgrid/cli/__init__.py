@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from htcgrid import __version__
-from htcgrid.cli import config, functions, run, sessions, users
+from htcgrid.cli import agents, config, functions, run, sessions, users
 from htcgrid.cli.options import env
 from htcgrid.errors import GridError
 
@@ -53,7 +53,7 @@ def main(log_level: str) -> None:
     )
 
 
-for _module in (run, sessions, functions, users, config):
+for _module in (run, sessions, functions, users, config, agents):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

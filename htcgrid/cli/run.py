@@ -171,6 +171,7 @@ def agent(
     from htcgrid.agent.worker import WorkerConfig
     from htcgrid.backends import open_grid
     from htcgrid.compat import grid_config as compat_config
+    from htcgrid.presence import AgentPresence, Announcer
 
     settings = _settings(**with_config(grid_config, given))
     worker = WorkerConfig(
@@ -201,11 +202,17 @@ def agent(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     orphaned = (lambda: os.getppid() != parent_pid) if parent_pid else (lambda: False)
+    announcer = Announcer(
+        AgentPresence(store, runner.agent_id, slots, list(functions) or None),
+        settings.heartbeat_seconds,
+    ).start()
     try:
         runner.run(should_stop=orphaned)
     except HandlerImportError as exc:
         click.echo(f"htcgrid agent: {exc}", err=True)
         sys.exit(EXIT_HANDLER_ERROR)
+    finally:
+        announcer.stop()
 
 
 def _package_cache(data: Any, cache_dir: Path | None, worker: Any) -> Any:
