@@ -120,7 +120,8 @@ def enter(config: FunctionConfig) -> str:
     os.environ["TMPDIR"] = private
     tempfile.tempdir = private
     time.tzset()
-    os.chdir(root)
+    with contextlib.suppress(OSError):  # a missing package fails as the handler's import error
+        os.chdir(root)
     return private
 
 
