@@ -91,7 +91,7 @@ class NewUserBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: UserName
     password: Password
-    role: Literal["admin", "user"] = "user"
+    role: Literal["admin", "deployer", "user"] = "user"
 
 
 class PasswordBody(BaseModel):

@@ -128,3 +128,19 @@ def test_the_cli_deploys_lists_shows_rolls_back_and_deletes_over_http(tmp_path: 
         assert missing.exit_code == 1 and "fn1" in missing.output
     finally:
         server.stop()
+
+
+def test_an_admin_adds_a_deployer_by_cli_and_api(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    open_store(url).close()
+    made = CliRunner().invoke(
+        main, ["user", "add", "dep", "--deployer", "--password", PASSWORD, "--url", url]
+    )
+    assert made.exit_code == 0 and made.output.endswith("added deployer dep\n"), made.output
+    service = GridService(open_store("memory://"), open_data_plane("memory://"))
+    auth = Authenticator(service.data)
+    auth.add_user("root", PASSWORD, "admin")
+    root = {"Authorization": f"Bearer {auth.login('root', PASSWORD).access_token}"}
+    http = TestClient(create_app(service, auth=auth))
+    body = {"name": "dep2", "password": PASSWORD, "role": "deployer"}
+    assert http.post("/v1/users", json=body, headers=root).json()["role"] == "deployer"

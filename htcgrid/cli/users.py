@@ -92,19 +92,31 @@ def user() -> None:
     show_envvar=True,
     help="Give the user the admin role.",
 )
+@click.option(
+    "--deployer",
+    "is_deployer",
+    is_flag=True,
+    envvar="HTCGRID_USER_DEPLOYER",
+    show_envvar=True,
+    help="Give the user the deployer role: a user who may also deploy functions.",
+)
 @_grid_options
 def user_add(
     name: str,
     password: str | None,
     is_admin: bool,
+    is_deployer: bool,
     url: str,
     data_url: str | None,
     token: str | None,
 ) -> None:
-    """Add user NAME (role 'user', or 'admin' with --admin)."""
+    """Add user NAME (role 'user', 'admin' with --admin, 'deployer' with --deployer)."""
+    if is_admin and is_deployer:
+        raise click.UsageError("--admin and --deployer exclude each other (an admin may deploy)")
+    role = "admin" if is_admin else "deployer" if is_deployer else "user"
     secret = _new_password(password)
     with _admin(url, data_url, token) as admin:
-        added = admin.add_user(name, secret, "admin" if is_admin else "user")
+        added = admin.add_user(name, secret, role)
     click.echo(f"added {added['role']} {added['name']}")
 
 
