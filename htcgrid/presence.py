@@ -180,16 +180,27 @@ def no_agent_warning(
 
 
 class PresenceCheck:
-    """``no_agent_warning`` remembered for a moment, so a busy submit path reads it rarely."""
+    """``no_agent_warning`` remembered for a moment, so a busy submit path reads it rarely.
 
-    def __init__(self, store: TaskStore, clock: Callable[[], float] = time.time) -> None:
+    For ``grace_seconds`` after it is made it stays silent: a server started together with
+    its agents (``htcgrid up``) takes submits before they have started."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        clock: Callable[[], float] = time.time,
+        grace_seconds: float = 0.0,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.quiet_until = clock() + grace_seconds
         self._checked_at = -WARNING_CACHE_SECONDS
         self._warning: str | None = None
 
     def warning(self) -> str | None:
         now = self.clock()
+        if now < self.quiet_until:
+            return None
         if now - self._checked_at >= WARNING_CACHE_SECONDS or now < self._checked_at:
             self._warning = no_agent_warning(self.store, now)
             self._checked_at = now

@@ -13,6 +13,7 @@ from htcgrid.auth import Authenticator
 from htcgrid.backends import open_grid
 from htcgrid.errors import ConfigurationError
 from htcgrid.limits import SecurityConfig
+from htcgrid.presence import QUIET_SECONDS
 from htcgrid.service import GridService
 from htcgrid.settings import Settings
 from htcgrid.ttl import TTLChecker
@@ -58,7 +59,7 @@ class APIServer:
                 f"authentication can only be turned off on a loopback address, not {host}"
             )
         store, data = open_grid(url, data_url, record=True)
-        self.service = GridService(store, data, settings)
+        self.service = GridService(store, data, settings, agent_grace_seconds=QUIET_SECONDS)
         self.auth = Authenticator(self.service.data, security) if security.auth else None
         if self.auth is not None:
             self.auth.start()

@@ -111,13 +111,16 @@ class GridService:
         data: DataPlane,
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
+        agent_grace_seconds: float = 0.0,
     ) -> None:
+        """``agent_grace_seconds``: how long after start a submit may go without an agent
+        seen on the grid before it warns (a server starting beside its agents waits)."""
         self.store = store
         self.data = data
         self.settings = settings or Settings()
         self.clock = clock
         self.functions = FunctionRegistry(data)
-        self.presence = PresenceCheck(store)
+        self.presence = PresenceCheck(store, grace_seconds=agent_grace_seconds)
 
     # ---- submit ------------------------------------------------------------------------
 

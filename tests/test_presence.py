@@ -20,6 +20,7 @@ from htcgrid.presence import (
     FORGET_SECONDS,
     AgentPresence,
     NoAgentWarning,
+    PresenceCheck,
     list_agents,
     no_agent_warning,
 )
@@ -100,3 +101,15 @@ def test_the_cli_lists_agents(tmp_path: Path) -> None:
 def test_service_submit_reports_the_warning() -> None:
     service = GridService(open_store("memory://"), open_data_plane("memory://"))
     assert service.submit(SubmitRequest(tasks=[1])).warning is not None
+
+
+def test_a_server_starting_beside_its_agents_waits_before_warning() -> None:
+    now = [T0]
+    store = open_store("memory://")
+    check = PresenceCheck(store, clock=lambda: now[0], grace_seconds=30)
+    assert check.warning() is None
+    now[0] += 31
+    assert check.warning() is not None
+    AgentPresence(store, "a1", 1).beat(now[0])
+    now[0] += 3
+    assert check.warning() is None

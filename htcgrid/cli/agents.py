@@ -34,7 +34,14 @@ def _agents(url: str, token: str | None) -> list[dict[str, Any]]:
 @click.command(short_help="List the agents serving a grid.")
 @backend_options("The grid: its API (http://…, as an admin) or its task store URL.")
 @token_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="HTCGRID_JSON",
+    show_envvar=True,
+    help="Print JSON for programs.",
+)
 def agents(url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
     """List the agents seen on the grid in the last day, most recently seen first."""
     found = _agents(url, token)
