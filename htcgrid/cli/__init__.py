@@ -4,7 +4,8 @@ in ``--help``; only this package reads the environment.
     options.py    options and helpers the commands share
     run.py        up, server, agent, db: running a grid
     sessions.py   submit, status, wait, results, cancel, sessions, task: using one
-    functions.py  deploy, functions, function rollback: worker function packages
+    functions.py  deploy, functions, function show/rollback/delete: worker function packages
+    agents.py     agents: who serves a grid
     users.py      user, key, login, logout: who may use it
     config.py     config check: HTC-Grid config files, and their --config option
 """
