@@ -35,9 +35,10 @@ def agents_router(
     store: TaskStore, principal: PrincipalDependency, clock: Callable[[], float] = time.time
 ) -> APIRouter:
     router = APIRouter(tags=["agents"])
+    Caller = Depends(principal)
 
     @router.get("/v1/agents", response_model=AgentList)
-    def agents(caller: Principal = Depends(principal)) -> dict[str, Any]:
+    def agents(caller: Principal = Caller) -> dict[str, Any]:
         """Agents seen in the last day, most recently seen first."""
         require_admin(caller)
         return {"agents": [a.as_dict() for a in list_agents(store, clock())]}

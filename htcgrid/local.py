@@ -20,7 +20,13 @@ from pathlib import Path
 import click
 
 from htcgrid.auth import Authenticator
-from htcgrid.credentials import ADMIN_CREDENTIALS, read_admin_credentials, write_private
+from htcgrid.credentials import (
+    ADMIN_CREDENTIALS,
+    read_admin_credentials,
+    remember_grid,
+    write_private,
+)
+from htcgrid.datadir import claim_data_dir
 from htcgrid.errors import Conflict
 from htcgrid.limits import SecurityConfig
 from htcgrid.server import APIServer, bind
@@ -83,16 +89,15 @@ class LocalGrid:
                 proc.kill()
 
     def run(self) -> int:
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        api = APIServer(
-            self.store_url,
-            self.data_url,
-            self.settings,
-            bind(self.host, self.port),
-            self.security,
-            self.tls,
-        )
+        sock = bind(self.host, self.port)  # first: a port in use leaves nothing on disk
+        try:
+            self.lock = claim_data_dir(self.data_dir)  # held while we run; refuses a second grid
+        except BaseException:
+            sock.close()
+            raise
+        api = APIServer(self.store_url, self.data_url, self.settings, sock, self.security, self.tls)
         api.start()
+        remember_grid(api.url, self.data_dir)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         self.agents = [self._start_agent(i) for i in range(self.agent_count)]

@@ -33,6 +33,7 @@ from htcgrid.models import (
     TaskState,
     json_dumps,
     split_task_id,
+    task_json,
 )
 from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
@@ -203,18 +204,7 @@ class GridService:
         return [_int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
 
     def _encode(self, index: int, task: Any) -> bytes:
-        try:
-            payload = json_dumps(task)
-        except UnicodeEncodeError as exc:
-            bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
-            raise ValidationError(
-                f"task {index} holds text that is not valid Unicode (a lone surrogate {bad}); "
-                "send UTF-8 text"
-            ) from None
-        except RecursionError:
-            raise ValidationError(f"task {index} is nested too deeply; flatten it") from None
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"task {index} is not JSON-serialisable: {exc}") from None
+        payload = task_json(index, task)
         if len(payload) > self.settings.max_payload_bytes:
             limit = self.settings.max_payload_bytes
             raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
