@@ -38,6 +38,7 @@ from htcgrid.models import (
     TaskRecord,
 )
 from htcgrid.service import (
+    NO_TASKS,
     GridService,
     SubmitRequest,
     cancel_dict,
@@ -311,6 +312,8 @@ PATTERNS = {
 
 def _explain(error: Any) -> str:
     """Pydantic's message, in words for the patterns a caller cannot be expected to read."""
+    if error.get("type") == "too_short" and tuple(error.get("loc", ()))[-1:] == ("tasks",):
+        return NO_TASKS
     pattern = str((error.get("ctx") or {}).get("pattern"))
     return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
 

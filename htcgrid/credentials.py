@@ -3,10 +3,14 @@ auth flows that send a token, log in, and refresh a token before it expires.
 
 Stored logins live in ``$HTCGRID_CONFIG_DIR`` (default ``$XDG_CONFIG_HOME/htcgrid``, i.e.
 ``~/.config/htcgrid``) as ``logins.json``, one entry per grid URL, readable by the user only.
+Beside it, ``grids.json`` maps the URL of each grid ``htcgrid up`` started to its data dir, so
+the CLI finds that grid's admin credentials from any directory. URLs are compared by
+``url_key``: ``localhost``, ``127.0.0.1`` and ``::1`` name the same host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -16,6 +20,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -23,6 +28,8 @@ from htcgrid.errors import AuthError
 
 REFRESH_MARGIN_SECONDS = 60.0  # refresh this long before the access token expires
 ADMIN_CREDENTIALS = "admin-credentials.json"  # written by `htcgrid up` in its data dir
+GRIDS = "grids.json"  # grid URL -> data dir of the grids `htcgrid up` started
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -49,6 +56,43 @@ def normal_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def url_key(url: str) -> str:
+    """``url`` as a lookup key: lower-case scheme and host, the port spelled out, and every
+    loopback name (``localhost``, ``127.0.0.1``, ``::1``) the same host."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return normal_url(url)
+    host = "localhost" if host in LOOPBACK_NAMES else host
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember_grid(url: str, data_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
+    """Record that the grid at ``url`` keeps its data in ``data_dir`` (best effort: a config
+    dir that cannot be written only means the CLI will not find the grid by itself)."""
+    path = config_dir(environ) / GRIDS
+    grids = {k: v for k, v in _read_json(path).items() if url_key(k) != url_key(url)}
+    grids[normal_url(url)] = str(data_dir.resolve())
+    with contextlib.suppress(OSError):
+        write_private(path, json.dumps(grids, indent=2, sort_keys=True) + "\n")
+
+
+def _grid_data_dirs(url: str, environ: Mapping[str, str]) -> list[Path]:
+    recorded = _read_json(config_dir(environ) / GRIDS)
+    found = [Path(str(d)) for u, d in recorded.items() if url_key(u) == url_key(url)]
+    return [*found, Path(environ.get("HTCGRID_DATA_DIR") or ".htcgrid")]
+
+
 def read_admin_credentials(path: Path) -> dict[str, str]:
     """What ``htcgrid up`` wrote on first start: url, user, password and api_key."""
     data = json.loads(path.read_text())
@@ -58,16 +102,17 @@ def read_admin_credentials(path: Path) -> dict[str, str]:
 
 
 def local_grid_api_key(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The admin API key of the grid ``htcgrid up`` runs from ``$HTCGRID_DATA_DIR`` (default
-    ``.htcgrid``), if that grid is the one at ``url``."""
-    path = Path(environ.get("HTCGRID_DATA_DIR") or ".htcgrid") / ADMIN_CREDENTIALS
-    try:
-        found = read_admin_credentials(path)
-    except (OSError, ValueError):
-        return None
-    if normal_url(found.get("url", "")) != normal_url(url):
-        return None
-    return found.get("api_key") or None
+    """The admin API key of the grid at ``url`` that ``htcgrid up`` started: found through the
+    data dir it recorded (``remember_grid``), else in ``$HTCGRID_DATA_DIR`` (default
+    ``.htcgrid``); None when none of them is the grid at ``url``."""
+    for data_dir in _grid_data_dirs(url, environ):
+        try:
+            found = read_admin_credentials(data_dir / ADMIN_CREDENTIALS)
+        except (OSError, ValueError):
+            continue
+        if url_key(found.get("url", "")) == url_key(url) and found.get("api_key"):
+            return found["api_key"]
+    return None
 
 
 @dataclass
@@ -102,14 +147,11 @@ class LoginStore:
         self._lock = threading.Lock()
 
     def _all(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return _read_json(self.path)
 
     def get(self, url: str) -> Tokens | None:
-        entry = self._all().get(normal_url(url))
+        """The tokens saved for ``url`` or any URL with the same ``url_key``."""
+        entry = next((v for k, v in self._all().items() if url_key(k) == url_key(url)), None)
         try:
             return Tokens(**entry) if isinstance(entry, dict) else None
         except TypeError:
@@ -117,14 +159,15 @@ class LoginStore:
 
     def put(self, url: str, tokens: Tokens) -> None:
         with self._lock:
-            data = self._all()
+            data = {k: v for k, v in self._all().items() if url_key(k) != url_key(url)}
             data[normal_url(url)] = asdict(tokens)
             write_private(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     def remove(self, url: str) -> bool:
         with self._lock:
-            data = self._all()
-            found = data.pop(normal_url(url), None) is not None
+            everything = self._all()
+            data = {k: v for k, v in everything.items() if url_key(k) != url_key(url)}
+            found = len(data) < len(everything)
             if found:
                 write_private(self.path, json.dumps(data, indent=2, sort_keys=True))
             return found
@@ -152,8 +195,10 @@ class TokenAuth(httpx.Auth):
         password: str | None = None,
         on_update: Callable[[Tokens], None] | None = None,
         clock: Callable[[], float] = time.time,
+        saved: bool = False,
     ) -> None:
         self.url = normal_url(url)
+        self.saved = saved  # tokens from `htcgrid login`: a refusal means they are out of date
         self.tokens = tokens
         self.username, self.password = username, password
         self.on_update = on_update
@@ -171,7 +216,15 @@ class TokenAuth(httpx.Auth):
         body = {"refresh_token": self.tokens.refresh_token}
         return httpx.Request("POST", f"{self.url}/v1/auth/refresh", json=body)
 
+    def out_of_date(self) -> AuthError:
+        return AuthError(
+            f"the saved login for {self.url} is out of date (the grid refused it); "
+            f"log in again with: htcgrid login --url {self.url}"
+        )
+
     def take(self, response: httpx.Response) -> None:
+        if response.status_code != 200 and self.saved and self.password is None:
+            raise self.out_of_date()
         if response.status_code != 200:
             raise AuthError(f"cannot log in to {self.url}: {_error_message(response)}")
         tokens = Tokens.from_answer(response.json(), self.clock())
@@ -207,7 +260,9 @@ class TokenAuth(httpx.Auth):
             yield from self.renew_flow()
             assert self.tokens is not None
             request.headers["Authorization"] = f"Bearer {self.tokens.access_token}"
-            yield request
+            response = yield request
+        if response.status_code == 401 and self.saved:
+            raise self.out_of_date()
 
 
 def _code(response: httpx.Response) -> str:
@@ -252,6 +307,6 @@ def choose_auth(
     store = LoginStore(config_dir(environ))
     stored = store.get(url)
     if stored is not None:
-        return TokenAuth(url, stored, on_update=lambda t: store.put(url, t))
+        return TokenAuth(url, stored, on_update=lambda t: store.put(url, t), saved=True)
     local_key = local_grid_api_key(url, environ)
     return HeaderAuth(local_key) if local_key else None

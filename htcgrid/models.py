@@ -220,3 +220,22 @@ def after_handler_error(lease: Lease, error: ErrorInfo, log: str = "") -> Outcom
 
 def json_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def task_json(index: int, value: Any) -> bytes:
+    """Task ``index`` as its JSON payload; a ``ValidationError`` saying why when it is not
+    JSON (a lone surrogate in its text, nesting too deep for the encoder, a Python object)."""
+    from htcgrid.errors import ValidationError
+
+    try:
+        return json_dumps(value)
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise ValidationError(
+            f"task {index} holds text that is not valid Unicode (a lone surrogate {bad}); "
+            "send UTF-8 text"
+        ) from None
+    except RecursionError:
+        raise ValidationError(f"task {index} is nested too deeply; flatten it") from None
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"task {index} is not JSON-serialisable: {exc}") from None

@@ -14,6 +14,15 @@ from htcgrid.dataplane import DataPlane, open_data_plane
 from htcgrid.store import TaskStore, open_store
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test, nor any grid or command it starts, reads or writes the real ~/.config/htcgrid."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("HTCGRID_CONFIG_DIR", str(tmp_path_factory.mktemp("htcgrid-config")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(params=STORE_KINDS)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with backend_url(request.param, tmp_path, "store") as url:

@@ -64,4 +64,4 @@ def test_help_and_bad_input() -> None:
     runner = CliRunner()
     assert "htcgrid up" in runner.invoke(main, ["--help"]).output
     result = runner.invoke(main, ["submit", "-", "--url", "memory://"], input="[1, 2")
-    assert result.exit_code == 2 and "not valid JSON" in result.output
+    assert result.exit_code == 1 and "not valid JSON" in result.stderr

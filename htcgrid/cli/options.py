@@ -12,7 +12,11 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_API = "http://127.0.0.1:8080"
 LOCAL_BACKEND = "sqlite://.htcgrid/grid.db"  # where `htcgrid up` keeps its task store
-EXIT_HANDLER_ERROR = 3
+EXIT_ERROR = 1  # one line on stderr says what went wrong and what to do
+EXIT_HANDLER_ERROR = 3  # an agent cannot load its handler
+EXIT_TASK_FAILED = 4  # submit --wait, wait, results: some task failed
+EXIT_TASK_CANCELLED = 5  # ... none failed, but some task was cancelled
+EXIT_TIMEOUT = 124  # --timeout passed first, as timeout(1) says it
 
 
 def env(name: str) -> str:

@@ -1,74 +1,162 @@
-"""``htcgrid submit``, ``status``, ``wait``, ``results``, ``cancel``, ``sessions``, ``task``: using a grid."""
+"""``htcgrid submit``, ``status``, ``wait``, ``results``, ``cancel``, ``sessions``, ``task``: using a grid.
+
+``submit --wait``, ``wait`` and ``results`` exit with ``EXIT_TASK_FAILED`` when some task failed
+and ``EXIT_TASK_CANCELLED`` when none failed but some was cancelled, so scripts can tell.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from htcgrid.cli.options import (
+    EXIT_TASK_CANCELLED,
+    EXIT_TASK_FAILED,
     _client,
-    _print_json,
     env,
     token_option,
     url_option,
 )
+from htcgrid.cli.output import (
+    counts_text,
+    iso,
+    json_option,
+    results_table,
+    session_text,
+    table,
+    task_text,
+    to_json,
+)
+from htcgrid.errors import ValidationError
 
-# ---- using a grid -----------------------------------------------------------------------
+SOURCE_HINT = "give a file of tasks (a JSON list, or JSON lines) or '-' for stdin"
 
 
 def _read_tasks(source: str) -> list[Any]:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    """The tasks in SOURCE; every problem with it is a ``ValidationError`` naming it."""
+    name = "stdin" if source == "-" else source
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ValidationError(f"{source}: no such file; {SOURCE_HINT}") from None
+    except IsADirectoryError:
+        raise ValidationError(f"{source} is a directory; {SOURCE_HINT}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{name}: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     stripped = text.strip()
     if not stripped:
-        raise click.UsageError("no tasks given")
+        raise ValidationError(f"{name} is empty; {SOURCE_HINT}")
     if stripped.startswith("["):
-        try:
-            tasks = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise click.UsageError(f"{source}: not valid JSON: {exc}") from None
-        return list(tasks)
-    tasks = []
-    for number, line in enumerate(stripped.splitlines(), 1):
-        if line.strip():
-            try:
-                tasks.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise click.UsageError(f"{source}:{number}: not valid JSON: {exc}") from None
-    return tasks
+        return list(_parse(stripped, name))
+    return [
+        _parse(line, f"{name}:{number}")
+        for number, line in enumerate(stripped.splitlines(), 1)
+        if line.strip()
+    ]
 
 
-@click.command()
-@click.argument("source", default="-")
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError(f"{where}: JSON nested too deeply; flatten the task") from None
+
+
+def outcome(counts: Mapping[str, int]) -> int:
+    """The exit code for a finished session: 0, or why some task did not finish."""
+    if counts.get("failed"):
+        return EXIT_TASK_FAILED
+    if counts.get("cancelled"):
+        return EXIT_TASK_CANCELLED
+    return 0
+
+
+def _print_results(results: Sequence[Any], as_json: bool) -> None:
+    """Print results and exit with the code they call for."""
+    if as_json:
+        for r in results:
+            item = {
+                "task_id": r.task_id,
+                "state": r.state.value,
+                "output": r.output,
+                "error": r.error,
+                "attempts": r.attempts,
+            }
+            click.echo(to_json(item, indent=None))
+    else:
+        click.echo(results_table(results))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.state.value] = counts.get(r.state.value, 0) + 1
+    sys.exit(outcome(counts))
+
+
+@click.command(short_help="Submit a session of tasks (a JSON list or JSON lines).")
+@click.argument("source", default="-", metavar="[FILE]")
 @url_option()
 @token_option
 @click.option(
-    "--priority", type=click.IntRange(0, 9), default=0, envvar=env("PRIORITY"), show_envvar=True
+    "--priority",
+    type=click.IntRange(0, 9),
+    default=0,
+    show_default=True,
+    envvar=env("PRIORITY"),
+    show_envvar=True,
+    help="0-9; higher runs first.",
 )
-@click.option("--function", default="default", envvar=env("FUNCTION"), show_envvar=True)
+@click.option(
+    "--function",
+    default="default",
+    show_default=True,
+    envvar=env("FUNCTION"),
+    show_envvar=True,
+    help="The deployed function that runs the tasks ('default': the agents' --handler).",
+)
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 100),
     default=6,
+    show_default=True,
     envvar=env("MAX_ATTEMPTS"),
     show_envvar=True,
+    help="Runs of a task before it fails for good (after lost agents or timeouts).",
 )
 @click.option(
-    "--timeout-seconds", type=float, default=3600, envvar=env("TIMEOUT_SECONDS"), show_envvar=True
+    "--timeout-seconds",
+    type=float,
+    default=3600,
+    show_default=True,
+    envvar=env("TIMEOUT_SECONDS"),
+    show_envvar=True,
+    help="Time limit of one run of a task.",
 )
-@click.option("--session-id", default=None, envvar=env("SESSION_ID"), show_envvar=True)
+@click.option(
+    "--session-id",
+    default=None,
+    envvar=env("SESSION_ID"),
+    show_envvar=True,
+    help="Your own id for the session; submitting it again with the same tasks is a no-op.",
+)
 @click.option(
     "--wait",
     "wait_",
     is_flag=True,
     envvar=env("WAIT"),
     show_envvar=True,
-    help="Wait for the session and print its results as JSON lines.",
+    help="Wait for the session and print its results (exit 4 if a task failed, 5 if cancelled).",
 )
+@json_option
 def submit(
     source: str,
     url: str,
@@ -79,8 +167,10 @@ def submit(
     timeout_seconds: float,
     session_id: str | None,
     wait_: bool,
+    as_json: bool,
 ) -> None:
-    """Submit a session: SOURCE is a JSON list or JSON lines, one task each ('-': stdin)."""
+    """Submit a session: FILE is a JSON list or JSON lines, one task each; without FILE (or
+    with '-') the tasks are read from stdin. Prints the session id, or with --wait the results."""
     tasks = _read_tasks(source)
     with _client(url, token) as grid:
         session = grid.submit(
@@ -92,39 +182,26 @@ def submit(
             session_id=session_id,
         )
         if not wait_:
-            click.echo(session.id)
+            click.echo(to_json({"session_id": session.id}) if as_json else session.id)
             return
         click.echo(f"session {session.id}: {session.task_count} task(s)", err=True)
         session.wait(progress=True)
-        _print_results(session.results())
+        _print_results(session.results(), as_json)
 
 
-def _print_results(results: Iterator[Any] | list[Any]) -> None:
-    for r in results:
-        click.echo(
-            json.dumps(
-                {
-                    "task_id": r.task_id,
-                    "state": r.state.value,
-                    "output": r.output,
-                    "error": r.error,
-                    "attempts": r.attempts,
-                }
-            )
-        )
-
-
-@click.command()
+@click.command(short_help="Show a session's progress.")
 @click.argument("session_id")
 @url_option()
 @token_option
-def status(session_id: str, url: str, token: str | None) -> None:
-    """Show a session's progress: counts per state."""
+@json_option
+def status(session_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Show a session's progress: tasks per state, function, owner, when it was created."""
     with _client(url, token, create=False) as grid:
-        _print_json(grid.session(session_id).status())
+        found = grid.session(session_id).status()
+    click.echo(to_json(found) if as_json else session_text(found))
 
 
-@click.command("wait")
+@click.command("wait", short_help="Wait until a session is complete.")
 @click.argument("session_id")
 @url_option()
 @token_option
@@ -136,33 +213,49 @@ def status(session_id: str, url: str, token: str | None) -> None:
     show_envvar=True,
     help="Give up after this many seconds (exit code 124).",
 )
-def wait_cmd(session_id: str, url: str, token: str | None, timeout: float | None) -> None:
-    """Wait until every task of a session is finished, failed or cancelled."""
+@json_option
+def wait_cmd(
+    session_id: str, url: str, token: str | None, timeout: float | None, as_json: bool
+) -> None:
+    """Wait until every task of a session is finished, failed or cancelled; exit 4 if a task
+    failed, 5 if one was cancelled, 124 on --timeout."""
     with _client(url, token, create=False) as grid:
-        _print_json(grid.session(session_id).wait(timeout, progress=True)["counts"])
+        final = grid.session(session_id).wait(timeout, progress=True)
+    click.echo(to_json(final) if as_json else session_text(final))
+    sys.exit(outcome(final["counts"]))
 
 
-@click.command()
+@click.command(short_help="Print a session's results, in order.")
 @click.argument("session_id")
 @url_option()
 @token_option
-def results(session_id: str, url: str, token: str | None) -> None:
-    """Print a session's results as JSON lines, in order (waits for the session)."""
+@json_option
+def results(session_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Print a session's results in order, waiting for the session (--json: JSON lines); exit 4
+    if a task failed, 5 if one was cancelled."""
     with _client(url, token, create=False) as grid:
-        _print_results(grid.session(session_id).results())
+        _print_results(grid.session(session_id).results(), as_json)
 
 
-@click.command()
+@click.command(short_help="Cancel a session.")
 @click.argument("session_id")
 @url_option()
 @token_option
-def cancel(session_id: str, url: str, token: str | None) -> None:
+@json_option
+def cancel(session_id: str, url: str, token: str | None, as_json: bool) -> None:
     """Cancel a session: pending tasks never run, running ones are stopped."""
     with _client(url, token, create=False) as grid:
-        _print_json(grid.session(session_id).cancel())
+        done = grid.session(session_id).cancel()
+    if as_json:
+        click.echo(to_json(done))
+    else:
+        click.echo(
+            f"cancelled {done['total_cancelled_tasks']} task(s) of {session_id} "
+            f"({done['cancelled_pending']} pending, {done['cancelled_processing']} running)"
+        )
 
 
-@click.command()
+@click.command(short_help="List sessions, newest first.")
 @url_option()
 @token_option
 @click.option(
@@ -172,23 +265,40 @@ def cancel(session_id: str, url: str, token: str | None) -> None:
     show_default=True,
     envvar=env("LIMIT"),
     show_envvar=True,
+    help="Show at most this many sessions.",
 )
-def sessions(url: str, token: str | None, limit: int) -> None:
-    """List sessions, newest first."""
+@json_option
+def sessions(url: str, token: str | None, limit: int, as_json: bool) -> None:
+    """List sessions, newest first: size, progress, function, owner, creation time."""
     with _client(url, token, create=False) as grid:
-        for s in grid.sessions(limit):
-            counts = ", ".join(f"{n} {k}" for k, n in s["counts"].items() if n)
-            click.echo(f"{s['session_id']}  {s['task_count']:>8} tasks  {counts}")
+        found = grid.sessions(limit)
+    if as_json:
+        click.echo(to_json(found))
+        return
+    rows = [
+        [
+            s["session_id"],
+            s["task_count"],
+            counts_text(s["counts"]),
+            s.get("function", "-"),
+            s.get("owner") or "-",
+            iso(s.get("created_at")),
+        ]
+        for s in found
+    ]
+    click.echo(table(["session", "tasks", "progress", "function", "owner", "created"], rows))
 
 
-@click.command()
+@click.command(short_help="Show one task, its error and its log.")
 @click.argument("task_id")
 @url_option()
 @token_option
-def task(task_id: str, url: str, token: str | None) -> None:
-    """Show one task: payload, state, output or error, and its captured log."""
+@json_option
+def task(task_id: str, url: str, token: str | None, as_json: bool) -> None:
+    """Show one task: payload, state, output or error with its traceback, and its log."""
     with _client(url, token, create=False) as grid:
-        _print_json(grid.task(task_id))
+        found = grid.task(task_id)
+    click.echo(to_json(found) if as_json else task_text(found))
 
 
 COMMANDS = [submit, status, wait_cmd, results, cancel, sessions, task]
