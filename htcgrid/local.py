@@ -7,8 +7,10 @@ run (within the grace period), then exit. Agents watch our pid and leave if we d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import secrets
 import signal
 import subprocess
@@ -33,7 +35,6 @@ from htcgrid.server import APIServer, bind
 from htcgrid.settings import Settings
 
 log = logging.getLogger("htcgrid.up")
-EXIT_HANDLER_ERROR = 3
 
 
 class LocalGrid:
@@ -86,7 +87,8 @@ class LocalGrid:
         self._stop.set()
         if self.stop_requests > 1:
             for proc in self.agents:
-                proc.kill()
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def run(self) -> int:
         sock = bind(self.host, self.port)  # first: a port in use leaves nothing on disk
@@ -141,24 +143,25 @@ class LocalGrid:
                 code = proc.poll()
                 if code is None:
                     continue
-                if code == EXIT_HANDLER_ERROR:
-                    click.echo("htcgrid: an agent cannot load its handler; stopping", err=True)
-                    return EXIT_HANDLER_ERROR
                 log.warning("agent %d exited with code %s; starting a new one", i, code)
                 self.agents[i] = self._start_agent(i)
         return 0
 
     def _stop_agents(self) -> None:
+        """Agents get the grace period to finish what they run; then each is killed with its
+        process group (its workers and whatever their handlers started)."""
         for proc in self.agents:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.grace_seconds + 5
+        deadline = time.monotonic() + self.settings.grace_seconds
         for proc in self.agents:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                log.warning("agent %d did not stop within the grace period: killing it", proc.pid)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own group, started by us
+            proc.wait()
 
 
 def ensure_admin(auth: Authenticator, path: Path, url: str) -> Path | None:
@@ -183,6 +186,4 @@ def ensure_admin(auth: Authenticator, path: Path, url: str) -> Path | None:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()

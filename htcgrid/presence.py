@@ -12,14 +12,12 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from htcgrid import __version__
-from htcgrid.errors import GridError
 from htcgrid.store.base import TaskStore
 from htcgrid.urls import redact
 
@@ -105,47 +103,6 @@ class AgentPresence:
 
     def leave(self) -> None:
         self.store.delete_meta(self.key)
-
-
-class Announcer:
-    """Beats ``presence`` every ``interval_seconds`` on a daemon thread until ``stop()``, which
-    removes the record: for an agent whose own loop does not call ``beat``. A failed write
-    (the store briefly unreachable) is logged and retried on the next beat."""
-
-    def __init__(
-        self,
-        presence: AgentPresence,
-        interval_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.presence = presence
-        self.interval_seconds = interval_seconds
-        self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="htcgrid-presence", daemon=True)
-
-    def start(self) -> Announcer:
-        self._beat()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        try:
-            self.presence.leave()
-        except GridError as exc:
-            log.warning("could not remove this agent's presence record: %s", exc)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_seconds):
-            self._beat()
-
-    def _beat(self) -> None:
-        try:
-            self.presence.beat(self.clock())
-        except GridError as exc:
-            log.warning("could not record this agent's presence: %s", exc)
 
 
 def list_agents(store: TaskStore, now: float) -> list[AgentInfo]:

@@ -49,6 +49,7 @@ from htcgrid.models import (
     after_handler_error,
     after_infrastructure_failure,
 )
+from htcgrid.presence import AgentPresence
 from htcgrid.retry import Retrier
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
@@ -124,7 +125,14 @@ class Agent:
         self.drain_deadline = 0.0
         self.watch = LoopWatch()
         self.heartbeat = Heartbeat(
-            self.agent_id, store, settings, self._lease_list, self._on_gone, self.watch, clock
+            self.agent_id,
+            store,
+            settings,
+            self._lease_list,
+            self._on_gone,
+            self.watch,
+            clock,
+            AgentPresence(store, self.agent_id, slots, self.functions),
         )
         self.counts: Counter[str] = Counter()  # finished, failed, retried, refused, crashed
         self.completer: Completer  # started by run()

@@ -7,12 +7,15 @@ notices when the loop has not turned for longer than a heartbeat and says why, o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 
+from htcgrid.errors import GridError
 from htcgrid.models import HeartbeatStatus
+from htcgrid.presence import AgentPresence
 from htcgrid.retry import Retrier
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
@@ -50,8 +53,8 @@ class LoopWatch:
 
 
 class Heartbeat:
-    """Every ``heartbeat_seconds``, extends the leases ``leases()`` returns and hands the
-    tasks that were cancelled or lost to ``on_gone``."""
+    """Every ``heartbeat_seconds``, extends the leases ``leases()`` returns, hands the tasks
+    that were cancelled or lost to ``on_gone``, and tells ``presence`` the agent is alive."""
 
     def __init__(
         self,
@@ -62,6 +65,7 @@ class Heartbeat:
         on_gone: Callable[[dict[str, HeartbeatStatus]], None],
         watch: LoopWatch,
         clock: Callable[[], float] = time.time,
+        presence: AgentPresence | None = None,
     ) -> None:
         self.agent_id = agent_id
         self.store = store
@@ -70,17 +74,30 @@ class Heartbeat:
         self.on_gone = on_gone
         self.watch = watch
         self.clock = clock
+        self.presence = presence
         self.beats = 0
         self._stop = threading.Event()
         self._retry = Retrier(log, give_up=self._stop.is_set)
         self._thread = threading.Thread(target=self._run, name="htcgrid-heartbeat", daemon=True)
 
     def start(self) -> None:
+        self._announce()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self.settings.heartbeat_seconds + 1)
+        if self.presence is not None:
+            with contextlib.suppress(GridError):
+                self.presence.leave()
+
+    def _announce(self) -> None:
+        if self.presence is None:
+            return
+        try:
+            self.presence.beat(self.clock())
+        except GridError as exc:  # the next heartbeat tries again
+            log.debug("could not announce the agent: %s", exc)
 
     def beat(self) -> None:
         """One heartbeat now (the thread calls this; tests may too)."""
@@ -107,6 +124,7 @@ class Heartbeat:
                 log.warning("%s", line)
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + period
+                self._announce()
                 try:
                     self.beat()
                 except Exception:  # the store gave up or broke: the next beat tries again

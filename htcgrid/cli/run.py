@@ -12,7 +12,6 @@ import click
 
 from htcgrid.cli.config import export_region, grid_config_option, with_config
 from htcgrid.cli.options import (
-    EXIT_HANDLER_ERROR,
     _security,
     _settings,
     _warn_if_exposed,
@@ -111,8 +110,7 @@ def server(
         click.secho(f"htcgrid: WARNING: authentication is OFF at {api.url}", err=True, fg="red")
     elif not api.auth.has_users():
         click.echo(
-            f"htcgrid: no users yet; add an admin with: htcgrid user add NAME --admin "
-            f"--url {url}",
+            f"htcgrid: no users yet; add an admin with: htcgrid user add NAME --admin --url {url}",
             err=True,
         )
     click.echo(api.url)
@@ -166,12 +164,12 @@ def agent(
     **given: float | None,
 ) -> None:
     """Claim and run tasks in worker processes."""
-    from htcgrid.agent.agent import Agent, HandlerImportError
+    from htcgrid.agent.agent import Agent
     from htcgrid.agent.lambda_env import DEFAULT_REGION
+    from htcgrid.agent.supervise import ParentWatch
     from htcgrid.agent.worker import WorkerConfig
     from htcgrid.backends import open_grid
     from htcgrid.compat import grid_config as compat_config
-    from htcgrid.presence import AgentPresence, Announcer
 
     settings = _settings(**with_config(grid_config, given))
     worker = WorkerConfig(
@@ -201,18 +199,14 @@ def agent(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    orphaned = (lambda: os.getppid() != parent_pid) if parent_pid else (lambda: False)
-    announcer = Announcer(
-        AgentPresence(store, runner.agent_id, slots, list(functions) or None),
-        settings.heartbeat_seconds,
-    ).start()
+    watch = ParentWatch(runner, parent_pid) if parent_pid else None
+    if watch is not None:
+        watch.start()
     try:
-        runner.run(should_stop=orphaned)
-    except HandlerImportError as exc:
-        click.echo(f"htcgrid agent: {exc}", err=True)
-        sys.exit(EXIT_HANDLER_ERROR)
+        runner.run()
     finally:
-        announcer.stop()
+        if watch is not None:
+            watch.finished()
 
 
 def _package_cache(data: Any, cache_dir: Path | None, worker: Any) -> Any:
