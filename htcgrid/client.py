@@ -8,16 +8,20 @@ outputs = [r.output for r in session.results()]
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import random
 import ssl
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
+from htcgrid.client_upload import PartTask, part_body, part_entries, send_session
 from htcgrid.credentials import choose_auth
 from htcgrid.errors import (
     BY_CODE,
@@ -28,13 +32,19 @@ from htcgrid.errors import (
     PayloadTooLarge,
     RemoteError,
     TaskFailed,
-    ValidationError,
 )
 from htcgrid.limits import TooManyAttempts, TooManyRequests
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
 from htcgrid.progress import Progress
 
 POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
+RETRY_SECONDS = 60.0  # how long calls ride out a grid that is down or restarting
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 5.0
+RETRIED = {("POST", "sessions"), ("POST", "commit"), ("POST", "cancel")}  # safe to repeat
+TRANSIENT_STATUSES = {502, 503, 504}
+JSON = {"Content-Type": "application/json"}
+log = logging.getLogger("htcgrid.client")
 PAGE = 5000
 
 
@@ -66,6 +76,10 @@ class Transport(Protocol):
     def delete(self, session_id: str) -> None: ...
     def sessions(self, limit: int, offset: int) -> dict[str, Any]: ...
     def task(self, tid: str) -> dict[str, Any]: ...
+    def task_json(self, url: str) -> bytes: ...
+    def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]: ...
+    def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]: ...
+    def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -74,6 +88,13 @@ ERRORS_BY_STATUS: dict[int, type[GridError]] = {
     403: Forbidden,
     413: PayloadTooLarge,
 }
+
+
+def _transient(exc: GridError) -> bool:
+    """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504)."""
+    return isinstance(exc, BackendUnavailable) or (
+        isinstance(exc, RemoteError) and exc.status in TRANSIENT_STATUSES
+    )
 
 
 def _raise_for(response: httpx.Response, body: Any) -> None:
@@ -101,23 +122,62 @@ class HTTPTransport:
         timeout_seconds: float = 30.0,
         auth: httpx.Auth | None = None,
         verify: bool | str | ssl.SSLContext = True,
+        retry_seconds: float = RETRY_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token and auth is None else {}
         if isinstance(verify, str):  # a CA bundle, e.g. a self-signed server's certificate
             verify = ssl.create_default_context(cafile=verify)
         self.url = url.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.retry_seconds = retry_seconds
+        self.sleep = sleep
+        self.clock = clock
+        self.reached = False  # a grid never reached is a wrong URL, not a restart: no retries
+        self.waiting = False  # told the user already that we wait for the grid
         self.http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout_seconds, auth=auth, verify=verify
         )
 
-    def call(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
+    def call(
+        self, method: str, path: str, wait: float = 0, raw: bool = False, **kwargs: Any
+    ) -> Any:
+        """One API call; JSON answer decoded (``raw``: the bytes). GET, PUT and the POSTs
+        that are safe to repeat (``RETRIED``) ride out an unreachable or restarting grid:
+        retried with capped, jittered exponential backoff for ``retry_seconds``."""
+        retried = method in ("GET", "PUT") or (method, path.rsplit("/", 1)[-1]) in RETRIED
+        deadline = self.clock() + self.retry_seconds
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            try:
+                return self._call_once(method, path, wait, raw, **kwargs)
+            except (BackendUnavailable, RemoteError) as exc:
+                if not (retried and self.reached and _transient(exc)):
+                    raise
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise
+                if not self.waiting:
+                    self.waiting = True
+                    log.warning("%s; retrying for up to %.0f s", exc, self.retry_seconds)
+                self.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    def _call_once(self, method: str, path: str, wait: float, raw: bool, **kwargs: Any) -> Any:
         try:
             response = self.http.request(
                 method, path, timeout=self.timeout_seconds + wait, **kwargs
             )
         except httpx.TransportError as exc:
             raise BackendUnavailable(f"cannot reach the grid at {self.url}: {exc}") from exc
+        self.reached = True
+        if response.is_success:
+            if self.waiting:
+                self.waiting = False
+                log.warning("the grid at %s answers again", self.url)
+            if raw:
+                return response.content
         if response.status_code == 204:
             return None
         try:
@@ -151,6 +211,20 @@ class HTTPTransport:
 
     def task(self, tid: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/tasks/{tid}")  # type: ignore[no-any-return]
+
+    def task_json(self, url: str) -> bytes:
+        return self._call("GET", url, raw=True)  # type: ignore[no-any-return]
+
+    def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
+        path = f"/v1/sessions/{session_id}/payloads/{index}"
+        return self._call("PUT", path, content=payload, headers=JSON)  # type: ignore[no-any-return]
+
+    def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
+        path = f"/v1/sessions/{session_id}/parts/{part}"
+        return self._call("PUT", path, content=part_body(tasks), headers=JSON)  # type: ignore[no-any-return]
+
+    def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/v1/sessions/{session_id}/commit", json=body)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.http.close()
@@ -207,6 +281,35 @@ class DirectTransport:
         from htcgrid.service import task_dict
 
         return task_dict(self.service.task(tid))
+
+    def task_json(self, url: str) -> bytes:
+        tid, what = url.rstrip("/").split("/")[-2:]
+        if what == "payload":
+            return self.service.task_payload(tid)
+        return self.service.task_output(tid)
+
+    def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
+        return self.service.uploads.stage_payload(session_id, index, payload, "")
+
+    def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
+        count = self.service.uploads.stage_part(session_id, part, part_entries(tasks), "")
+        return {"part": part, "tasks": count}
+
+    def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        from htcgrid.service import SubmitRequest
+
+        options = dict(body)
+        count, parts = options.pop("task_count"), options.pop("parts")
+        request = SubmitRequest(tasks=(), session_id=session_id, **options)
+        result = self.service.uploads.commit(request, count, parts, "")
+        answer: dict[str, Any] = {
+            "session_id": result.session_id,
+            "task_count": result.task_count,
+            "created": result.created,
+        }
+        if result.warning:
+            answer["warning"] = result.warning
+        return answer
 
     def close(self) -> None:
         self.service.store.close()
@@ -270,6 +373,8 @@ class Session:
                 raise TimeoutError(f"session {self.id} not complete after {timeout} s")
             page = self._t.results(self.id, after, PAGE, min(left, POLL_SECONDS))
             for item in page["results"]:
+                if item.get("output_url"):  # too big for a page: fetched on its own, now
+                    item = {**item, "output": json.loads(self._t.task_json(item["output_url"]))}
                 yield TaskResult.from_dict(item)
             after = page["next"]
 
@@ -307,30 +412,31 @@ class Client:
 
     def submit(
         self,
-        tasks: Sequence[Any],
+        tasks: Iterable[Any],
         *,
         priority: int = 0,
-        task_priorities: Sequence[int] | None = None,
+        task_priorities: Iterable[int] | None = None,
         function: str = DEFAULT_FUNCTION,
         max_attempts: int = 6,
         timeout_seconds: float = 3600,
         retry_on_error: bool = False,
         session_id: str | None = None,
     ) -> Session:
-        """Submit one session of tasks (each a JSON value, the handler's ``event``)."""
-        if isinstance(tasks, str | bytes | dict) or not isinstance(tasks, Sequence):
-            raise ValidationError("tasks must be a list of JSON values, one per task")
-        body = {
-            "tasks": list(tasks),
+        """Submit one session of tasks (each a JSON value, the handler's ``event``).
+
+        ``tasks`` may be any iterable, a generator too: it is read once, one task at a time,
+        and a session too big for one request is uploaded in parts (``htcgrid.client_upload``)
+        that become visible together. ``session_id`` (default: a new UUID) makes a repeated
+        submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
+        """
+        options = {
             "priority": priority,
-            "task_priorities": list(task_priorities) if task_priorities is not None else None,
             "function": function,
             "max_attempts": max_attempts,
             "timeout_seconds": timeout_seconds,
             "retry_on_error": retry_on_error,
-            "session_id": session_id,
         }
-        answer = self._t.submit(body)
+        answer = send_session(self._t, tasks, task_priorities, options, session_id)
         if answer.get("warning"):
             from htcgrid.presence import NoAgentWarning
 
@@ -347,7 +453,13 @@ class Client:
         return self._t.sessions(limit, offset)["sessions"]  # type: ignore[no-any-return]
 
     def task(self, tid: str) -> dict[str, Any]:
-        return self._t.task(tid)
+        """One task in full; a payload or output too big for the answer is fetched on its own."""
+        found = self._t.task(tid)
+        for name in ("payload", "output"):
+            url = found.pop(f"{name}_url", None)
+            if url:
+                found[name] = json.loads(self._t.task_json(url))
+        return found
 
     def map(
         self, events: Sequence[Any], function: str = DEFAULT_FUNCTION, timeout: float | None = None
@@ -367,6 +479,7 @@ def connect(
     timeout_seconds: float = 30.0,
     verify: bool | str = True,
     create: bool = True,
+    retry_seconds: float = RETRY_SECONDS,
 ) -> Client:
     """A client for ``url`` (default ``$HTCGRID_URL``, else ``http://127.0.0.1:8080``).
 
@@ -376,9 +489,12 @@ def connect(
     a server with a self-signed certificate. A backend URL needs no credentials: whoever can
     open the backend already holds everything; its data plane is the one the grid recorded
     (``data_url`` must match it), and ``create`` False refuses a grid that does not exist.
+
+    Over HTTP(S), calls ride out a grid that restarts or cannot be reached for up to
+    ``retry_seconds`` (0: fail at once), saying once on the ``htcgrid.client`` log that they wait.
     """
     url = url or os.environ.get("HTCGRID_URL") or "http://127.0.0.1:8080"
     if url.startswith(("http://", "https://")):
         auth = choose_auth(url, token, username, password, api_key)
-        return Client(HTTPTransport(url, None, timeout_seconds, auth, verify))
+        return Client(HTTPTransport(url, None, timeout_seconds, auth, verify, retry_seconds))
     return Client(DirectTransport(url, data_url, create))

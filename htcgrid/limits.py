@@ -11,10 +11,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -103,22 +104,37 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Answers 413 to any request body over ``max_body_bytes``, declared or streamed."""
+    """Answers 413 to any request body over ``max_body_bytes``, declared or streamed.
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    ``uploads`` raise the limit for the paths they match (e.g. one task's payload, which may
+    be larger than a JSON request may be): the first pattern that matches the path wins.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        uploads: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.uploads = list(uploads)
 
-    def _message(self) -> str:
-        return f"request body over the limit of {self.max_body_bytes} bytes"
+    def limit_for(self, path: str) -> int:
+        for pattern, limit in self.uploads:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
+        refusal = f"request body over the limit of {limit} bytes"
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await send_error(send, 413, "payload_too_large", self._message())
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_error(send, 413, "payload_too_large", refusal)
             return
         seen = 0
         started = False
@@ -128,8 +144,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise BodyTooLarge(413, self._message())
+                if seen > limit:
+                    raise BodyTooLarge(413, refusal)
             return message
 
         async def watching_send(message: Message) -> None:
@@ -141,7 +157,7 @@ class BodyLimit:
             await self.app(scope, counting_receive, watching_send)
         except BodyTooLarge:
             if not started:
-                await send_error(send, 413, "payload_too_large", self._message())
+                await send_error(send, 413, "payload_too_large", refusal)
 
 
 class TokenBuckets:

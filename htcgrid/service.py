@@ -38,10 +38,12 @@ from htcgrid.models import (
 from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
+from htcgrid.uploads import SessionUploads
 
 MAX_WAIT_SECONDS = 60.0
 NO_TASKS = "at least one task is needed"  # the one wording, on HTTP and in-process
 MAX_PAGE = 10_000
+PAGE_BYTES = 8 * 1024 * 1024  # outputs and logs in one results page, give or take one task
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class GridService:
         self.clock = clock
         self.functions = FunctionRegistry(data)
         self.presence = PresenceCheck(store, grace_seconds=agent_grace_seconds)
+        self.uploads = SessionUploads(self)
 
     # ---- submit ------------------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class GridService:
         self._check_tasks(request.tasks)
         spec = self.spec(request, owner, len(request.tasks))
         priorities = self._priorities(request.task_priorities, len(request.tasks), spec.priority)
-        payloads = [self._encode(i, t) for i, t in enumerate(request.tasks)]
+        payloads = [self.encode(i, t) for i, t in enumerate(request.tasks)]
         digests = zip(priorities, map(payload_digest, payloads), strict=True)
         spec = replace(spec, content_hash=content_hash(spec, digests))
         return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
@@ -203,7 +206,8 @@ class GridService:
         )
         return [_int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
 
-    def _encode(self, index: int, task: Any) -> bytes:
+    def encode(self, index: int, task: Any) -> bytes:
+        """Task ``index`` as its JSON payload; refused if over the payload limit."""
         payload = task_json(index, task)
         if len(payload) > self.settings.max_payload_bytes:
             limit = self.settings.max_payload_bytes
@@ -255,14 +259,28 @@ class GridService:
         limit = max(1, min(limit, MAX_PAGE))
         if wait_seconds > 0 and info.done_count <= after_seq < info.spec.task_count:
             self.store.wait_for_session(session_id, after_seq, min(wait_seconds, MAX_WAIT_SECONDS))
-        records = [self._resolve(r) for r in self.store.results(session_id, after_seq, limit)]
+        records = self._page_by_bytes(self.store.results(session_id, after_seq, limit))
         next_seq = records[-1].done_seq or after_seq if records else after_seq
         return ResultsPage(records, next_seq, next_seq >= info.spec.task_count)
 
-    def _resolve(self, record: TaskRecord) -> TaskRecord:
-        if record.output_ref is None:
-            return record
-        return replace(record, output=self.data.get(record.output_ref))
+    def _page_by_bytes(self, found: list[TaskRecord]) -> list[TaskRecord]:
+        """Resolve outputs from the data plane while the page stays within PAGE_BYTES; a
+        page ends before an output that would not fit, and an output bigger than a whole
+        page is left as its ``output_ref``, for ``task_output`` to send on its own."""
+        page: list[TaskRecord] = []
+        size = 0
+        for record in found:
+            if record.output_ref is not None:
+                output = self.data.get(record.output_ref)
+                if len(output) > PAGE_BYTES and not page:
+                    page.append(record)
+                    break
+                record = replace(record, output=output)
+            size += len(record.output or b"") + len(record.log) + 200
+            if size > PAGE_BYTES and page:
+                break
+            page.append(record)
+        return page
 
     def task(self, tid: str, owner: str | None = None) -> TaskRecord:
         try:
@@ -273,10 +291,23 @@ class GridService:
         record = self.store.get_task(tid)
         if record is None:
             raise NotFound(f"no task {tid}")
-        record = self._resolve(record)
-        if record.payload_ref is not None:
-            record = replace(record, payload=self.data.get(record.payload_ref))
         return record
+
+    def task_output(self, tid: str, owner: str | None = None) -> bytes:
+        """A finished task's output as JSON bytes, however big (``output_ref`` resolved)."""
+        record = self.task(tid, owner)
+        if record.output_ref is not None:
+            return self.data.get(record.output_ref)
+        if record.output is None:
+            raise NotFound(f"task {tid} has no output ({record.state.value})")
+        return record.output
+
+    def task_payload(self, tid: str, owner: str | None = None) -> bytes:
+        """A task's payload as JSON bytes, however big (``payload_ref`` resolved)."""
+        record = self.task(tid, owner)
+        if record.payload_ref is not None:
+            return self.data.get(record.payload_ref)
+        return record.payload if record.payload is not None else b"null"
 
     def sessions(
         self, owner: str | None = None, limit: int = 100, offset: int = 0
@@ -302,6 +333,7 @@ class GridService:
         self.store.cancel_session(session_id, self.clock())
         self.store.delete_session(session_id)
         self.data.delete_prefix(keys.session_prefix(session_id))
+        self.data.delete_prefix(keys.upload_prefix(session_id))
 
     def queue_depth(self) -> int:
         return self.store.queue_depth()
@@ -324,24 +356,41 @@ def content_hash(spec: SessionSpec, tasks: Iterable[tuple[int, bytes]]) -> str:
     return digest.hexdigest()
 
 
+def output_url(record: TaskRecord) -> str | None:
+    """Where to fetch an output that is not carried inline (``GET`` gives its JSON)."""
+    if record.output is None and record.output_ref is not None:
+        return f"/v1/tasks/{record.task_id}/output"
+    return None
+
+
+def payload_url(record: TaskRecord) -> str | None:
+    if record.payload is None and record.payload_ref is not None:
+        return f"/v1/tasks/{record.task_id}/payload"
+    return None
+
+
 def result_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task result as the API and the clients see it (output decoded from JSON)."""
+    """A task result as the API and the clients see it (output decoded from JSON); an
+    output too big to carry inline is null, with its ``output_url``."""
     return {
         "task_id": record.task_id,
         "index": record.index,
         "state": record.state.value,
         "attempts": record.attempt,
         "output": json.loads(record.output) if record.output is not None else None,
+        "output_url": output_url(record),
         "error": record.error.as_dict() if record.error else None,
     }
 
 
 def task_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task in full: its result plus payload, log and timings."""
+    """A task in full: its result plus payload, log and timings; a payload kept in the data
+    plane is null, with its ``payload_url``."""
     return {
         **result_dict(record),
         "session_id": record.session_id,
         "payload": json.loads(record.payload) if record.payload is not None else None,
+        "payload_url": payload_url(record),
         "log": record.log,
         "owner": record.owner,
         "submitted_at": record.submitted_at,

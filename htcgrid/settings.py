@@ -22,7 +22,8 @@ class Settings:
     grace_seconds: float = 30.0
     prefetch_seconds: float = 0.02  # work an agent holds per slot beyond the running task
     max_tasks_per_submit: int = 1_000_000
-    max_payload_bytes: int = 16 * 1024 * 1024
+    max_payload_bytes: int = 256 * 1024 * 1024  # one task's payload or result, as JSON
+    upload_expiry_seconds: float = 86400.0  # a session uploaded in parts must commit by then
 
     def __post_init__(self) -> None:
         if self.heartbeat_seconds >= self.lease_seconds:

@@ -48,3 +48,35 @@ def function_index(name: str) -> str:
 def function_catalog() -> str:
     """The names of every deployed function; ``_`` keeps it apart from any function name."""
     return "functions/_catalog.json"
+
+
+def upload_prefix(session_id: str) -> str:
+    """A session being uploaded in parts: its owner, its parts and its payloads' digests."""
+    return f"uploads/{_session(session_id)}/"
+
+
+def upload_owner(session_id: str) -> str:
+    return f"{upload_prefix(session_id)}owner.json"
+
+
+def upload_part(session_id: str, part: int) -> str:
+    return f"{upload_prefix(session_id)}part.{part}"
+
+
+def upload_digest(session_id: str, index: int) -> str:
+    """The size and sha256 of a payload uploaded on its own (the payload is at ``task_input``)."""
+    return f"{upload_prefix(session_id)}digest.{index}"
+
+
+def upload_expiry(bucket: int, slot: int) -> str:
+    """The ``slot``-th upload begun in time ``bucket``: the sweeper's list of what may expire."""
+    return f"uploads/_expiry/{bucket}/{slot}"
+
+
+def upload_expiry_bucket(bucket: int) -> str:
+    return f"uploads/_expiry/{bucket}/"
+
+
+def upload_swept() -> str:
+    """The last expiry bucket the sweeper has emptied."""
+    return "uploads/_expiry/swept"

@@ -1,0 +1,125 @@
+"""Routes for sessions too big for one request, and for payloads and outputs too big to carry
+in a JSON answer: uploads in parts (``htcgrid.uploads``) and raw downloads."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from htcgrid.api_auth import PrincipalDependency
+from htcgrid.auth import Principal
+from htcgrid.models import DEFAULT_FUNCTION, NAME_PATTERN, SESSION_ID_PATTERN
+from htcgrid.service import GridService, SubmitRequest
+
+SESSION_IN_PATH = Path(pattern=SESSION_ID_PATTERN.pattern)
+PAYLOAD_PATH = re.compile(r"/v1/sessions/[^/]+/payloads/[0-9]+")  # BodyLimit lets these be big
+
+
+class PartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[dict[str, Any]] = Field(
+        min_length=1,
+        description='Each {"index", "priority"?, "payload"} or {"index", "priority"?, '
+        '"staged": true} for a payload uploaded on its own.',
+    )
+
+
+class CommitBody(BaseModel):
+    """The session's options, as in a one-request submit, and the shape of its upload."""
+
+    model_config = ConfigDict(extra="forbid")
+    task_count: int = Field(ge=1, description="Tasks in the session: indexes 0 … task_count-1.")
+    parts: int = Field(ge=1, description="Parts uploaded: numbers 0 … parts-1.")
+    priority: int = 0
+    function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    retry_on_error: StrictBool = False
+
+
+class StagedPayload(BaseModel):
+    index: int
+    bytes: int
+    sha256: str
+
+
+class StagedPart(BaseModel):
+    part: int
+    tasks: int
+
+
+RAW_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"description": "one task's event"}}},
+    }
+}
+RAW_JSON_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"description": "the JSON as stored"}}}}
+}
+
+
+def uploads_router(service: GridService, principal: PrincipalDependency) -> APIRouter:
+    router = APIRouter(tags=["sessions"])
+    Caller = Depends(principal)
+    uploads = service.uploads
+
+    @router.put(
+        "/v1/sessions/{session_id}/payloads/{index}",
+        response_model=StagedPayload,
+        openapi_extra=RAW_JSON_BODY,
+    )
+    async def stage_payload(
+        request: Request,
+        session_id: str = SESSION_IN_PATH,
+        index: int = Path(ge=0),
+        caller: Principal = Caller,
+    ) -> dict[str, Any]:
+        """Upload one task's payload (its JSON, streamed), for a session sent in parts."""
+        payload = await request.body()
+        return await anyio.to_thread.run_sync(
+            uploads.stage_payload, session_id, index, payload, caller.name
+        )
+
+    @router.put("/v1/sessions/{session_id}/parts/{part}", response_model=StagedPart)
+    def stage_part(
+        body: PartBody,
+        session_id: str = SESSION_IN_PATH,
+        part: int = Path(ge=0),
+        caller: Principal = Caller,
+    ) -> dict[str, Any]:
+        """Upload part ``part`` of a session's task list."""
+        count = uploads.stage_part(session_id, part, body.tasks, caller.name)
+        return {"part": part, "tasks": count}
+
+    @router.post("/v1/sessions/{session_id}/commit", status_code=201)
+    def commit(
+        body: CommitBody, session_id: str = SESSION_IN_PATH, caller: Principal = Caller
+    ) -> JSONResponse:
+        """Create the session from its parts: all its tasks appear together, or none."""
+        options = body.model_dump(exclude={"task_count", "parts"})
+        request = SubmitRequest(tasks=(), session_id=session_id, **options)
+        result = uploads.commit(request, body.task_count, body.parts, caller.name)
+        answer = {
+            "session_id": result.session_id,
+            "task_count": result.task_count,
+            "created": result.created,
+        }
+        return JSONResponse(answer, status_code=201 if result.created else 200)
+
+    @router.get("/v1/tasks/{task_id}/output", tags=["tasks"], responses=RAW_JSON_ANSWER)
+    def task_output(task_id: str, caller: Principal = Caller) -> Response:
+        """A finished task's output, however big, as its JSON."""
+        return Response(service.task_output(task_id, caller.owner), media_type="application/json")
+
+    @router.get("/v1/tasks/{task_id}/payload", tags=["tasks"], responses=RAW_JSON_ANSWER)
+    def task_payload(task_id: str, caller: Principal = Caller) -> Response:
+        """A task's payload, however big, as its JSON."""
+        return Response(service.task_payload(task_id, caller.owner), media_type="application/json")
+
+    return router

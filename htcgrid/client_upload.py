@@ -1,0 +1,146 @@
+"""How a client sends a session of any size: one request when it is small, else in parts.
+
+A session whose tasks fit ``SINGLE_REQUEST_BYTES`` of JSON is one submit. A bigger one (or an
+iterable that turns out bigger) is uploaded: payloads over ``INLINE_LIMIT_BYTES`` one request
+each, the task list in parts of about ``PART_BYTES``, then a commit that makes the session
+visible all at once (``htcgrid.uploads`` is the server's side). Tasks are encoded one at a
+time from any iterable, so a generator of big payloads is never held whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from htcgrid.errors import ValidationError
+from htcgrid.models import json_dumps, task_json
+from htcgrid.settings import Settings
+
+if TYPE_CHECKING:
+    from htcgrid.client import Transport
+
+SINGLE_REQUEST_BYTES = 4 * 1024 * 1024
+PART_BYTES = 4 * 1024 * 1024
+INLINE_LIMIT_BYTES = Settings.inline_limit_bytes  # what the server would move to the data plane
+ENTRY_OVERHEAD_BYTES = 40  # {"index":…,"priority":…,…} around each payload of a part
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """One task of a part: its payload inline, or ``payload`` None when uploaded on its own."""
+
+    index: int
+    priority: int | None
+    value: Any
+    payload: bytes | None
+
+
+def send_session(
+    transport: Transport,
+    tasks: Iterable[Any],
+    priorities: Iterable[int] | None,
+    options: dict[str, Any],
+    session_id: str | None,
+) -> dict[str, Any]:
+    """Submit ``tasks`` with ``options`` (priority, function, …); returns the submit answer.
+
+    The session id is chosen here when not given, so that every request may be retried.
+    """
+    if isinstance(tasks, str | bytes | dict) or not isinstance(tasks, Iterable):
+        raise ValidationError("tasks must be a list (or any iterable) of JSON values, one per task")
+    session_id = session_id or str(uuid.uuid4())
+    if isinstance(tasks, list | tuple) and _small(tasks):
+        given = None if priorities is None else list(priorities)
+        body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
+        return transport.submit(body)
+    encoded = _encode(tasks, priorities)
+    head: list[PartTask] = []
+    size = 0
+    for task in encoded:
+        head.append(task)
+        size += len(task.payload or b"")
+        if size > SINGLE_REQUEST_BYTES:
+            return _upload(transport, session_id, itertools.chain(head, encoded), options)
+    body = {
+        **options,
+        "session_id": session_id,
+        "tasks": [t.value for t in head],
+        "task_priorities": None if priorities is None else [t.priority for t in head],
+    }
+    return transport.submit(body)
+
+
+def _small(tasks: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a list surely fits one request: encoded in slices that grow while the sizes
+    seen so far leave room, so neither a long list of small tasks nor a big one costs much."""
+    size = index = 0
+    step = 1
+    while index < len(tasks):
+        try:
+            size += len(json_dumps(list(tasks[index : index + step])))
+        except (TypeError, ValueError):
+            return False  # _encode then names the task at fault
+        if size > SINGLE_REQUEST_BYTES:
+            return False
+        index += step
+        room = (SINGLE_REQUEST_BYTES - size) * index // max(size, 1)
+        step = max(1, min(step * 4, room))
+    return True
+
+
+def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[PartTask]:
+    given = iter(priorities) if priorities is not None else None
+    for index, value in enumerate(tasks):
+        priority = next(given, None) if given is not None else None
+        if given is not None and priority is None:
+            raise ValidationError("task_priorities needs one entry per task")
+        payload = task_json(index, value)
+        yield PartTask(index, priority, value, payload)
+    if given is not None and next(given, None) is not None:
+        raise ValidationError("task_priorities needs one entry per task")
+
+
+def _upload(
+    transport: Transport, session_id: str, tasks: Iterator[PartTask], options: dict[str, Any]
+) -> dict[str, Any]:
+    part: list[PartTask] = []
+    size = parts = count = 0
+    for task in tasks:
+        count += 1
+        if task.payload is not None and len(task.payload) > INLINE_LIMIT_BYTES:
+            transport.stage_payload(session_id, task.index, task.payload)
+            task = PartTask(task.index, task.priority, None, None)
+        part.append(task)
+        size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
+        if size >= PART_BYTES:
+            transport.stage_part(session_id, parts, part)
+            parts, part, size = parts + 1, [], 0
+    if part:
+        transport.stage_part(session_id, parts, part)
+        parts += 1
+    return transport.commit(session_id, {**options, "task_count": count, "parts": parts})
+
+
+def part_body(tasks: list[PartTask]) -> bytes:
+    """A part as the API takes it, spliced from the payloads already encoded."""
+    entries = []
+    for t in tasks:
+        priority = b"" if t.priority is None else b',"priority":%d' % t.priority
+        if t.payload is None:
+            entries.append(b'{"index":%d%s,"staged":true}' % (t.index, priority))
+        else:
+            entries.append(b'{"index":%d%s,"payload":%s}' % (t.index, priority, t.payload))
+    return b'{"tasks":[' + b",".join(entries) + b"]}"
+
+
+def part_entries(tasks: list[PartTask]) -> list[dict[str, Any]]:
+    """A part as ``SessionUploads.stage_part`` takes it, in process."""
+    entries: list[dict[str, Any]] = []
+    for t in tasks:
+        entry: dict[str, Any] = {"index": t.index, "priority": t.priority}
+        entry.update({"staged": True} if t.payload is None else {"payload": t.value})
+        entries.append(entry)
+    return entries

@@ -1,0 +1,261 @@
+"""Sessions uploaded in parts: any total size, visible all or nothing (design §2 and §8).
+
+A client whose session does not fit one request
+
+1. uploads each big payload on its own (``stage_payload``); it is written where its task will
+   read it, and its size and sha256 are recorded;
+2. sends the task list in parts of bounded size (``stage_part``): small payloads inline, big
+   ones marked ``staged``;
+3. commits (``commit``): the session and all its tasks are created in one store transaction.
+
+Every step is idempotent, so a client may retry any of them. The first step records who
+uploads; nobody else may add to that upload or commit it. A re-submit of a committed session
+goes through the same steps without rewriting any payload, and the commit compares content
+hashes as a one-request submit does: the same content is a no-op, another is a Conflict.
+
+An upload not committed within ``Settings.upload_expiry_seconds`` is refused at commit. Its
+data is removed by a sweep that runs when a later upload begins (at most once a minute per
+process): every upload registers itself in a bucket of its start time, so the sweep finds
+the expired ones without listing the data plane.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from htcgrid.dataplane import keys
+from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
+from htcgrid.models import MAX_PRIORITY, MIN_PRIORITY, NewTask, SessionSpec, json_dumps
+
+if TYPE_CHECKING:
+    from htcgrid.service import GridService, SubmitRequest, SubmitResult
+
+BUCKET_SECONDS = 600  # uploads are registered for expiry by the 10 minutes they began in
+SWEEP_GRACE_SECONDS = 600.0  # between refusing a commit and deleting the upload's data
+SWEEP_EVERY_SECONDS = 60.0
+INLINE_BUDGET_BYTES = 64 * 1024 * 1024  # small payloads a commit keeps in memory; the rest
+MAX_PARTS = 1_000_000  # go to the data plane
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+class SessionUploads:
+    """The three steps of an upload, on a ``GridService``'s store, data plane and settings."""
+
+    def __init__(self, service: GridService) -> None:
+        self.service = service
+        self.data = service.data
+        self.store = service.store
+        self._next_sweep = 0.0
+        self._slot_hint: dict[int, int] = {}
+
+    # ---- the three steps ------------------------------------------------------------------
+
+    def stage_payload(
+        self, session_id: str, index: int, payload: bytes, owner: str
+    ) -> dict[str, Any]:
+        """Upload task ``index``'s payload (its JSON). Returns its ``bytes`` and ``sha256``."""
+        self._index(index)
+        limit = self.service.settings.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
+        _check_json(index, payload)
+        committed = self._begin(session_id, owner)
+        if not committed:  # a re-submit never touches a live session's data
+            self.data.put(keys.task_input(session_id, index), payload)
+        record = {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+        self.data.put(keys.upload_digest(session_id, index), json_dumps(record))
+        return {"index": index, **record}
+
+    def stage_part(self, session_id: str, part: int, tasks: Sequence[Any], owner: str) -> int:
+        """Record part ``part`` of the task list: ``{"index", "priority"?, "payload"}`` or
+        ``{"index", "priority"?, "staged": true}`` each. Returns how many tasks it holds."""
+        _whole("part", part, 0, MAX_PARTS)
+        if not isinstance(tasks, list | tuple) or not tasks:
+            raise ValidationError("a part needs a non-empty list of tasks")
+        rows = [self._row(entry) for entry in tasks]
+        self._begin(session_id, owner)
+        self.data.put(keys.upload_part(session_id, part), json_dumps(rows))
+        return len(rows)
+
+    def commit(
+        self, request: SubmitRequest, task_count: int, parts: int, owner: str
+    ) -> SubmitResult:
+        """Create the session from its parts, all or nothing; the upload is then removed."""
+        from htcgrid.service import SubmitResult, content_hash
+
+        if not request.session_id:
+            raise ValidationError("a commit needs the session_id its parts were uploaded to")
+        limit = self.service.settings.max_tasks_per_submit
+        _whole("task_count", task_count, 1, limit)
+        _whole("parts", parts, 1, MAX_PARTS)
+        spec = self.service.spec(request, owner, task_count)
+        existing = self.store.get_session(spec.id)
+        if existing is not None and existing.spec.owner != owner:
+            raise Conflict(f"session id {spec.id} is already in use")
+        started = self._started(spec.id, owner)
+        if started is None:
+            if existing is not None:  # this commit was done already; its answer got lost
+                return SubmitResult(spec.id, existing.spec.task_count, False)
+            raise NotFound(f"no upload of session {spec.id}: upload its parts first")
+        if started + self.service.settings.upload_expiry_seconds < self.service.clock():
+            raise ValidationError(f"the upload of session {spec.id} expired; submit it again")
+        tasks, digests = self._collect(spec, parts, offload=existing is None)
+        spec = replace(spec, content_hash=content_hash(spec, digests))
+        created = self.store.create_session(spec, tasks, self.service.clock())
+        self.data.delete_prefix(keys.upload_prefix(spec.id))
+        return SubmitResult(spec.id, task_count, created, self.service.presence.warning())
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _index(self, index: Any) -> int:
+        return _whole("index", index, 0, self.service.settings.max_tasks_per_submit - 1)
+
+    def _row(self, entry: Any) -> list[Any]:
+        """One task of a part as stored: ``[index, priority or None, payload text or None]``."""
+        if not isinstance(entry, dict) or "index" not in entry:
+            raise ValidationError("each task of a part is {index, priority?, payload | staged}")
+        index = self._index(entry["index"])
+        priority = entry.get("priority")
+        if priority is not None:
+            _whole("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+        if entry.get("staged") is True:
+            return [index, priority, None]
+        if "payload" not in entry:
+            raise ValidationError(f"task {index} of the part has no payload and is not staged")
+        return [index, priority, self.service.encode(index, entry["payload"]).decode()]
+
+    def _begin(self, session_id: str, owner: str) -> bool:
+        """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
+        returns whether the session is committed already."""
+        existing = self.store.get_session(session_id)
+        if existing is not None and existing.spec.owner != owner:
+            raise Conflict(f"session id {session_id} is already in use")
+        now = self.service.clock()
+        claim = json_dumps({"owner": owner, "started_at": now})
+        if self.data.put_if_absent(keys.upload_owner(session_id), claim):
+            self._register(session_id, now)
+            self._sweep_now_and_then(now)
+        else:
+            started = self._started(session_id, owner)
+            expiry = self.service.settings.upload_expiry_seconds
+            if started is not None and started + expiry < now:
+                raise ValidationError(f"the upload of session {session_id} expired; submit again")
+        return existing is not None
+
+    def _started(self, session_id: str, owner: str) -> float | None:
+        """When ``owner`` began uploading ``session_id``; None if no upload is under way."""
+        try:
+            claim = json.loads(self.data.get(keys.upload_owner(session_id)))
+        except NotFound:
+            return None
+        if claim["owner"] != owner:
+            raise Conflict(f"session id {session_id} is being uploaded by someone else")
+        return float(claim["started_at"])
+
+    def _collect(
+        self, spec: SessionSpec, parts: int, offload: bool
+    ) -> tuple[list[NewTask], list[tuple[int, bytes]]]:
+        """The tasks of every part, each index once, and their (priority, digest) for hashing."""
+        tasks: list[NewTask | None] = [None] * spec.task_count
+        digests: list[tuple[int, bytes]] = [(0, b"")] * spec.task_count
+        inline = 0
+        for part in range(parts):
+            try:
+                rows = json.loads(self.data.get(keys.upload_part(spec.id, part)))
+            except NotFound:
+                raise ValidationError(
+                    f"part {part} of session {spec.id} was not uploaded"
+                ) from None
+            for index, priority, text in rows:
+                if index >= spec.task_count or tasks[index] is not None:
+                    raise ValidationError(f"task {index} is out of range or given twice")
+                priority = spec.priority if priority is None else priority
+                if text is None:
+                    tasks[index], digest = self._staged(spec.id, index, priority)
+                else:
+                    payload = text.encode()
+                    digest = hashlib.sha256(payload).digest()
+                    inline += len(payload)
+                    if offload and inline > INLINE_BUDGET_BYTES:
+                        key = keys.task_input(spec.id, index)
+                        self.data.put(key, payload)
+                        tasks[index] = NewTask(index, priority, payload_ref=key)
+                    else:
+                        tasks[index] = NewTask(index, priority, payload)
+                digests[index] = (priority, digest)
+        missing = [i for i, t in enumerate(tasks) if t is None]
+        if missing:
+            raise ValidationError(
+                f"{len(missing)} task(s) missing from the parts, first {missing[0]}"
+            )
+        return [t for t in tasks if t is not None], digests
+
+    def _staged(self, session_id: str, index: int, priority: int) -> tuple[NewTask, bytes]:
+        try:
+            record = json.loads(self.data.get(keys.upload_digest(session_id, index)))
+        except NotFound:
+            raise ValidationError(f"the payload of task {index} was not uploaded") from None
+        key = keys.task_input(session_id, index)
+        return NewTask(index, priority, payload_ref=key), bytes.fromhex(record["sha256"])
+
+    # ---- expiry ----------------------------------------------------------------------------
+
+    def _register(self, session_id: str, now: float) -> None:
+        bucket = int(now // BUCKET_SECONDS)
+        self.data.put_if_absent(keys.upload_swept(), str(bucket - 1).encode())
+        slot = self._slot_hint.get(bucket, 0)
+        while not self.data.put_if_absent(keys.upload_expiry(bucket, slot), session_id.encode()):
+            slot += 1
+        self._slot_hint = {bucket: slot + 1}
+
+    def _sweep_now_and_then(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY_SECONDS
+            self.sweep(now)
+
+    def sweep(self, now: float) -> int:
+        """Remove the uploads that expired (and their payloads, unless committed); returns
+        how many. Safe to run anywhere, any number of times."""
+        try:
+            swept = int(self.data.get(keys.upload_swept()))
+        except NotFound:
+            return 0
+        horizon = now - self.service.settings.upload_expiry_seconds - SWEEP_GRACE_SECONDS
+        removed = 0
+        bucket = swept + 1
+        while (bucket + 1) * BUCKET_SECONDS <= horizon:
+            removed += self._sweep_bucket(bucket)
+            self.data.put(keys.upload_swept(), str(bucket).encode())
+            bucket += 1
+        return removed
+
+    def _sweep_bucket(self, bucket: int) -> int:
+        removed = 0
+        slot = 0
+        while True:
+            try:
+                session_id = self.data.get(keys.upload_expiry(bucket, slot)).decode()
+            except NotFound:
+                break
+            if self.store.get_session(session_id) is None:
+                self.data.delete_prefix(keys.session_prefix(session_id))
+            removed += self.data.delete_prefix(keys.upload_prefix(session_id)) > 0
+            slot += 1
+        self.data.delete_prefix(keys.upload_expiry_bucket(bucket))
+        return removed
+
+
+def _check_json(index: int, payload: bytes) -> None:
+    try:
+        json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"task {index} is not valid JSON: {exc}") from None
