@@ -45,13 +45,19 @@ def test_users_and_keys_straight_on_the_backend(tmp_path: Path, env: dict[str, s
     assert "no grid server has started" in added.output  # a hint: is the data plane right?
     prompted = cli("user", "add", "root", "--admin", *grid, input=f"{PASSWORD}\n{PASSWORD}\n")
     assert prompted.exit_code == 0, prompted.output
-    assert cli("user", "list", *grid).output.splitlines()[-2:] == ["alice\tuser", "root\tadmin"]
+    listed_users = cli("user", "list", *grid).stdout.splitlines()
+    assert listed_users[0].split() == ["USER", "ROLE", "ADDED"]
+    assert [line.split()[:2] for line in listed_users[1:]] == [["alice", "user"], ["root", "admin"]]
+    as_json = json.loads(cli("user", "list", "--json", *grid).stdout)
+    assert [(u["name"], u["role"]) for u in as_json] == [("alice", "user"), ("root", "admin")]
     created = cli("key", "create", "--user", "alice", "--label", "ci", *grid)
     secret = created.stdout.strip()
     key_id = secret.split("_")[1]
     assert secret.startswith("htcgrid_") and f"key {key_id} for alice" in created.stderr
     listed = cli("key", "list", *grid).output
-    assert f"{key_id}\talice\tci" in listed and secret not in listed
+    assert [key_id, "alice", "ci"] in [line.split()[:3] for line in listed.splitlines()]
+    assert secret not in listed
+    assert json.loads(cli("key", "list", "--json", *grid).stdout)[0]["key_id"] == key_id
     assert cli("key", "revoke", key_id, *grid).exit_code == 0
     assert cli("key", "revoke", key_id, *grid).exit_code == 1
     assert cli("user", "passwd", "alice", "--password", "new password", *grid).exit_code == 0
@@ -108,6 +114,23 @@ def test_login_keeps_a_private_token_that_later_commands_use(
     assert cli("sessions", *url, "--token", admin_key).exit_code == 0
 
 
+def test_a_refused_saved_login_says_how_to_log_in_again(
+    api: APIServer, env: dict[str, str]
+) -> None:
+    assert api.auth is not None
+    api.auth.add_user("erin", PASSWORD, "user")
+    url = api.url.replace("127.0.0.1", "localhost")  # the same grid by another name
+    assert cli("login", "--url", api.url, "--user", "erin", "--password", PASSWORD).exit_code == 0
+    assert cli("sessions", "--url", url).exit_code == 0
+    api.auth.remove_user("erin")  # her tokens stop working at once
+    refused = cli("sessions", "--url", url)
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines() == [
+        f"htcgrid: the saved login for {url} is out of date (the grid refused it); "
+        f"log in again with: htcgrid login --url {url}"
+    ]
+
+
 def test_htcgrid_up_is_private_by_default(tmp_path: Path, env: dict[str, str]) -> None:
     data_dir = tmp_path / "grid"
     with htcgrid_up(data_dir, "--agents", "0", auth=True) as grid:
@@ -127,15 +150,30 @@ def test_htcgrid_up_is_private_by_default(tmp_path: Path, env: dict[str, str]) -
         with htcgrid.connect(again.url, api_key=first_key) as client:
             users = client._t.call("GET", "/v1/users")["users"]  # type: ignore[attr-defined]
             assert [u["name"] for u in users] == ["admin"]
-        # the CLI finds the local grid's key on its own when run from beside the data dir
-        beside = subprocess.run(
-            [sys.executable, "-m", "htcgrid", "sessions", "--url", again.url],
-            env={**os.environ, "HTCGRID_DATA_DIR": str(data_dir)},
+        # the CLI finds the local grid's key on its own, from any folder, by any loopback name
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (Path(env["HTCGRID_CONFIG_DIR"]) / "logins.json").unlink()
+        for host in ("localhost", "127.0.0.1"):
+            named = again.url.replace("127.0.0.1", host)
+            found = subprocess.run(
+                [sys.executable, "-m", "htcgrid", "sessions", "--url", named],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=elsewhere,
+            )
+            assert found.returncode == 0, found.stderr
+        # a second grid on the same data dir is refused, and changes nothing
+        second = subprocess.run(
+            [sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", str(data_dir)],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert beside.returncode == 0, beside.stderr
+        assert second.returncode == 1 and "already running on data dir" in second.stderr
+        assert len(second.stderr.splitlines()) == 1
+        assert again.credentials["url"] == again.url
 
 
 def test_no_auth_only_on_loopback_and_loudly(tmp_path: Path) -> None:

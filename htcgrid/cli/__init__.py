@@ -22,7 +22,7 @@ import click
 
 from htcgrid import __version__
 from htcgrid.cli import agents, config, functions, run, sessions, users
-from htcgrid.cli.options import EXIT_ERROR, EXIT_TIMEOUT, env
+from htcgrid.cli.options import EXIT_ERROR, EXIT_TIMEOUT, FullHelpGroup, env
 from htcgrid.errors import GridError
 
 EPILOG = """Exit codes: 0 success; 1 an error (one line on stderr says what to do); 2 a usage
@@ -57,7 +57,7 @@ def explain(exc: BaseException) -> str:
     )
 
 
-class GridGroup(click.Group):
+class GridGroup(FullHelpGroup):
     """Turns every error a user can cause into one line on stderr and a non-zero exit code;
     ``--debug`` lets the exception (and its traceback) through instead."""
 

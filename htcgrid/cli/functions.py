@@ -11,11 +11,11 @@ import click
 
 from htcgrid.cli.config import package_source
 from htcgrid.cli.options import (
-    _print_json,
     backend_options,
     env,
     token_option,
 )
+from htcgrid.cli.output import fields, functions_table, iso, json_option, to_json
 
 # ---- worker functions -------------------------------------------------------------------
 
@@ -107,22 +107,20 @@ def deploy(
     click.echo(f"{deployed['name']} v{deployed['version']} sha256:{deployed['sha256']}")
 
 
-@click.command()
+@click.command(short_help="List deployed functions and their versions.")
 @function_url_options
-def functions(url: str, data_url: str | None, token: str | None) -> None:
+@json_option
+def functions(url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
     """List deployed functions, their versions and handlers (* marks the current one)."""
     admin = _functions(url, data_url, token)
     try:
         records = admin.functions()
     finally:
         admin.close()
-    for record in records:
-        for v in record["versions"]:
-            mark = "*" if v["version"] == record["current"] else " "
-            click.echo(
-                f"{mark} {record['name']:<20} v{v['version']:<4} {v['runtime']:<8} "
-                f"{v['handler']:<32} {v['sha256'][:12]}"
-            )
+    if as_json:
+        click.echo(to_json(records))
+    elif records:
+        click.echo(functions_table(records))
 
 
 @click.group()
@@ -147,13 +145,32 @@ def rollback(name: str, version: int, url: str, data_url: str | None, token: str
 @function.command()
 @click.argument("name")
 @function_url_options
-def show(name: str, url: str, data_url: str | None, token: str | None) -> None:
-    """Show function NAME: its versions (handler, sha256, size) and the current one, as JSON."""
+@json_option
+def show(name: str, url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
+    """Show function NAME: its versions (handler, sha256, size) and the current one."""
     admin = _functions(url, data_url, token)
     try:
-        _print_json(admin.show(name))
+        record = admin.show(name)
     finally:
         admin.close()
+    if as_json:
+        click.echo(to_json(record))
+        return
+    current = next(v for v in record["versions"] if v["version"] == record["current"])
+    timeout = current["timeout_seconds"]
+    click.echo(
+        fields(
+            [
+                ("function", record["name"]),
+                ("current", f"v{current['version']} ({current['runtime']}) {current['handler']}"),
+                ("sha256", current["sha256"]),
+                ("size", f"{current['size_bytes']:,} bytes"),
+                ("timeout", f"{timeout} s" if timeout else "-"),
+                ("deployed", iso(current["created_at"])),
+            ]
+        )
+    )
+    click.echo(functions_table([record]))
 
 
 @function.command()

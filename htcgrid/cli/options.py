@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,6 +16,21 @@ EXIT_HANDLER_ERROR = 3  # an agent cannot load its handler
 EXIT_TASK_FAILED = 4  # submit --wait, wait, results: some task failed
 EXIT_TASK_CANCELLED = 5  # ... none failed, but some task was cancelled
 EXIT_TIMEOUT = 124  # --timeout passed first, as timeout(1) says it
+
+
+class FullHelpGroup(click.Group):
+    """A group whose command list shows each command's whole first sentence, wrapped, instead
+    of cutting it off at the terminal's width."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def env(name: str) -> str:
@@ -193,7 +207,3 @@ def _client(url: str, token: str | None = None, create: bool = True) -> Any:
     from htcgrid.client import connect
 
     return connect(url, token=token, create=create)
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))

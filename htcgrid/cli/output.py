@@ -16,6 +16,7 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 TIME_FIELDS = ("created_at", "submitted_at", "started_at", "finished_at")
 STATES = ("pending", "processing", "finished", "failed", "cancelled")
+ONE_LINE = str.maketrans("\r\n\t", "   ")
 CELL_LIMIT = 60  # characters of a value shown in a table cell
 
 
@@ -49,15 +50,18 @@ def iso(epoch: float | None) -> str:
 def compact(value: Any, limit: int = CELL_LIMIT) -> str:
     """A JSON value on one short line: strings as they are, the rest as compact JSON."""
     text = value if isinstance(value, str) else to_json(value, indent=None)
-    text = " ".join(text.split())
+    text = text.translate(ONE_LINE)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], header: bool = True) -> str:
     """Rows under headers in aligned columns; numbers right-aligned."""
-    cells = [[str(h).upper() for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    cells = [[str(h).upper() for h in headers]] if header else []
+    cells += [[_cell(v) for v in row] for row in rows]
+    if not cells:
+        return ""
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    body = cells[1:]
+    body = cells[1:] if header else cells
     numeric = [bool(body) and all(_is_number(r[i]) for r in body) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -135,3 +139,21 @@ def task_text(task: Mapping[str, Any]) -> str:
     if task.get("log"):
         text += "\n\nlog:\n" + str(task["log"]).rstrip()
     return text
+
+
+def functions_table(records: Iterable[Mapping[str, Any]]) -> str:
+    """Every version of every function, ``*`` marking the current one of each."""
+    rows = [
+        [
+            ("* " if v["version"] == r["current"] else "  ") + r["name"],
+            f"v{v['version']}",
+            v.get("runtime", "python"),
+            v.get("handler") or "-",
+            str(v.get("sha256", ""))[:12],
+            iso(v.get("created_at")),
+        ]
+        for r in records
+        for v in r["versions"]
+    ]
+    headers = ["function", "version", "runtime", "handler", "sha256", "deployed"]
+    return table(headers, rows, header=False)

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from htcgrid.admin import Admin, DirectAdmin, open_admin
+from htcgrid.cli.options import FullHelpGroup
+from htcgrid.cli.output import iso, json_option, table, to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_API = "http://127.0.0.1:8080"
@@ -76,7 +78,7 @@ def _new_password(given: str | None) -> str:
     return password
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def user() -> None:
     """Users of the API: add, list, remove, change passwords (admins only)."""
 
@@ -122,11 +124,16 @@ def user_add(
 
 @user.command("list")
 @_grid_options
-def user_list(url: str, data_url: str | None, token: str | None) -> None:
-    """List users and their roles."""
+@json_option
+def user_list(url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
+    """List users, their roles and when they were added."""
     with _admin(url, data_url, token) as admin:
-        for u in admin.users():
-            click.echo(f"{u['name']}\t{u['role']}")
+        found = admin.users()
+    if as_json:
+        click.echo(to_json(found))
+        return
+    rows = [[u["name"], u["role"], iso(u.get("created_at"))] for u in found]
+    click.echo(table(["user", "role", "added"], rows))
 
 
 @user.command("remove")
@@ -153,7 +160,7 @@ def user_passwd(
     click.echo(f"password of {name} changed")
 
 
-@click.group()
+@click.group(cls=FullHelpGroup)
 def key() -> None:
     """API keys for programs and agents (HTC-Grid's x-api-key)."""
 
@@ -187,11 +194,16 @@ def key_create(
 
 @key.command("list")
 @_grid_options
-def key_list(url: str, data_url: str | None, token: str | None) -> None:
-    """List API keys (ids and owners, never the secrets)."""
+@json_option
+def key_list(url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
+    """List API keys (ids, owners, labels, never the secrets)."""
     with _admin(url, data_url, token) as admin:
-        for k in admin.api_keys():
-            click.echo(f"{k['key_id']}\t{k['user']}\t{k['label']}")
+        found = admin.api_keys()
+    if as_json:
+        click.echo(to_json(found))
+        return
+    rows = [[k["key_id"], k["user"], k["label"] or "-", iso(k.get("created_at"))] for k in found]
+    click.echo(table(["key", "user", "label", "created"], rows))
 
 
 @key.command("revoke")
