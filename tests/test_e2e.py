@@ -33,7 +33,7 @@ def test_up_runs_sessions_survives_restart_and_stops_cleanly(tmp_path: Path) -> 
     tasks = [{"worker_arguments": [str(ms), "1", "1"]} for ms in (5, 10, 15)]
     (tmp_path / "tasks.json").write_text(json.dumps(tasks))
     with htcgrid_up(tmp_path / "grid") as grid:
-        done = cli("submit", str(tmp_path / "tasks.json"), "--url", grid.url, "--wait")
+        done = cli("submit", str(tmp_path / "tasks.json"), "--url", grid.url, "--wait", "--json")
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         assert [r["output"] for r in lines] == [5, 10, 15]
@@ -43,7 +43,7 @@ def test_up_runs_sessions_survives_restart_and_stops_cleanly(tmp_path: Path) -> 
         jsonl = "\n".join(json.dumps(t) for t in tasks[:2])
         second = cli("submit", "-", "--url", grid.url, stdin=jsonl).stdout.strip()
         assert cli("wait", second, "--url", grid.url, "--timeout", "60").returncode == 0
-        status = json.loads(cli("status", second, "--url", grid.url).stdout)
+        status = json.loads(cli("status", second, "--url", grid.url, "--json").stdout)
         assert status["counts"]["finished"] == 2 and status["complete"]
 
         family = descendants(grid.proc.pid)
@@ -54,9 +54,9 @@ def test_up_runs_sessions_survives_restart_and_stops_cleanly(tmp_path: Path) -> 
     with htcgrid_up(tmp_path / "grid") as grid:
         listed = cli("sessions", "--url", grid.url).stdout
         assert session_id in listed and second in listed
-        results = cli("results", session_id, "--url", grid.url)
+        results = cli("results", session_id, "--url", grid.url, "--json")
         assert [json.loads(line)["output"] for line in results.stdout.splitlines()] == [5, 10, 15]
-        task = json.loads(cli("task", f"{session_id}_1", "--url", grid.url).stdout)
+        task = json.loads(cli("task", f"{session_id}_1", "--url", grid.url, "--json").stdout)
         assert "Starting task processing... (10)" in task["log"]
         grid.stop()
 
