@@ -88,6 +88,13 @@ CASES = [
         leaves_no="g",
     ),
     Case(
+        "server: a task store it cannot create",
+        lambda d: ["server", "--port", "0", "--url", f"sqlite://{d / 'file' / 'grid.db'}"],
+        1,
+        "cannot open the task store",
+        subprocess=True,
+    ),
+    Case(
         "server: port in use",
         lambda d: ["server", "--port", str(_busy_port(d)), "--url", f"sqlite://{d / 'grid.db'}"],
         1,

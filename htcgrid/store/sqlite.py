@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from htcgrid.errors import Conflict, NotFound
+from htcgrid.errors import ConfigurationError, Conflict, NotFound
 from htcgrid.models import (
     CancelCounts,
     ExpiryReport,
@@ -110,8 +110,14 @@ class SQLiteTaskStore(TaskStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn().executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot open the task store {self.path}: {exc}; check that its folder exists "
+                "and you can write to it"
+            ) from exc
 
     # ---- connections --------------------------------------------------------------------
 
