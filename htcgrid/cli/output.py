@@ -131,7 +131,7 @@ def task_text(task: Mapping[str, Any]) -> str:
     pairs.append(("payload", compact(task.get("payload"), 1000)))
     if error:
         pairs.append(("error", f"{error.get('type', '')}: {error.get('message', '')}"))
-    else:
+    elif task["state"] == "finished":
         pairs.append(("output", compact(task.get("output"), 1000)))
     text = fields(pairs)
     if error.get("traceback"):
