@@ -71,6 +71,12 @@ CASES = [
         "see `htcgrid submit --help`",
         stdin=b"[1]",
     ),
+    Case(
+        "user add: a short password",
+        lambda d: ["user", "add", "x", "--password", "short", "--url", f"sqlite://{d / 'u.db'}"],
+        1,
+        "password must be",
+    ),
     Case("status: unknown session", lambda d: ["status", "nope", "--url", "memory://"], 1, "nope"),
     Case(
         "up: data dir under a file",

@@ -58,17 +58,20 @@ def _password_option(fn: F) -> F:
 
 @contextmanager
 def _admin(url: str, data_url: str | None, token: str | None) -> Iterator[Admin]:
+    """The admin interface for ``url``; after a command that worked on a data plane no server
+    has used yet, a note asks whether it is the right one (an error stays one line)."""
     admin = open_admin(url, data_url, token)
-    if isinstance(admin, DirectAdmin) and not admin.started():
+    unused = isinstance(admin, DirectAdmin) and not admin.started()
+    try:
+        yield admin
+    finally:
+        admin.close()
+    if unused:
         click.echo(
             "htcgrid: note: no grid server has started on this data plane yet; make sure "
             "--data-url names the data plane your servers use.",
             err=True,
         )
-    try:
-        yield admin
-    finally:
-        admin.close()
 
 
 def _new_password(given: str | None) -> str:
