@@ -78,10 +78,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def remember_grid(url: str, data_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
-    """Record that the grid at ``url`` keeps its data in ``data_dir`` (best effort: a config
-    dir that cannot be written only means the CLI will not find the grid by itself)."""
+    """Record that the grid at ``url`` keeps its data in ``data_dir``, forgetting grids whose
+    data dir is gone (best effort: a config dir that cannot be written only means the CLI will
+    not find the grid by itself)."""
     path = config_dir(environ) / GRIDS
-    grids = {k: v for k, v in _read_json(path).items() if url_key(k) != url_key(url)}
+    grids = {
+        k: v
+        for k, v in _read_json(path).items()
+        if url_key(k) != url_key(url) and Path(str(v)).is_dir()
+    }
     grids[normal_url(url)] = str(data_dir.resolve())
     with contextlib.suppress(OSError):
         write_private(path, json.dumps(grids, indent=2, sort_keys=True) + "\n")

@@ -36,6 +36,7 @@ def main() -> None:
             [sys.executable, "-m", "htcgrid", "up", "--port", "0", "--data-dir", f"{tmp}/grid",
              "--slots", "2", "--path", str(MOCK), "--handler", "mock_compute_engine.lambda_handler"],
             stdout=subprocess.PIPE, text=True, cwd=ROOT,
+            env={**os.environ, "HTCGRID_CONFIG_DIR": f"{tmp}/config"},  # leave no record behind
         )  # fmt: skip
         assert grid.stdout is not None
         url = grid.stdout.readline().strip()

@@ -62,6 +62,13 @@ def test_a_local_grid_is_found_from_any_folder(tmp_path: Path) -> None:
     found["url"] = "http://127.0.0.1:9999"  # that data dir now serves another port
     (data_dir / ADMIN_CREDENTIALS).write_text(json.dumps(found))
     assert local_grid_api_key(url, environ) is None
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    remember_grid("http://127.0.0.1:8124", gone, environ)
+    gone.rmdir()
+    remember_grid(url, data_dir, environ)  # forgets grids whose data dir is gone
+    recorded = json.loads((tmp_path / "config" / "grids.json").read_text())
+    assert recorded == {url: str(data_dir.resolve())}
 
 
 def test_saved_logins_match_any_loopback_name(tmp_path: Path) -> None:
