@@ -25,11 +25,9 @@ from htcgrid.client_upload import PartTask, part_body, part_entries, send_sessio
 from htcgrid.credentials import choose_auth
 from htcgrid.errors import (
     BY_CODE,
-    AuthError,
+    BY_STATUS,
     BackendUnavailable,
-    Forbidden,
     GridError,
-    PayloadTooLarge,
     RemoteError,
     TaskFailed,
 )
@@ -83,12 +81,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-ERRORS_BY_STATUS: dict[int, type[GridError]] = {
-    401: AuthError,
-    403: Forbidden,
-    413: PayloadTooLarge,
-}
-
 
 def _transient(exc: GridError) -> bool:
     """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504)."""
@@ -106,7 +98,7 @@ def _raise_for(response: httpx.Response, body: Any) -> None:
         retry = float(response.headers.get("retry-after", "1") or 1)
         cls429 = TooManyAttempts if code == TooManyAttempts.code else TooManyRequests
         raise cls429(message, retry)
-    cls = BY_CODE.get(code) or ERRORS_BY_STATUS.get(response.status_code)
+    cls = BY_CODE.get(code) or BY_STATUS.get(response.status_code)
     if cls is not None:
         raise cls(message)
     raise RemoteError(message, response.status_code, code or "remote_error")

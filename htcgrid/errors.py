@@ -129,6 +129,18 @@ class RemoteError(GridError):
         self.code = code
 
 
+BY_STATUS: dict[int, type[GridError]] = {
+    400: ValidationError,
+    401: AuthError,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    429: TooManyRequests,
+    503: BackendUnavailable,
+}
+"""The family of an HTTP error whose code a client does not know (a newer server's)."""
+
 BY_CODE: dict[str, type[GridError]] = {
     cls.code: cls
     for cls in (

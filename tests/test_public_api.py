@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 
+import httpx
+import pytest
+
 import htcgrid
 import htcgrid.client
 import htcgrid.errors
@@ -36,3 +39,21 @@ def test_all_lists_only_what_exists() -> None:
     assert htcgrid.client.TaskFailed is htcgrid.TaskFailed
     assert issubclass(htcgrid.TaskFailed, htcgrid.GridError)
     assert issubclass(htcgrid.BackendUnavailable, htcgrid.GridError)
+
+
+@pytest.mark.parametrize(
+    "status, family",
+    [
+        (400, htcgrid.ValidationError),
+        (404, htcgrid.NotFound),
+        (409, htcgrid.Conflict),
+        (503, htcgrid.BackendUnavailable),
+        (418, htcgrid.RemoteError),
+    ],
+)
+def test_an_error_code_the_client_does_not_know_keeps_its_family(
+    status: int, family: type[htcgrid.GridError]
+) -> None:
+    body = {"error": {"code": "something_new", "message": "what went wrong"}}
+    with pytest.raises(family, match="what went wrong"):
+        htcgrid.client._raise_for(httpx.Response(status, json=body), body)
