@@ -77,6 +77,8 @@ CASES = [
         1,
         "password must be",
     ),
+    Case("an unknown option", lambda d: ["--bogus"], 2, "see `htcgrid --help`"),
+    Case("an unknown command", lambda d: ["bogus"], 2, "No such command 'bogus'"),
     Case("status: unknown session", lambda d: ["status", "nope", "--url", "memory://"], 1, "nope"),
     Case(
         "up: data dir under a file",

@@ -61,21 +61,33 @@ class GridGroup(FullHelpGroup):
     """Turns every error a user can cause into one line on stderr and a non-zero exit code;
     ``--debug`` lets the exception (and its traceback) through instead."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            misuse(ctx, exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            if ctx.params.get("debug") or exc.ctx is None:
-                raise
-            hint = f"(see `{exc.ctx.command_path} --help`)"
-            click.echo(f"htcgrid: {' '.join(exc.format_message().split())} {hint}", err=True)
-            sys.exit(exc.exit_code)
+            misuse(ctx, exc)
         except PASS_THROUGH:
             raise
         except TimeoutError as exc:
             fail(ctx, exc, EXIT_TIMEOUT)
         except Exception as exc:
             fail(ctx, exc, EXIT_ERROR)
+
+
+def misuse(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """A usage error as one line, naming the help to read (exit code 2)."""
+    if ctx.params.get("debug"):
+        raise exc
+    where = (exc.ctx or ctx).command_path
+    message = " ".join(exc.format_message().split())
+    click.echo(f"htcgrid: {message} (see `{where} --help`)", err=True)
+    sys.exit(exc.exit_code)
 
 
 def fail(ctx: click.Context, exc: Exception, code: int) -> NoReturn:
