@@ -4,7 +4,7 @@ in a JSON answer: uploads in parts (``htcgrid.uploads``) and raw downloads."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request
@@ -13,32 +13,48 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from htcgrid.api_auth import PrincipalDependency
 from htcgrid.auth import Principal
-from htcgrid.models import DEFAULT_FUNCTION, NAME_PATTERN, SESSION_ID_PATTERN
+from htcgrid.models import (
+    DEFAULT_FUNCTION,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    NAME_PATTERN,
+    SESSION_ID_PATTERN,
+)
 from htcgrid.service import GridService, SubmitRequest
+from htcgrid.settings import Settings
+from htcgrid.uploads import MAX_PARTS
 
 SESSION_IN_PATH = Path(pattern=SESSION_ID_PATTERN.pattern)
 PAYLOAD_PATH = re.compile(r"/v1/sessions/[^/]+/payloads/[0-9]+")  # BodyLimit lets these be big
 
 
+MAX_TASKS = Settings.max_tasks_per_submit  # the default; a server's own setting is checked too
+Index = Annotated[int, Field(ge=0, le=MAX_TASKS - 1)]
+
+
+class PartEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: Index
+    priority: int | None = Field(None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    payload: Any = Field(None, description="The task's event (when not staged).")
+    staged: StrictBool = Field(False, description="Uploaded on its own to .../payloads/{index}.")
+
+
 class PartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tasks: list[dict[str, Any]] = Field(
-        min_length=1,
-        description='Each {"index", "priority"?, "payload"} or {"index", "priority"?, '
-        '"staged": true} for a payload uploaded on its own.',
-    )
+    tasks: list[PartEntry] = Field(min_length=1)
 
 
 class CommitBody(BaseModel):
     """The session's options, as in a one-request submit, and the shape of its upload."""
 
     model_config = ConfigDict(extra="forbid")
-    task_count: int = Field(ge=1, description="Tasks in the session: indexes 0 … task_count-1.")
-    parts: int = Field(ge=1, description="Parts uploaded: numbers 0 … parts-1.")
-    priority: int = 0
+    task_count: int = Field(ge=1, le=MAX_TASKS, description="Indexes 0 … task_count-1.")
+    parts: int = Field(ge=1, le=MAX_PARTS, description="Parts uploaded: 0 … parts-1.")
+    priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
-    max_attempts: int | None = None
-    timeout_seconds: float | None = None
+    max_attempts: int | None = Field(None, ge=1, le=100)
+    timeout_seconds: float | None = Field(None, gt=0, le=7 * 86400)
     retry_on_error: StrictBool = False
 
 
@@ -77,7 +93,7 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
     async def stage_payload(
         request: Request,
         session_id: str = SESSION_IN_PATH,
-        index: int = Path(ge=0),
+        index: int = Path(ge=0, le=MAX_TASKS - 1),
         caller: Principal = Caller,
     ) -> dict[str, Any]:
         """Upload one task's payload (its JSON, streamed), for a session sent in parts."""
@@ -90,11 +106,12 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
     def stage_part(
         body: PartBody,
         session_id: str = SESSION_IN_PATH,
-        part: int = Path(ge=0),
+        part: int = Path(ge=0, le=MAX_PARTS),
         caller: Principal = Caller,
     ) -> dict[str, Any]:
         """Upload part ``part`` of a session's task list."""
-        count = uploads.stage_part(session_id, part, body.tasks, caller.name)
+        tasks = [t.model_dump(exclude_unset=True) for t in body.tasks]
+        count = uploads.stage_part(session_id, part, tasks, caller.name)
         return {"part": part, "tasks": count}
 
     @router.post("/v1/sessions/{session_id}/commit", status_code=201)

@@ -81,7 +81,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-
 def _transient(exc: GridError) -> bool:
     """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504)."""
     return isinstance(exc, BackendUnavailable) or (
@@ -102,6 +101,20 @@ def _raise_for(response: httpx.Response, body: Any) -> None:
     if cls is not None:
         raise cls(message)
     raise RemoteError(message, response.status_code, code or "remote_error")
+
+
+class Chunks:
+    """A big body sent a slice at a time: httpx copies a ``bytes`` body whole on its way out,
+    and a body it can iterate again survives a retry."""
+
+    def __init__(self, data: bytes, size: int = 1024 * 1024) -> None:
+        self.data = data
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        with memoryview(self.data) as view:
+            for start in range(0, len(view), self.size):
+                yield bytes(view[start : start + self.size])
 
 
 class HTTPTransport:
@@ -157,10 +170,16 @@ class HTTPTransport:
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     def _call_once(self, method: str, path: str, wait: float, raw: bool, **kwargs: Any) -> Any:
+        timeout = self.timeout_seconds + wait
         try:
-            response = self.http.request(
-                method, path, timeout=self.timeout_seconds + wait, **kwargs
-            )
+            request = self.http.build_request(method, path, timeout=timeout, **kwargs)
+            response = self.http.send(request, stream=True)
+            try:  # a raw body is joined here, never kept by the response (in a cycle with it)
+                content = b"".join(response.iter_bytes()) if raw and response.is_success else b""
+                if not content:
+                    response.read()
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             raise BackendUnavailable(f"cannot reach the grid at {self.url}: {exc}") from exc
         self.reached = True
@@ -169,7 +188,7 @@ class HTTPTransport:
                 self.waiting = False
                 log.warning("the grid at %s answers again", self.url)
             if raw:
-                return response.content
+                return content
         if response.status_code == 204:
             return None
         try:
@@ -209,7 +228,12 @@ class HTTPTransport:
 
     def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
         path = f"/v1/sessions/{session_id}/payloads/{index}"
-        return self._call("PUT", path, content=payload, headers=JSON)  # type: ignore[no-any-return]
+        headers = {**JSON, "Content-Length": str(len(payload))}
+        chunks = Chunks(payload)
+        try:
+            return self._call("PUT", path, content=chunks, headers=headers)  # type: ignore[no-any-return]
+        finally:
+            chunks.data = b""  # httpx's request and answer form a cycle: let go of the payload
 
     def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
         path = f"/v1/sessions/{session_id}/parts/{part}"

@@ -9,7 +9,7 @@ time from any iterable, so a generator of big payloads is never held whole.
 
 from __future__ import annotations
 
-import itertools
+import collections
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,13 +57,14 @@ def send_session(
         body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
         return transport.submit(body)
     encoded = _encode(tasks, priorities)
-    head: list[PartTask] = []
+    head: collections.deque[PartTask] = collections.deque()
     size = 0
-    for task in encoded:
-        head.append(task)
-        size += len(task.payload or b"")
+    for head_task in encoded:
+        head.append(head_task)
+        size += len(head_task.payload or b"")
         if size > SINGLE_REQUEST_BYTES:
-            return _upload(transport, session_id, itertools.chain(head, encoded), options)
+            del head_task  # each task is let go of once sent
+            return _upload(transport, session_id, _drain(head, encoded), options)
     body = {
         **options,
         "session_id": session_id,
@@ -91,6 +92,12 @@ def _small(tasks: list[Any] | tuple[Any, ...]) -> bool:
     return True
 
 
+def _drain(queued: collections.deque[PartTask], rest: Iterator[PartTask]) -> Iterator[PartTask]:
+    while queued:
+        yield queued.popleft()
+    yield from rest
+
+
 def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[PartTask]:
     given = iter(priorities) if priorities is not None else None
     for index, value in enumerate(tasks):
@@ -99,6 +106,7 @@ def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[
             raise ValidationError("task_priorities needs one entry per task")
         payload = task_json(index, value)
         yield PartTask(index, priority, value, payload)
+        del value, payload  # not held while the next task is made and encoded
     if given is not None and next(given, None) is not None:
         raise ValidationError("task_priorities needs one entry per task")
 

@@ -77,7 +77,8 @@ class SessionUploads:
 
     def stage_part(self, session_id: str, part: int, tasks: Sequence[Any], owner: str) -> int:
         """Record part ``part`` of the task list: ``{"index", "priority"?, "payload"}`` or
-        ``{"index", "priority"?, "staged": true}`` each. Returns how many tasks it holds."""
+        ``{"index", "priority"?, "staged": true}`` each (no payload: null). Returns how many
+        tasks it holds. What a commit then finds missing or twice is a Conflict (409)."""
         _whole("part", part, 0, MAX_PARTS)
         if not isinstance(tasks, list | tuple) or not tasks:
             raise ValidationError("a part needs a non-empty list of tasks")
@@ -97,17 +98,18 @@ class SessionUploads:
         limit = self.service.settings.max_tasks_per_submit
         _whole("task_count", task_count, 1, limit)
         _whole("parts", parts, 1, MAX_PARTS)
-        spec = self.service.spec(request, owner, task_count)
-        existing = self.store.get_session(spec.id)
+        session_id = request.session_id
+        existing = self.store.get_session(session_id)
         if existing is not None and existing.spec.owner != owner:
-            raise Conflict(f"session id {spec.id} is already in use")
-        started = self._started(spec.id, owner)
+            raise Conflict(f"session id {session_id} is already in use")
+        started = self._started(session_id, owner)
         if started is None:
             if existing is not None:  # this commit was done already; its answer got lost
-                return SubmitResult(spec.id, existing.spec.task_count, False)
-            raise NotFound(f"no upload of session {spec.id}: upload its parts first")
+                return SubmitResult(session_id, existing.spec.task_count, False)
+            raise NotFound(f"no upload of session {session_id}: upload its parts first")
         if started + self.service.settings.upload_expiry_seconds < self.service.clock():
-            raise ValidationError(f"the upload of session {spec.id} expired; submit it again")
+            raise Conflict(f"the upload of session {session_id} expired; submit it again")
+        spec = self.service.spec(request, owner, task_count)
         tasks, digests = self._collect(spec, parts, offload=existing is None)
         spec = replace(spec, content_hash=content_hash(spec, digests))
         created = self.store.create_session(spec, tasks, self.service.clock())
@@ -129,9 +131,7 @@ class SessionUploads:
             _whole("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
         if entry.get("staged") is True:
             return [index, priority, None]
-        if "payload" not in entry:
-            raise ValidationError(f"task {index} of the part has no payload and is not staged")
-        return [index, priority, self.service.encode(index, entry["payload"]).decode()]
+        return [index, priority, self.service.encode(index, entry.get("payload")).decode()]
 
     def _begin(self, session_id: str, owner: str) -> bool:
         """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
@@ -148,7 +148,7 @@ class SessionUploads:
             started = self._started(session_id, owner)
             expiry = self.service.settings.upload_expiry_seconds
             if started is not None and started + expiry < now:
-                raise ValidationError(f"the upload of session {session_id} expired; submit again")
+                raise Conflict(f"the upload of session {session_id} expired; submit it again")
         return existing is not None
 
     def _started(self, session_id: str, owner: str) -> float | None:
@@ -172,12 +172,10 @@ class SessionUploads:
             try:
                 rows = json.loads(self.data.get(keys.upload_part(spec.id, part)))
             except NotFound:
-                raise ValidationError(
-                    f"part {part} of session {spec.id} was not uploaded"
-                ) from None
+                raise Conflict(f"part {part} of session {spec.id} was not uploaded") from None
             for index, priority, text in rows:
                 if index >= spec.task_count or tasks[index] is not None:
-                    raise ValidationError(f"task {index} is out of range or given twice")
+                    raise Conflict(f"task {index} is out of range or given twice")
                 priority = spec.priority if priority is None else priority
                 if text is None:
                     tasks[index], digest = self._staged(spec.id, index, priority)
@@ -194,16 +192,14 @@ class SessionUploads:
                 digests[index] = (priority, digest)
         missing = [i for i, t in enumerate(tasks) if t is None]
         if missing:
-            raise ValidationError(
-                f"{len(missing)} task(s) missing from the parts, first {missing[0]}"
-            )
+            raise Conflict(f"{len(missing)} task(s) missing from the parts, first {missing[0]}")
         return [t for t in tasks if t is not None], digests
 
     def _staged(self, session_id: str, index: int, priority: int) -> tuple[NewTask, bytes]:
         try:
             record = json.loads(self.data.get(keys.upload_digest(session_id, index)))
         except NotFound:
-            raise ValidationError(f"the payload of task {index} was not uploaded") from None
+            raise Conflict(f"the payload of task {index} was not uploaded") from None
         key = keys.task_input(session_id, index)
         return NewTask(index, priority, payload_ref=key), bytes.fromhex(record["sha256"])
 

@@ -119,15 +119,15 @@ def test_bad_uploads_are_refused_and_leave_nothing() -> None:
     with pytest.raises(ValidationError, match="index"):
         uploads.stage_payload("bad", -1, b"1", "")
     uploads.stage_part("bad", 0, [{"index": 0, "payload": 1}, {"index": 2, "staged": True}], "")
-    with pytest.raises(ValidationError, match="payload of task 2 was not uploaded"):
+    with pytest.raises(Conflict, match="payload of task 2 was not uploaded"):
         uploads.commit(SubmitRequest((), session_id="bad"), 3, 1, "")
     uploads.stage_part("bad2", 0, [{"index": 0, "payload": 1}], "")
-    with pytest.raises(ValidationError, match="part 1 of session bad2 was not uploaded"):
+    with pytest.raises(Conflict, match="part 1 of session bad2 was not uploaded"):
         uploads.commit(SubmitRequest((), session_id="bad2"), 2, 2, "")
     uploads.stage_part("bad2", 1, [{"index": 0, "payload": 2}], "")
-    with pytest.raises(ValidationError, match="given twice"):
+    with pytest.raises(Conflict, match="given twice"):
         uploads.commit(SubmitRequest((), session_id="bad2"), 2, 2, "")
-    with pytest.raises(ValidationError, match="missing"):
+    with pytest.raises(Conflict, match="missing"):
         uploads.commit(SubmitRequest((), session_id="bad2"), 2, 1, "")
     with pytest.raises(ValidationError, match="priority"):
         uploads.stage_part("bad", 2, [{"index": 1, "priority": 10, "payload": 1}], "")
@@ -143,7 +143,7 @@ def test_an_abandoned_upload_expires_and_is_swept() -> None:
     service.uploads.stage_payload("left", 0, b'"big"', "")
     service.uploads.stage_part("left", 0, [{"index": 0, "staged": True}], "")
     now[0] += 3601
-    with pytest.raises(ValidationError, match="expired"):
+    with pytest.raises(Conflict, match="expired"):
         service.uploads.commit(SubmitRequest((), session_id="left"), 1, 1, "")
     assert service.uploads.sweep(now[0]) == 0  # not before the grace period is over
     assert service.data.get(keys.task_input("left", 0)) == b'"big"'
