@@ -145,7 +145,7 @@ CASES = [
     submit_case("tasks: a string", {"tasks": "abc"}, says="tasks"),
     submit_case("tasks: an object", {"tasks": {"a": 1}}, says="tasks"),
     submit_case("tasks: missing", {"priority": 1}, says="tasks"),
-    submit_case("empty task list", {"tasks": []}, says="at least 1 item"),
+    submit_case("empty task list", {"tasks": []}, says="tasks: at least one task is needed"),
     submit_case("session_id: a number", {"tasks": [T], "session_id": 5}, says="session_id"),
     submit_case("session_id: traversal", {"tasks": [T], "session_id": "../../etc"}),
     submit_case("session_id: too long", {"tasks": [T], "session_id": "a" * 65}),
