@@ -21,8 +21,8 @@ from pydantic import (
 from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
-from htcgrid.api_auth import auth_router, principal_dependency
 from htcgrid.api_agents import agents_router
+from htcgrid.api_auth import auth_router, principal_dependency
 from htcgrid.api_functions import functions_router
 from htcgrid.api_uploads import PAYLOAD_PATH, uploads_router
 from htcgrid.auth import Authenticator, Principal

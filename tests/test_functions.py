@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from htcgrid.cli import main
 from htcgrid.dataplane import open_data_plane
-from htcgrid.store import open_store
 from htcgrid.errors import NotFound, ValidationError
 from htcgrid.functions import (
     FunctionRegistry,
@@ -27,6 +26,7 @@ from htcgrid.functions import (
     unpack,
     zip_directory,
 )
+from htcgrid.store import open_store
 
 
 def make_dir(root: Path) -> Path:
