@@ -226,3 +226,12 @@ def test_over_http_a_payload_may_be_bigger_than_a_json_request(small_parts: None
     assert answer.status_code == 200 and answer.content == json.dumps(big).encode()
     refused = http.put("/v1/sessions/x/payloads/0", content=b"{not json")
     assert refused.status_code == 400 and "not valid JSON" in refused.json()["error"]["message"]
+
+
+def test_max_payload_is_set_in_mib_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from htcgrid.cli.options import _settings
+
+    monkeypatch.delenv("HTCGRID_MAX_PAYLOAD_BYTES", raising=False)
+    assert Settings().max_payload_bytes == 256 * MIB
+    assert _settings(max_payload_mb=1.5).max_payload_bytes == 3 * MIB // 2
+    assert _settings(max_payload_mb=None).max_payload_bytes == 256 * MIB
