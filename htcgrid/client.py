@@ -227,17 +227,18 @@ class HTTPTransport:
         return self._call("GET", url, raw=True)  # type: ignore[no-any-return]
 
     def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
-        path = f"/v1/sessions/{session_id}/payloads/{index}"
-        headers = {**JSON, "Content-Length": str(len(payload))}
-        chunks = Chunks(payload)
+        return self._put_big(f"/v1/sessions/{session_id}/payloads/{index}", payload)
+
+    def _put_big(self, path: str, body: bytes) -> dict[str, Any]:
+        headers = {**JSON, "Content-Length": str(len(body))}
+        chunks = Chunks(body)
         try:
             return self._call("PUT", path, content=chunks, headers=headers)  # type: ignore[no-any-return]
         finally:
-            chunks.data = b""  # httpx's request and answer form a cycle: let go of the payload
+            chunks.data = b""  # httpx's request and answer form a cycle: let go of the body
 
     def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
-        path = f"/v1/sessions/{session_id}/parts/{part}"
-        return self._call("PUT", path, content=part_body(tasks), headers=JSON)  # type: ignore[no-any-return]
+        return self._put_big(f"/v1/sessions/{session_id}/parts/{part}", part_body(tasks))
 
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/v1/sessions/{session_id}/commit", json=body)  # type: ignore[no-any-return]

@@ -1,7 +1,7 @@
 """How a client sends a session of any size: one request when it is small, else in parts.
 
 A session whose tasks fit ``SINGLE_REQUEST_BYTES`` of JSON is one submit. A bigger one (or an
-iterable that turns out bigger) is uploaded: payloads over ``INLINE_LIMIT_BYTES`` one request
+iterable that turns out bigger) is uploaded: payloads over ``STAGE_ALONE_BYTES`` one request
 each, the task list in parts of about ``PART_BYTES``, then a commit that makes the session
 visible all at once (``htcgrid.uploads`` is the server's side). Tasks are encoded one at a
 time from any iterable, so a generator of big payloads is never held whole.
@@ -10,21 +10,23 @@ time from any iterable, so a generator of big payloads is never held whole.
 from __future__ import annotations
 
 import collections
+import json
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from htcgrid.errors import ValidationError
 from htcgrid.models import json_dumps, task_json
-from htcgrid.settings import Settings
 
 if TYPE_CHECKING:
     from htcgrid.client import Transport
 
 SINGLE_REQUEST_BYTES = 4 * 1024 * 1024
-PART_BYTES = 4 * 1024 * 1024
-INLINE_LIMIT_BYTES = Settings.inline_limit_bytes  # what the server would move to the data plane
+PART_BYTES = 2 * 1024 * 1024
+PARTS_IN_FLIGHT = 2  # the server takes one part while the client makes the next
+STAGE_ALONE_BYTES = 1024 * 1024  # bigger payloads go one request each; smaller ride in parts
 ENTRY_OVERHEAD_BYTES = 40  # {"index":…,"priority":…,…} around each payload of a part
 
 
@@ -116,20 +118,50 @@ def _upload(
 ) -> dict[str, Any]:
     part: list[PartTask] = []
     size = parts = count = 0
-    for task in tasks:
-        count += 1
-        if task.payload is not None and len(task.payload) > INLINE_LIMIT_BYTES:
-            transport.stage_payload(session_id, task.index, task.payload)
-            task = PartTask(task.index, task.priority, None, None)
-        part.append(task)
-        size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
-        if size >= PART_BYTES:
-            transport.stage_part(session_id, parts, part)
-            parts, part, size = parts + 1, [], 0
-    if part:
-        transport.stage_part(session_id, parts, part)
-        parts += 1
+    with PartSender(transport, session_id) as sender:
+        for task in tasks:
+            count += 1
+            if task.payload is not None and len(task.payload) > STAGE_ALONE_BYTES:
+                transport.stage_payload(session_id, task.index, task.payload)
+                task = PartTask(task.index, task.priority, None, None)
+            else:  # a part carries the JSON only
+                task = PartTask(task.index, task.priority, None, task.payload)
+            part.append(task)
+            size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
+            if size >= PART_BYTES:
+                sender.send(parts, part)
+                parts, part, size = parts + 1, [], 0
+        if part:
+            sender.send(parts, part)
+            parts += 1
     return transport.commit(session_id, {**options, "task_count": count, "parts": parts})
+
+
+class PartSender:
+    """Sends parts while the next one is made: at most ``PARTS_IN_FLIGHT`` at a time, so the
+    memory they hold stays bounded; the first failure is raised (on ``send`` or on exit)."""
+
+    def __init__(self, transport: Transport, session_id: str) -> None:
+        self.transport = transport
+        self.session_id = session_id
+        self.pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="htcgrid-upload")
+        self.in_flight: collections.deque[Future[dict[str, Any]]] = collections.deque()
+
+    def send(self, number: int, part: list[PartTask]) -> None:
+        while len(self.in_flight) >= PARTS_IN_FLIGHT:
+            self.in_flight.popleft().result()
+        call = self.transport.stage_part
+        self.in_flight.append(self.pool.submit(call, self.session_id, number, part))
+
+    def __enter__(self) -> PartSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self.in_flight:
+                self.in_flight.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def part_body(tasks: list[PartTask]) -> bytes:
@@ -149,6 +181,6 @@ def part_entries(tasks: list[PartTask]) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for t in tasks:
         entry: dict[str, Any] = {"index": t.index, "priority": t.priority}
-        entry.update({"staged": True} if t.payload is None else {"payload": t.value})
+        entry.update({"staged": True} if t.payload is None else {"payload": json.loads(t.payload)})
         entries.append(entry)
     return entries

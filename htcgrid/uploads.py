@@ -83,7 +83,13 @@ class SessionUploads:
         if not isinstance(tasks, list | tuple) or not tasks:
             raise ValidationError("a part needs a non-empty list of tasks")
         rows = [self._row(entry) for entry in tasks]
-        self._begin(session_id, owner)
+        committed = self._begin(session_id, owner)
+        for row in rows:  # a payload over the inline limit goes where its task will read it
+            if row[2] is not None and len(row[2]) > self.service.settings.inline_limit_bytes:
+                payload = row[2].encode()
+                if not committed:
+                    self.data.put(keys.task_input(session_id, row[0]), payload)
+                row[2:] = [None, hashlib.sha256(payload).hexdigest()]
         self.data.put(keys.upload_part(session_id, part), json_dumps(rows))
         return len(rows)
 
@@ -122,7 +128,8 @@ class SessionUploads:
         return _whole("index", index, 0, self.service.settings.max_tasks_per_submit - 1)
 
     def _row(self, entry: Any) -> list[Any]:
-        """One task of a part as stored: ``[index, priority or None, payload text or None]``."""
+        """One task of a part as stored: ``[index, priority or None, payload text or None,
+        sha256 of a payload put in the data plane or None]``; both None: staged on its own."""
         if not isinstance(entry, dict) or "index" not in entry:
             raise ValidationError("each task of a part is {index, priority?, payload | staged}")
         index = self._index(entry["index"])
@@ -130,8 +137,8 @@ class SessionUploads:
         if priority is not None:
             _whole("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
         if entry.get("staged") is True:
-            return [index, priority, None]
-        return [index, priority, self.service.encode(index, entry.get("payload")).decode()]
+            return [index, priority, None, None]
+        return [index, priority, self.service.encode(index, entry.get("payload")).decode(), None]
 
     def _begin(self, session_id: str, owner: str) -> bool:
         """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
@@ -140,15 +147,16 @@ class SessionUploads:
         if existing is not None and existing.spec.owner != owner:
             raise Conflict(f"session id {session_id} is already in use")
         now = self.service.clock()
-        claim = json_dumps({"owner": owner, "started_at": now})
-        if self.data.put_if_absent(keys.upload_owner(session_id), claim):
-            self._register(session_id, now)
-            self._sweep_now_and_then(now)
-        else:
+        started = self._started(session_id, owner)  # a read first: most calls find it begun
+        if started is None:
+            claim = json_dumps({"owner": owner, "started_at": now})
+            if self.data.put_if_absent(keys.upload_owner(session_id), claim):
+                self._register(session_id, now)
+                self._sweep_now_and_then(now)
+                return existing is not None
             started = self._started(session_id, owner)
-            expiry = self.service.settings.upload_expiry_seconds
-            if started is not None and started + expiry < now:
-                raise Conflict(f"the upload of session {session_id} expired; submit it again")
+        if started is not None and started + self.service.settings.upload_expiry_seconds < now:
+            raise Conflict(f"the upload of session {session_id} expired; submit it again")
         return existing is not None
 
     def _started(self, session_id: str, owner: str) -> float | None:
@@ -173,11 +181,15 @@ class SessionUploads:
                 rows = json.loads(self.data.get(keys.upload_part(spec.id, part)))
             except NotFound:
                 raise Conflict(f"part {part} of session {spec.id} was not uploaded") from None
-            for index, priority, text in rows:
+            for index, priority, text, sha256 in rows:
                 if index >= spec.task_count or tasks[index] is not None:
                     raise Conflict(f"task {index} is out of range or given twice")
                 priority = spec.priority if priority is None else priority
-                if text is None:
+                if sha256 is not None:
+                    key = keys.task_input(spec.id, index)
+                    tasks[index] = NewTask(index, priority, payload_ref=key)
+                    digest = bytes.fromhex(sha256)
+                elif text is None:
                     tasks[index], digest = self._staged(spec.id, index, priority)
                 else:
                     payload = text.encode()

@@ -34,6 +34,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sessions of a few hundred KiB go in parts, so the tests stay small."""
     monkeypatch.setattr(client_upload, "SINGLE_REQUEST_BYTES", 200 * KIB)
     monkeypatch.setattr(client_upload, "PART_BYTES", 50 * KIB)
+    monkeypatch.setattr(client_upload, "STAGE_ALONE_BYTES", 150 * KIB)
 
 
 @pytest.fixture
@@ -48,9 +49,10 @@ def service_of(client: Client) -> GridService:
 
 
 def mixed(n: int) -> Iterator[Any]:
-    """Small and big tasks alternating, generated one at a time."""
+    """Small tasks, big ones (sent in parts) and bigger ones (sent on their own), generated
+    one at a time."""
     for i in range(n):
-        yield {"i": i, "data": ("s" if i % 2 else "B" * 100 * KIB)}
+        yield {"i": i, "data": ("s" if i % 2 else "B" * (100 + 50 * (i % 4)) * KIB)}
 
 
 def test_a_generator_too_big_for_one_request_is_uploaded_in_parts(
@@ -68,7 +70,9 @@ def test_a_generator_too_big_for_one_request_is_uploaded_in_parts(
     small = service.store.get_task(f"{session.id}_1")
     assert big is not None and big.payload_ref == keys.task_input(session.id, 0)
     assert small is not None and small.payload == b'{"i":1,"data":"s"}'
-    assert grid.task(f"{session.id}_2")["payload"] == {"i": 2, "data": "B" * 100 * KIB}
+    assert grid.task(f"{session.id}_2")["payload"] == {"i": 2, "data": "B" * 200 * KIB}
+    assert grid.task(f"{session.id}_4")["payload"] == {"i": 4, "data": "B" * 100 * KIB}
+    assert service.store.get_task(f"{session.id}_2").payload_ref  # type: ignore[union-attr]
     with pytest.raises(NotFound):
         service.data.get(keys.upload_owner(session.id))  # the upload is gone once committed
 
