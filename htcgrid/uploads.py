@@ -85,11 +85,13 @@ class SessionUploads:
         rows = [self._row(entry) for entry in tasks]
         committed = self._begin(session_id, owner)
         for row in rows:  # a payload over the inline limit goes where its task will read it
-            if row[2] is not None and len(row[2]) > self.service.settings.inline_limit_bytes:
-                payload = row[2].encode()
+            payload = row[2]
+            if payload is not None and len(payload) > self.service.settings.inline_limit_bytes:
                 if not committed:
                     self.data.put(keys.task_input(session_id, row[0]), payload)
                 row[2:] = [None, hashlib.sha256(payload).hexdigest()]
+            elif payload is not None:
+                row[2] = payload.decode()
         self.data.put(keys.upload_part(session_id, part), json_dumps(rows))
         return len(rows)
 
@@ -138,7 +140,7 @@ class SessionUploads:
             _whole("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
         if entry.get("staged") is True:
             return [index, priority, None, None]
-        return [index, priority, self.service.encode(index, entry.get("payload")).decode(), None]
+        return [index, priority, self.service.encode(index, entry.get("payload")), None]
 
     def _begin(self, session_id: str, owner: str) -> bool:
         """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
