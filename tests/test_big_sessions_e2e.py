@@ -129,3 +129,15 @@ def test_500_payloads_of_137_kb_submit_in_bounded_memory(length_grid: GridProces
 @pytest.mark.slow
 def test_a_session_of_1_gib_submits_in_bounded_memory(length_grid: GridProcess) -> None:
     submit_and_measure(length_grid, 64, 16 * MIB, "letters")
+
+
+@pytest.mark.slow
+def test_a_payload_and_result_of_the_maximum_size_round_trip(echo_grid: GridProcess) -> None:
+    biggest = "m" * (256 * MIB - 2)  # its JSON is exactly the 256 MiB limit
+    with htcgrid.connect(echo_grid.url, timeout_seconds=120) as grid:
+        session = grid.submit([biggest, "small"])
+        outputs = session.outputs(timeout=300)
+        assert outputs[1] == "small" and len(outputs[0]) == len(biggest)
+        assert outputs[0] == biggest
+        with pytest.raises(htcgrid.PayloadTooLarge):
+            grid.submit(iter([biggest + "m"]))
