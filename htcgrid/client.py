@@ -82,7 +82,10 @@ class Transport(Protocol):
 
 
 def _transient(exc: GridError) -> bool:
-    """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504)."""
+    """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504, or
+    429 for too many requests; not too many wrong passwords)."""
+    if isinstance(exc, TooManyRequests):
+        return not isinstance(exc, TooManyAttempts)
     return isinstance(exc, BackendUnavailable) or (
         isinstance(exc, RemoteError) and exc.status in TRANSIENT_STATUSES
     )
@@ -149,15 +152,15 @@ class HTTPTransport:
         self, method: str, path: str, wait: float = 0, raw: bool = False, **kwargs: Any
     ) -> Any:
         """One API call; JSON answer decoded (``raw``: the bytes). GET, PUT and the POSTs
-        that are safe to repeat (``RETRIED``) ride out an unreachable or restarting grid:
-        retried with capped, jittered exponential backoff for ``retry_seconds``."""
+        that are safe to repeat (``RETRIED``) ride out an unreachable, restarting or busy
+        grid: retried with capped, jittered exponential backoff for ``retry_seconds``."""
         retried = method in ("GET", "PUT") or (method, path.rsplit("/", 1)[-1]) in RETRIED
         deadline = self.clock() + self.retry_seconds
         delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 return self._call_once(method, path, wait, raw, **kwargs)
-            except (BackendUnavailable, RemoteError) as exc:
+            except (BackendUnavailable, RemoteError, TooManyRequests) as exc:
                 if not (retried and self.reached and _transient(exc)):
                     raise
                 left = deadline - self.clock()
@@ -166,7 +169,10 @@ class HTTPTransport:
                 if not self.waiting:
                     self.waiting = True
                     log.warning("%s; retrying for up to %.0f s", exc, self.retry_seconds)
-                self.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+                pause = delay * random.uniform(0.5, 1.0)
+                if isinstance(exc, TooManyRequests):  # the grid says how long to slow down
+                    pause = max(pause, exc.retry_after_seconds)
+                self.sleep(min(left, pause))
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     def _call_once(self, method: str, path: str, wait: float, raw: bool, **kwargs: Any) -> Any:

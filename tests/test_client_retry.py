@@ -158,3 +158,23 @@ def test_a_backend_closed_under_a_request_is_503_not_500() -> None:
     assert _closed_backend(closed.value)
     assert not _closed_backend(sqlite3.ProgrammingError("syntax error near FROM"))
     assert not _closed_backend(ValueError("the file is closed"))
+
+
+def test_a_busy_grid_is_asked_again_after_its_retry_after() -> None:
+    answers = [(429, "rate_limited"), (200, ""), (429, "too_many_attempts")]
+
+    def grid(request: httpx.Request) -> httpx.Response:
+        status, code = answers.pop(0)
+        if status == 429:
+            body = {"error": {"code": code, "message": "slow down"}}
+            return httpx.Response(429, json=body, headers={"Retry-After": "2"})
+        return httpx.Response(200, json={"sessions": []})
+
+    naps: list[float] = []
+    transport = HTTPTransport("http://grid", retry_seconds=30, sleep=naps.append)
+    transport.http = httpx.Client(base_url="http://grid", transport=httpx.MockTransport(grid))
+    transport.reached = True
+    assert transport.sessions(10, 0) == {"sessions": []}
+    assert naps == [2.0]
+    with pytest.raises(htcgrid.TooManyAttempts):  # wrong passwords: waiting is the user's call
+        transport.sessions(10, 0)
