@@ -9,40 +9,23 @@ outputs = [r.output for r in session.results()]
 from __future__ import annotations
 
 import json
-import logging
 import os
-import random
-import ssl
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
-
-from htcgrid.client_upload import PartTask, part_body, part_entries, send_session
+from htcgrid.client_http import RETRY_SECONDS
+from htcgrid.client_http import HTTPTransport as HTTPTransport  # re-exported: its old home
+from htcgrid.client_http import _raise_for as _raise_for
+from htcgrid.client_upload import PartTask, part_entries, send_session
 from htcgrid.credentials import choose_auth
-from htcgrid.errors import (
-    BY_CODE,
-    BY_STATUS,
-    BackendUnavailable,
-    GridError,
-    RemoteError,
-    TaskFailed,
-)
-from htcgrid.limits import TooManyAttempts, TooManyRequests
+from htcgrid.errors import TaskFailed as TaskFailed
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
 from htcgrid.progress import Progress
 
 POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
-RETRY_SECONDS = 60.0  # how long calls ride out a grid that is down or restarting
-FIRST_RETRY_SECONDS = 0.1
-MAX_RETRY_SECONDS = 5.0
-RETRIED = {("POST", "sessions"), ("POST", "commit"), ("POST", "cancel")}  # safe to repeat
-TRANSIENT_STATUSES = {502, 503, 504}
-JSON = {"Content-Type": "application/json"}
-log = logging.getLogger("htcgrid.client")
 PAGE = 5000
 
 
@@ -79,178 +62,6 @@ class Transport(Protocol):
     def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]: ...
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def close(self) -> None: ...
-
-
-def _transient(exc: GridError) -> bool:
-    """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504, or
-    429 for too many requests; not too many wrong passwords)."""
-    if isinstance(exc, TooManyRequests):
-        return not isinstance(exc, TooManyAttempts)
-    return isinstance(exc, BackendUnavailable) or (
-        isinstance(exc, RemoteError) and exc.status in TRANSIENT_STATUSES
-    )
-
-
-def _raise_for(response: httpx.Response, body: Any) -> None:
-    error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-    error = error if isinstance(error, dict) else {}
-    message = error.get("message") or response.text[:200] or response.reason_phrase
-    code = error.get("code", "")
-    if response.status_code == 429:
-        retry = float(response.headers.get("retry-after", "1") or 1)
-        cls429 = TooManyAttempts if code == TooManyAttempts.code else TooManyRequests
-        raise cls429(message, retry)
-    cls = BY_CODE.get(code) or BY_STATUS.get(response.status_code)
-    if cls is not None:
-        raise cls(message)
-    raise RemoteError(message, response.status_code, code or "remote_error")
-
-
-class Chunks:
-    """A big body sent a slice at a time: httpx copies a ``bytes`` body whole on its way out,
-    and a body it can iterate again survives a retry."""
-
-    def __init__(self, data: bytes, size: int = 1024 * 1024) -> None:
-        self.data = data
-        self.size = size
-
-    def __iter__(self) -> Iterator[bytes]:
-        with memoryview(self.data) as view:
-            for start in range(0, len(view), self.size):
-                yield bytes(view[start : start + self.size])
-
-
-class HTTPTransport:
-    """The API over HTTP(S). ``auth`` (an httpx auth flow) wins over a plain ``token``."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None = None,
-        timeout_seconds: float = 30.0,
-        auth: httpx.Auth | None = None,
-        verify: bool | str | ssl.SSLContext = True,
-        retry_seconds: float = RETRY_SECONDS,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token and auth is None else {}
-        if isinstance(verify, str):  # a CA bundle, e.g. a self-signed server's certificate
-            verify = ssl.create_default_context(cafile=verify)
-        self.url = url.rstrip("/")
-        self.timeout_seconds = timeout_seconds
-        self.retry_seconds = retry_seconds
-        self.sleep = sleep
-        self.clock = clock
-        self.reached = False  # a grid never reached is a wrong URL, not a restart: no retries
-        self.waiting = False  # told the user already that we wait for the grid
-        self.http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout_seconds, auth=auth, verify=verify
-        )
-
-    def call(
-        self, method: str, path: str, wait: float = 0, raw: bool = False, **kwargs: Any
-    ) -> Any:
-        """One API call; JSON answer decoded (``raw``: the bytes). GET, PUT and the POSTs
-        that are safe to repeat (``RETRIED``) ride out an unreachable, restarting or busy
-        grid: retried with capped, jittered exponential backoff for ``retry_seconds``."""
-        retried = method in ("GET", "PUT") or (method, path.rsplit("/", 1)[-1]) in RETRIED
-        deadline = self.clock() + self.retry_seconds
-        delay = FIRST_RETRY_SECONDS
-        while True:
-            try:
-                return self._call_once(method, path, wait, raw, **kwargs)
-            except (BackendUnavailable, RemoteError, TooManyRequests) as exc:
-                if not (retried and self.reached and _transient(exc)):
-                    raise
-                left = deadline - self.clock()
-                if left <= 0:
-                    raise
-                if not self.waiting:
-                    self.waiting = True
-                    log.warning("%s; retrying for up to %.0f s", exc, self.retry_seconds)
-                pause = delay * random.uniform(0.5, 1.0)
-                if isinstance(exc, TooManyRequests):  # the grid says how long to slow down
-                    pause = max(pause, exc.retry_after_seconds)
-                self.sleep(min(left, pause))
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-
-    def _call_once(self, method: str, path: str, wait: float, raw: bool, **kwargs: Any) -> Any:
-        timeout = self.timeout_seconds + wait
-        try:
-            request = self.http.build_request(method, path, timeout=timeout, **kwargs)
-            response = self.http.send(request, stream=True)
-            try:  # a raw body is joined here, never kept by the response (in a cycle with it)
-                content = b"".join(response.iter_bytes()) if raw and response.is_success else b""
-                if not content:
-                    response.read()
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(f"cannot reach the grid at {self.url}: {exc}") from exc
-        self.reached = True
-        if response.is_success:
-            if self.waiting:
-                self.waiting = False
-                log.warning("the grid at %s answers again", self.url)
-            if raw:
-                return content
-        if response.status_code == 204:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not response.is_success:
-            _raise_for(response, body)
-        return body
-
-    _call = call
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
-
-    def status(self, session_id: str, wait: float) -> dict[str, Any]:
-        return self._call("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]
-
-    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
-        params = {"after": after, "limit": limit, "wait": wait}
-        return self._call("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
-
-    def cancel(self, session_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/sessions/{session_id}/cancel")  # type: ignore[no-any-return]
-
-    def delete(self, session_id: str) -> None:
-        self._call("DELETE", f"/v1/sessions/{session_id}")
-
-    def sessions(self, limit: int, offset: int) -> dict[str, Any]:
-        return self._call("GET", "/v1/sessions", params={"limit": limit, "offset": offset})  # type: ignore[no-any-return]
-
-    def task(self, tid: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/tasks/{tid}")  # type: ignore[no-any-return]
-
-    def task_json(self, url: str) -> bytes:
-        return self._call("GET", url, raw=True)  # type: ignore[no-any-return]
-
-    def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
-        return self._put_big(f"/v1/sessions/{session_id}/payloads/{index}", payload)
-
-    def _put_big(self, path: str, body: bytes) -> dict[str, Any]:
-        headers = {**JSON, "Content-Length": str(len(body))}
-        chunks = Chunks(body)
-        try:
-            return self._call("PUT", path, content=chunks, headers=headers)  # type: ignore[no-any-return]
-        finally:
-            chunks.data = b""  # httpx's request and answer form a cycle: let go of the body
-
-    def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
-        return self._put_big(f"/v1/sessions/{session_id}/parts/{part}", part_body(tasks))
-
-    def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/v1/sessions/{session_id}/commit", json=body)  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.http.close()
 
 
 class DirectTransport:
