@@ -25,9 +25,9 @@ SIZES = [2, KIB, 63 * KIB, 64 * KIB + 1, MIB, 32 * MIB]  # bytes of each payload
 ALLOWANCE_BYTES = 24 * MIB  # an interpreter's own churn: threads, caches, allocator slack
 
 
-def grid_with(tmp_path: Path, handler: str, slots: int = 2) -> Iterator[GridProcess]:
-    extra = ["--path", str(TESTS), "--handler", f"payload_handlers.{handler}"]
-    with htcgrid_up(tmp_path / "grid", *extra, "--slots", str(slots)) as grid:
+def grid_with(tmp_path: Path, handler: str, *options: str) -> Iterator[GridProcess]:
+    extra = ["--path", str(TESTS), "--handler", f"payload_handlers.{handler}", *options]
+    with htcgrid_up(tmp_path / "grid", *extra) as grid:
         yield grid
         grid.stop()
 
@@ -141,3 +141,12 @@ def test_a_payload_and_result_of_the_maximum_size_round_trip(echo_grid: GridProc
         assert outputs[0] == biggest
         with pytest.raises(htcgrid.PayloadTooLarge):
             grid.submit(iter([biggest + "m"]))
+
+
+def test_the_max_payload_is_set_on_the_command_line(tmp_path: Path) -> None:
+    for grid in grid_with(tmp_path, "same", "--max-payload-mb", "1"):
+        with htcgrid.connect(grid.url) as client:
+            for too_big in (["x" * MIB], iter(["x" * (3 * MIB)])):  # in one request, on its own
+                with pytest.raises(htcgrid.PayloadTooLarge, match="1048576"):
+                    client.submit(too_big)
+            assert client.submit(["x" * (MIB - 2)]).outputs(timeout=60) == ["x" * (MIB - 2)]
