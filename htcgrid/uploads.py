@@ -13,10 +13,11 @@ uploads; nobody else may add to that upload or commit it. A re-submit of a commi
 goes through the same steps without rewriting any payload, and the commit compares content
 hashes as a one-request submit does: the same content is a no-op, another is a Conflict.
 
-An upload not committed within ``Settings.upload_expiry_seconds`` is refused at commit. Its
-data is removed by a sweep that runs when a later upload begins (at most once a minute per
-process): every upload registers itself in a bucket of its start time, so the sweep finds
-the expired ones without listing the data plane.
+An upload not committed within ``Settings.upload_expiry_seconds`` is refused at commit, and
+submitting it again starts it afresh. Its data is removed by a sweep that runs when a later
+upload begins (at most once a minute per process): every upload registers itself in a bucket
+of its start time, so the sweep finds the expired ones without listing the data plane, and it
+waits ``SWEEP_GRACE_SECONDS`` more, so a commit under way is never swept from under.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class SessionUploads:
             if existing is not None:  # this commit was done already; its answer got lost
                 return SubmitResult(session_id, existing.spec.task_count, False)
             raise NotFound(f"no upload of session {session_id}: upload its parts first")
-        if started + self.service.settings.upload_expiry_seconds < self.service.clock():
+        if self._expired(started, self.service.clock()):
             raise Conflict(f"the upload of session {session_id} expired; submit it again")
         spec = self.service.spec(request, owner, task_count)
         tasks, digests = self._collect(spec, parts, offload=existing is None)
@@ -150,16 +151,26 @@ class SessionUploads:
             raise Conflict(f"session id {session_id} is already in use")
         now = self.service.clock()
         started = self._started(session_id, owner)  # a read first: most calls find it begun
+        if started is not None and self._expired(started, now):
+            self._discard(session_id)  # the owner submits it again: start afresh
+            started = None
         if started is None:
             claim = json_dumps({"owner": owner, "started_at": now})
             if self.data.put_if_absent(keys.upload_owner(session_id), claim):
                 self._register(session_id, now)
                 self._sweep_now_and_then(now)
                 return existing is not None
-            started = self._started(session_id, owner)
-        if started is not None and started + self.service.settings.upload_expiry_seconds < now:
-            raise Conflict(f"the upload of session {session_id} expired; submit it again")
+            self._started(session_id, owner)  # someone else's, or ours from a racing call
         return existing is not None
+
+    def _expired(self, started: float, now: float, grace: float = 0.0) -> bool:
+        return started + self.service.settings.upload_expiry_seconds + grace < now
+
+    def _discard(self, session_id: str) -> None:
+        """Remove an upload, and its payloads unless its session is committed."""
+        if self.store.get_session(session_id) is None:
+            self.data.delete_prefix(keys.session_prefix(session_id))
+        self.data.delete_prefix(keys.upload_prefix(session_id))
 
     def _started(self, session_id: str, owner: str) -> float | None:
         """When ``owner`` began uploading ``session_id``; None if no upload is under way."""
@@ -243,12 +254,12 @@ class SessionUploads:
         removed = 0
         bucket = swept + 1
         while (bucket + 1) * BUCKET_SECONDS <= horizon:
-            removed += self._sweep_bucket(bucket)
+            removed += self._sweep_bucket(bucket, now)
             self.data.put(keys.upload_swept(), str(bucket).encode())
             bucket += 1
         return removed
 
-    def _sweep_bucket(self, bucket: int) -> int:
+    def _sweep_bucket(self, bucket: int, now: float) -> int:
         removed = 0
         slot = 0
         while True:
@@ -256,9 +267,15 @@ class SessionUploads:
                 session_id = self.data.get(keys.upload_expiry(bucket, slot)).decode()
             except NotFound:
                 break
-            if self.store.get_session(session_id) is None:
-                self.data.delete_prefix(keys.session_prefix(session_id))
-            removed += self.data.delete_prefix(keys.upload_prefix(session_id)) > 0
+            try:
+                started = float(
+                    json.loads(self.data.get(keys.upload_owner(session_id)))["started_at"]
+                )
+            except NotFound:
+                started = None  # committed, or discarded already
+            if started is None or self._expired(started, now, SWEEP_GRACE_SECONDS):
+                self._discard(session_id)  # not a newer upload of the same session id
+                removed += started is not None
             slot += 1
         self.data.delete_prefix(keys.upload_expiry_bucket(bucket))
         return removed

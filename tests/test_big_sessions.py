@@ -239,3 +239,19 @@ def test_max_payload_is_set_in_mib_on_the_command_line(monkeypatch: pytest.Monke
     assert Settings().max_payload_bytes == 256 * MIB
     assert _settings(max_payload_mb=1.5).max_payload_bytes == 3 * MIB // 2
     assert _settings(max_payload_mb=None).max_payload_bytes == 256 * MIB
+
+
+def test_an_expired_upload_may_be_submitted_again_and_the_sweep_spares_the_new_one() -> None:
+    now = [3_000_000.0]
+    settings = Settings(upload_expiry_seconds=60)
+    service = GridService(*_memory(), settings=settings, clock=lambda: now[0])
+    uploads = service.uploads
+    start = now[0]
+    uploads.stage_payload("twice", 0, b'"old"', "")
+    now[0] = start + BUCKET_SECONDS + 100  # expired, and in the next bucket
+    uploads.stage_payload("twice", 0, b'"new"', "")  # starts afresh: a new claim
+    uploads.stage_part("twice", 0, [{"index": 0, "staged": True}], "")
+    now[0] = start + BUCKET_SECONDS + 60 + SWEEP_GRACE_SECONDS + 1  # the old bucket is due
+    assert uploads.sweep(now[0]) == 0  # the new claim is not past its grace yet
+    assert service.data.get(keys.task_input("twice", 0)) == b'"new"'
+    assert service.data.get(keys.upload_part("twice", 0))
