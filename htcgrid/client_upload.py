@@ -106,7 +106,9 @@ def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[
         priority = next(given, None) if given is not None else None
         if given is not None and priority is None:
             raise ValidationError("task_priorities needs one entry per task")
-        payload = task_json(index, value)
+        # an exact-size copy: an encoder's output may keep spare capacity (orjson's does),
+        # which a part holding many payloads would multiply
+        payload = bytes(memoryview(task_json(index, value)))
         yield PartTask(index, priority, value, payload)
         del value, payload  # not held while the next task is made and encoded
     if given is not None and next(given, None) is not None:
