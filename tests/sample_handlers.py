@@ -84,4 +84,4 @@ def timed_sleep(event: dict[str, Any], context: Any) -> dict[str, float]:
     """Sleep ``seconds``; report when the handler really started and ended (epoch seconds)."""
     started = time.time()
     time.sleep(event["seconds"])
-    return {"start": started, "end": time.time()}
+    return {"start": started, "end": time.time(), "stream": context.log_stream_name}

@@ -48,6 +48,7 @@ from htcgrid.models import (
     TaskState,
     after_handler_error,
     after_infrastructure_failure,
+    released,
 )
 from htcgrid.presence import AgentPresence
 from htcgrid.retry import Retrier
@@ -200,6 +201,7 @@ class Agent:
             self.stop()
         now = time.monotonic()
         if self.draining:
+            self._hand_back_unstarted()
             if not self.held and not self.outcomes:
                 return True
             if now >= self.drain_deadline:
@@ -418,6 +420,8 @@ class Agent:
             return
         if lease.task_id in self.doomed:
             self.doomed.discard(lease.task_id)
+        elif self.draining:
+            self._settle(released(lease))
         else:
             self.backlog.appendleft(lease)
 
@@ -539,19 +543,33 @@ class Agent:
         self.backlog = deque(le for le in self.backlog if le.task_id not in gone)
         self._enforce_deadlines(time.monotonic())
 
+    def _hand_back_unstarted(self) -> None:
+        """Draining: tasks not started yet go back to the queue at once, for other agents,
+        without using an attempt; queued ones are withdrawn from their workers first."""
+        for lease in self.backlog:
+            self._settle(released(lease))
+        self.backlog.clear()
+        for slot in self.slots:
+            for lease in slot.queued():
+                with contextlib.suppress(OSError):
+                    slot.withdraw(lease)
+
     def _abandon_held(self) -> None:
-        """The grace period is over: stop the workers and give their tasks back."""
+        """The grace period is over: stop the workers and give their tasks back (a running
+        one as an infrastructure failure, one that never started as released)."""
         if self.held:
             log.warning("stopping with %d task(s) unfinished: handing them back", len(self.held))
         for slot in self.slots:
             held = list(slot.inflight)
             slot.inflight.clear()
             slot.kill()
-            for lease in held:
+            for i, lease in enumerate(held):
                 if lease.task_id in self.held:
-                    self._settle(after_infrastructure_failure(lease, *STOPPED))
+                    self._settle(
+                        after_infrastructure_failure(lease, *STOPPED) if i == 0 else released(lease)
+                    )
         for lease in list(self.backlog):
-            self._settle(after_infrastructure_failure(lease, *STOPPED))
+            self._settle(released(lease))
         self.backlog.clear()
         self.held.clear()
 

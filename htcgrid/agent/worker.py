@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-import json
 import os
 import signal
 import sys
@@ -25,7 +24,7 @@ from htcgrid.agent import lambda_env
 from htcgrid.agent.channel import AgentChannel
 from htcgrid.agent.messages import InitError, Ready, Task
 from htcgrid.agent.runtime import Handler, LambdaContext, error_info, load_handler
-from htcgrid.models import ErrorInfo
+from htcgrid.models import ErrorInfo, json_dumps, json_loads
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,9 @@ def run_one(
         capture.start()
     with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         try:
-            value = handler(json.loads(payload), context)
+            value = handler(json_loads(payload), context)
             try:
-                result = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+                result = json_dumps(value)
             except (TypeError, ValueError, RecursionError) as exc:
                 raise TypeError(
                     f"the handler's return value ({type(value).__name__}) is not "

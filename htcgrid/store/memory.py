@@ -275,7 +275,7 @@ class MemoryTaskStore(TaskStore):
                 if t is None:
                     continue
                 if o.state is TaskState.PENDING:
-                    self._requeue(t, log=o.log)
+                    self._requeue(t, log=o.log, attempt=t.attempt - int(o.released))
                 else:
                     self._finish(
                         t,

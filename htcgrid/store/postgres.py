@@ -289,6 +289,7 @@ class PostgresTaskStore(TaskStore):
             "output_refs": [o.output_ref for _, _, o in keyed],
             "errors": [o.error.to_json() if o.error else None for _, _, o in keyed],
             "logs": [o.log if agent_id is not None else None for _, _, o in keyed],
+            "releases": [o.released for _, _, o in keyed],
             "agent": agent_id,
             "now": now,
             "tasks_channel": self._tasks_channel,

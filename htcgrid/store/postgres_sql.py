@@ -64,8 +64,10 @@ APPLY = """
 WITH req AS (
     SELECT * FROM unnest(
         %(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[], %(states)s::text[],
-        %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[]
-    ) WITH ORDINALITY AS r(session_id, idx, attempt, state, output, output_ref, error, log, ord)
+        %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[],
+        %(releases)s::bool[]
+    ) WITH ORDINALITY AS r(
+        session_id, idx, attempt, state, output, output_ref, error, log, released, ord)
 ), hit AS MATERIALIZED (
     -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
     -- would scan every processing task of the grid when statistics are stale
@@ -96,7 +98,7 @@ WITH req AS (
     UPDATE tasks t
     SET state = n.state, owner = NULL, lease_expires_at = NULL, output = n.output,
         output_ref = n.output_ref, error = n.error, log = coalesce(n.log, t.log),
-        done_seq = n.done_seq,
+        done_seq = n.done_seq, attempt = t.attempt - n.released::int,
         finished_at = CASE WHEN n.state = 'pending' THEN NULL ELSE %(now)s END
     FROM numbered n
     WHERE t.session_id = n.session_id AND t.idx = n.idx

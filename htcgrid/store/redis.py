@@ -357,7 +357,12 @@ class RedisTaskStore(TaskStore):
                 raise ValueError(f"an outcome cannot move a task to {o.state}")
             flags = "".join(
                 flag
-                for flag, value in (("o", o.output), ("r", o.output_ref), ("e", o.error))
+                for flag, value in (
+                    ("o", o.output),
+                    ("r", o.output_ref),
+                    ("e", o.error),
+                    ("x", True if o.released else None),
+                )
                 if value is not None
             )
             error = o.error.to_json() if o.error else ""

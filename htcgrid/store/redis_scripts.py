@@ -236,6 +236,7 @@ for i = 4, #ARGV, 8 do
     redis.call('ZREM', P .. 'leases', tid)
     if log == '' then redis.call('HDEL', key, 'log') else redis.call('HSET', key, 'log', log) end
     if state == 'pending' then
+      if string.find(flags, 'x', 1, true) then redis.call('HINCRBY', key, 'at', -1) end
       requeue(tid, key, sid)
     else
       local fields = {}

@@ -356,9 +356,9 @@ class SQLiteTaskStore(TaskStore):
                 if o.state is TaskState.PENDING:
                     n = db.execute(
                         "UPDATE tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-                        "log = ? WHERE session_id = ? AND idx = ? AND state = 'processing' "
-                        "AND owner = ? AND attempt = ?",
-                        (o.log, *match),
+                        "log = ?, attempt = attempt - ? WHERE session_id = ? AND idx = ? "
+                        "AND state = 'processing' AND owner = ? AND attempt = ?",
+                        (o.log, int(o.released), *match),
                     ).rowcount
                 else:
                     n = db.execute(

@@ -8,6 +8,7 @@ import heapq
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,3 +211,25 @@ def test_a_stalled_loop_is_reported_once_per_stall() -> None:
     watch.turn()
     now[0] += 3
     assert watch.report(2.0) is not None  # a new stall is reported again
+
+
+def test_a_draining_agent_hands_unstarted_tasks_to_another_at_once(tmp_path: Path) -> None:
+    with grid_on("file", tmp_path) as grid:
+        first = production_agent(grid, "timed_sleep", 1, tmp_path)
+        first.avg_task_seconds = 1e-4  # deep prefetch: it takes every task of the session
+        second = production_agent(grid, "timed_sleep", 1, tmp_path)
+        sid = grid.submit(SubmitRequest(tasks=[{"seconds": 1.0}] * 4, max_attempts=1))
+        with running(first):
+            until(lambda: len(first.held) == 4 and any(s.inflight for s in first.slots), 30, "all held")
+            with running(second):
+                until(lambda: any(s.ready for s in second.slots), 30, "the second agent's worker")
+                stopped_at = time.time()
+                first.stop()
+                records = wait_done(grid, sid.session_id)
+    assert [(r.state, r.attempt) for r in records] == [(TaskState.FINISHED, 1)] * 4
+    ran = [json.loads(r.output or b"{}") for r in records]
+    by_first = [r for r in ran if first.agent_id in r["stream"]]
+    by_second = [r for r in ran if second.agent_id in r["stream"]]
+    assert len(by_first) == 1, "only the running task stays with the draining agent"
+    assert len(by_second) == 3
+    assert min(r["start"] for r in by_second) - stopped_at < FAST.heartbeat_seconds + 0.5

@@ -18,6 +18,7 @@ from htcgrid.models import (
     SessionSpec,
     TaskState,
     expired_reason,
+    released,
     task_id,
 )
 from htcgrid.store import TaskStore, open_store
@@ -258,6 +259,20 @@ def test_infrastructure_failure_requeues_the_task(store: TaskStore) -> None:
     (again,) = store.claim("other", 1, LEASE, NOW + 2)
     assert again.attempt == 2
     assert store.results("s1") == []
+
+
+def test_a_released_task_goes_back_without_using_an_attempt(store: TaskStore) -> None:
+    make_session(store, n=2, max_attempts=1)
+    first, second = store.claim("agent", 2, LEASE, NOW)
+    assert store.complete("agent", [released(first), released(second)], NOW + 1) == [True, True]
+    assert store.count_states("s1")[TaskState.PENDING] == 2
+    again = store.claim("other", 2, LEASE, NOW + 2)
+    assert [(le.task_id, le.attempt) for le in again] == [("s1_0", 1), ("s1_1", 1)]
+    # the first claim's attempt number is now the other agent's: the releaser holds nothing
+    assert store.complete("agent", [finish("s1_0", 1)], NOW + 3) == [False]
+    assert store.complete("other", [finish("s1_0", 1)], NOW + 3) == [True]
+    assert store.complete("other", [released(again[1])], NOW + 4) == [True]
+    assert store.get_task("s1_1").attempt == 0  # type: ignore[union-attr]
 
 
 def test_cancel_pending_and_processing(store: TaskStore) -> None:
