@@ -106,9 +106,7 @@ def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[
         priority = next(given, None) if given is not None else None
         if given is not None and priority is None:
             raise ValidationError("task_priorities needs one entry per task")
-        # an exact-size copy: an encoder's output may keep spare capacity (orjson's does),
-        # which a part holding many payloads would multiply
-        payload = bytes(memoryview(task_json(index, value)))
+        payload = task_json(index, value)
         yield PartTask(index, priority, value, payload)
         del value, payload  # not held while the next task is made and encoded
     if given is not None and next(given, None) is not None:
@@ -126,8 +124,10 @@ def _upload(
             if task.payload is not None and len(task.payload) > STAGE_ALONE_BYTES:
                 transport.stage_payload(session_id, task.index, task.payload)
                 task = PartTask(task.index, task.priority, None, None)
-            else:  # a part carries the JSON only
-                task = PartTask(task.index, task.priority, None, task.payload)
+            elif task.payload is not None:  # a part carries the JSON only, at its exact size:
+                # an encoder's output may keep spare capacity (orjson's does), which a part
+                # holding many payloads would multiply
+                task = PartTask(task.index, task.priority, None, bytes(memoryview(task.payload)))
             part.append(task)
             size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
             if size >= PART_BYTES:
