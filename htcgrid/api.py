@@ -24,6 +24,7 @@ from htcgrid import __version__
 from htcgrid.api_agents import agents_router
 from htcgrid.api_auth import auth_router, principal_dependency
 from htcgrid.api_functions import functions_router
+from htcgrid.api_scaling import scaling_router
 from htcgrid.api_uploads import PAYLOAD_PATH, uploads_router
 from htcgrid.auth import Authenticator, Principal
 from htcgrid.authstore import KEY_ID_PATTERN
@@ -239,6 +240,7 @@ def create_app(
         app.include_router(auth_router(auth, principal))
     app.include_router(functions_router(service.functions, principal, security.max_body_bytes))
     app.include_router(agents_router(service.store, principal))
+    app.include_router(scaling_router(service, principal))
     app.include_router(uploads_router(service, principal))
 
     @app.get("/healthz", tags=["ops"])
