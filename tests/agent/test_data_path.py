@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ def wait_done(grid: GridService, session_id: str, timeout: float = 120) -> list[
     after = 0
     while True:
         page = grid.results(session_id, after, 1000)
-        records += [grid.task(r.task_id) if r.output is None else r for r in page.results]
+        records += [
+            replace(r, output=grid.task_output(r.task_id)) if r.output_ref else r
+            for r in page.results
+        ]
         if not page.results:
             return sorted(records, key=lambda r: r.index)
         after = page.next_seq
