@@ -18,13 +18,14 @@ from pydantic import BaseModel, Field
 
 from htcgrid.api_auth import PrincipalDependency
 from htcgrid.auth import Principal
-from htcgrid.models import DEFAULT_FUNCTION, TaskState
-from htcgrid.scaling import DEFAULT_TARGET_BACKLOG, ScalingPolicy, desired_capacity
+from htcgrid.models import DEFAULT_FUNCTION
+from htcgrid.scaling import (
+    DEFAULT_TARGET_BACKLOG,
+    ScalingPolicy,
+    desired_capacity,
+    running_tasks,
+)
 from htcgrid.service import GridService
-from htcgrid.store import TaskStore
-
-SESSIONS_SCANNED = 10_000  # running tasks are counted over the newest sessions this many
-PAGE = 1000
 
 
 class ScalingPolicyAnswer(BaseModel):
@@ -40,21 +41,6 @@ class ScalingAnswer(BaseModel):
     running: int = Field(description="Tasks being processed now.")
     functions: dict[str, int] = Field(description="Pending tasks per function.")
     policy: ScalingPolicyAnswer
-
-
-def running_tasks(store: TaskStore, max_sessions: int = SESSIONS_SCANNED) -> int:
-    """Tasks in ``processing`` over the newest ``max_sessions`` sessions that are not complete
-    (a complete session runs nothing, so it costs no count)."""
-    running, offset = 0, 0
-    while offset < max_sessions:
-        page = store.list_sessions(limit=min(PAGE, max_sessions - offset), offset=offset)
-        for session in page:
-            if not session.complete:
-                running += store.count_states(session.id)[TaskState.PROCESSING]
-        if len(page) < PAGE:
-            break
-        offset += len(page)
-    return running
 
 
 def queue_depths(service: GridService) -> dict[str, int]:

@@ -1,19 +1,18 @@
 """``htcgrid up``: a whole grid on this machine, supervised by one process.
 
 The API and TTL checker run in this process; each agent is a child process in its own
-session, so a Ctrl-C reaches only us and we stop the agents in order: they finish what they
-run (within the grace period), then exit. Agents watch our pid and leave if we die.
+session (``htcgrid.local_agents``), so a Ctrl-C reaches only us and we stop the agents in order:
+they finish what they run (within the grace period), then exit. Agents watch our pid and leave
+if we die. With ``--agents MIN:MAX`` the number of agents follows the backlog.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -31,10 +30,14 @@ from htcgrid.credentials import (
 from htcgrid.datadir import claim_data_dir
 from htcgrid.errors import Conflict
 from htcgrid.limits import SecurityConfig
+from htcgrid.local_agents import AgentPool, PoolScaler
+from htcgrid.scaling import DEFAULT_COOLDOWN_SECONDS, DEFAULT_TARGET_BACKLOG, ScalingPolicy
 from htcgrid.server import APIServer, bind
 from htcgrid.settings import Settings
 
 log = logging.getLogger("htcgrid.up")
+TICK_SECONDS = 0.2  # how often dead agents are noticed
+SCALE_POLL_SECONDS = 1.0  # how often the backlog is read to scale agents
 
 
 class LocalGrid:
@@ -43,24 +46,35 @@ class LocalGrid:
         data_dir: Path,
         host: str,
         port: int,
-        agents: int,
+        agents: int | tuple[int, int],
         slots: int,
         handler: str,
         paths: list[str],
         settings: Settings,
         security: SecurityConfig | None = None,
         tls: tuple[str, str] | None = None,
+        target_backlog: float = DEFAULT_TARGET_BACKLOG,
+        cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS,
     ) -> None:
+        """``agents`` is a number, or MIN:MAX bounds to scale between on the backlog (a
+        ``target_backlog`` of pending tasks per slot; scale-in ``cooldown_seconds`` after
+        the last change)."""
         self.data_dir = data_dir.resolve()
         self.security = security or SecurityConfig()
         self.tls = tls
         self.host, self.port = host, port
-        self.agent_count, self.slots = agents, slots
+        self.min_agents, self.max_agents = (agents, agents) if isinstance(agents, int) else agents
+        self.slots = slots
+        self.policy = None
+        if self.max_agents > self.min_agents:
+            self.policy = ScalingPolicy(
+                self.min_agents, self.max_agents, target_backlog, slots, cooldown_seconds
+            )
         self.handler, self.paths = handler, [str(Path(p).resolve()) for p in paths]
         self.settings = settings
         self.store_url = f"sqlite://{self.data_dir / 'grid.db'}"
         self.data_url = f"file://{self.data_dir / 'blobs'}"
-        self.agents: list[subprocess.Popen[bytes]] = []
+        self.pool = AgentPool(self._agent_command, settings.grace_seconds)
         self.stop_requests = 0
         self._stop = threading.Event()
 
@@ -79,16 +93,11 @@ class LocalGrid:
             command += ["--path", path]
         return command
 
-    def _start_agent(self, number: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self._agent_command(number), start_new_session=True)
-
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stop_requests += 1
         self._stop.set()
         if self.stop_requests > 1:
-            for proc in self.agents:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+            self.pool.kill()
 
     def run(self) -> int:
         sock = bind(self.host, self.port)  # first: a port in use leaves nothing on disk
@@ -102,17 +111,17 @@ class LocalGrid:
         remember_grid(api.url, self.data_dir)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        self.agents = [self._start_agent(i) for i in range(self.agent_count)]
+        self.pool.grow(self.min_agents)
         click.echo(
-            f"htcgrid is up: {self.agent_count} agent(s) x {self.slots} slot(s), "
+            f"htcgrid is up: {self._describe_agents()} x {self.slots} slot(s), "
             f"handler {self.handler}, data in {self.data_dir}",
             err=True,
         )
         self._announce_access(api)
         click.echo(api.url)
         sys.stdout.flush()
-        code = self._supervise()
-        self._stop_agents()
+        code = self._supervise(api)
+        self.pool.stop()
         api.stop()
         click.echo("htcgrid stopped", err=True)
         return code
@@ -137,31 +146,26 @@ class LocalGrid:
         else:
             click.echo(f"htcgrid: log in with: htcgrid login --url {api.url}", err=True)
 
-    def _supervise(self) -> int:
-        while not self._stop.wait(0.2):
-            for i, proc in enumerate(self.agents):
-                code = proc.poll()
-                if code is None:
-                    continue
-                log.warning("agent %d exited with code %s; starting a new one", i, code)
-                self.agents[i] = self._start_agent(i)
-        return 0
+    def _describe_agents(self) -> str:
+        if self.policy is None:
+            return f"{self.min_agents} agent(s)"
+        return (
+            f"{self.min_agents}..{self.max_agents} agents (scaled on the backlog, "
+            f"{self.policy.target_backlog:g} pending per slot)"
+        )
 
-    def _stop_agents(self) -> None:
-        """Agents get the grace period to finish what they run; then each is killed with its
-        process group (its workers and whatever their handlers started)."""
-        for proc in self.agents:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.grace_seconds
-        for proc in self.agents:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("agent %d did not stop within the grace period: killing it", proc.pid)
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)  # its own group, started by us
-            proc.wait()
+    def _supervise(self, api: APIServer) -> int:
+        """Restart dead agents (with backoff) and, with MIN:MAX, resize on the backlog."""
+        scaler = None
+        if self.policy is not None:
+            scaler = PoolScaler(self.pool, api.service.store, self.policy, announce=_say)
+        next_scale = time.monotonic()
+        while not self._stop.wait(TICK_SECONDS):
+            self.pool.check()
+            if scaler is not None and time.monotonic() >= next_scale:
+                next_scale = time.monotonic() + SCALE_POLL_SECONDS
+                scaler.tick()
+        return 0
 
 
 def ensure_admin(auth: Authenticator, path: Path, url: str) -> Path | None:
@@ -183,6 +187,10 @@ def ensure_admin(auth: Authenticator, path: Path, url: str) -> Path | None:
             return None
     write_private(path, json.dumps({**found, "url": url}, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def _say(text: str) -> None:
+    click.echo(f"htcgrid: {text}", err=True)
 
 
 def _pid() -> int:

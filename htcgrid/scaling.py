@@ -13,6 +13,8 @@ agents), by ``GET /v1/scaling`` (the signal KEDA scales agent pods on) and by th
 - scale-out is immediate (a backlog waits for no one); scale-in only once ``cooldown_seconds``
   have passed since the last change, so a capacity that just changed does not flap back.
 
+``running_tasks`` reads the running count from any task store.
+
 Scale-in itself never interrupts a task: whoever applies the decision retires a unit by asking
 it to drain (``htcgrid agent`` on SIGTERM claims nothing more and finishes what it runs).
 """
@@ -23,9 +25,13 @@ import math
 from dataclasses import dataclass
 
 from htcgrid.errors import ConfigurationError
+from htcgrid.models import TaskState
+from htcgrid.store.base import TaskStore
 
 DEFAULT_TARGET_BACKLOG = 2.0  # pending tasks per slot: HTC-Grid's htc_agent_target_value
 DEFAULT_COOLDOWN_SECONDS = 30.0
+SESSIONS_SCANNED = 10_000  # running tasks are counted over the newest sessions this many
+_PAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def _clamp(value: int, low: int, high: int) -> int:
 
 
 def parse_range(text: str) -> tuple[int, int]:
-    """``"MIN:MAX"`` (or ``"N"``, meaning ``N:N``) as two whole numbers, 0 <= MIN <= MAX, MAX >= 1;
+    """``"MIN:MAX"`` (or ``"N"``, meaning ``N:N``) as two whole numbers, 0 <= MIN <= MAX;
     a ``ConfigurationError`` in one line otherwise."""
     low_text, sep, high_text = text.partition(":")
     try:
@@ -92,6 +98,21 @@ def parse_range(text: str) -> tuple[int, int]:
         high = int(high_text) if sep else low
     except ValueError:
         raise ConfigurationError(f"{text!r} is not MIN:MAX (two whole numbers, e.g. 1:8)") from None
-    if not 0 <= low <= high or high < 1:
-        raise ConfigurationError(f"{text!r} needs 0 <= MIN <= MAX and MAX >= 1")
+    if not 0 <= low <= high:
+        raise ConfigurationError(f"{text!r} needs 0 <= MIN <= MAX")
     return low, high
+
+
+def running_tasks(store: TaskStore, max_sessions: int = SESSIONS_SCANNED) -> int:
+    """Tasks in ``processing`` over the newest ``max_sessions`` sessions that are not complete
+    (a complete session runs nothing, so it costs no count)."""
+    running, offset = 0, 0
+    while offset < max_sessions:
+        page = store.list_sessions(limit=min(_PAGE, max_sessions - offset), offset=offset)
+        for session in page:
+            if not session.complete:
+                running += store.count_states(session.id)[TaskState.PROCESSING]
+        if len(page) < _PAGE:
+            break
+        offset += len(page)
+    return running

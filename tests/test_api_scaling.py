@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from htcgrid.api import create_app
-from htcgrid.api_scaling import running_tasks
 from htcgrid.auth import Authenticator
 from htcgrid.dataplane import open_data_plane
 from htcgrid.functions import FunctionRegistry
 from htcgrid.limits import SecurityConfig
+from htcgrid.scaling import running_tasks
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.store import open_store
 

@@ -83,12 +83,14 @@ def test_a_bad_policy_is_one_configuration_error(kwargs: dict[str, float]) -> No
         ScalingPolicy(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1:8", (1, 8)), ("0:3", (0, 3)), ("4", (4, 4))])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1:8", (1, 8)), ("0:3", (0, 3)), ("4", (4, 4)), ("0", (0, 0))]
+)
 def test_parse_range(text: str, expected: tuple[int, int]) -> None:
     assert parse_range(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "a:b", "3:1", "0:0", "1:", ":4", "-1:2", "1:2:3"])
+@pytest.mark.parametrize("text", ["", "a:b", "3:1", "1:", ":4", "-1:2", "1:2:3", "1.5:2"])
 def test_parse_range_refuses_in_one_line(text: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_range(text)

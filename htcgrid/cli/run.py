@@ -23,8 +23,23 @@ from htcgrid.cli.options import (
     url_option,
     worker_options,
 )
+from htcgrid.errors import ConfigurationError
+from htcgrid.scaling import DEFAULT_COOLDOWN_SECONDS, DEFAULT_TARGET_BACKLOG, parse_range
 
 # ---- running a grid ---------------------------------------------------------------------
+
+MAX_LOCAL_AGENTS = 256
+
+
+def _agent_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """N, or MIN:MAX, as (MIN, MAX) bounds of ``htcgrid up``'s agents."""
+    try:
+        low, high = parse_range(value)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if high > MAX_LOCAL_AGENTS:
+        raise click.BadParameter(f"at most {MAX_LOCAL_AGENTS} agents, not {high}", ctx, param)
+    return low, high
 
 
 @click.command()
@@ -41,11 +56,32 @@ from htcgrid.cli.options import (
 @click.option(
     "--agents",
     envvar=env("AGENTS"),
-    type=click.IntRange(0, 256),
-    default=1,
+    metavar="N|MIN:MAX",
+    callback=_agent_range,
+    default="1",
     show_default=True,
     show_envvar=True,
-    help="Agent processes to run.",
+    help="Agent processes to run: N, or MIN:MAX to scale with the backlog "
+    "(scale-in drains agents: no running task is interrupted).",
+)
+@click.option(
+    "--target-backlog",
+    envvar=env("TARGET_BACKLOG"),
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TARGET_BACKLOG,
+    show_default=True,
+    show_envvar=True,
+    help="With --agents MIN:MAX: pending tasks per slot that call for one more agent "
+    "(HTC-Grid's htc_agent_target_value).",
+)
+@click.option(
+    "--cooldown-seconds",
+    envvar=env("COOLDOWN_SECONDS"),
+    type=click.FloatRange(min=0),
+    default=DEFAULT_COOLDOWN_SECONDS,
+    show_default=True,
+    show_envvar=True,
+    help="With --agents MIN:MAX: how long after a change of agents before any is retired.",
 )
 @worker_options
 @security_options
@@ -55,7 +91,9 @@ def up(
     data_dir: str,
     host: str,
     port: int,
-    agents: int,
+    agents: tuple[int, int],
+    target_backlog: float,
+    cooldown_seconds: float,
     slots: int,
     handler: str,
     paths: tuple[str, ...],
@@ -76,7 +114,18 @@ def up(
     security, tls = _security(no_auth, tls_cert, tls_key)
     _warn_if_exposed(host, tls, no_auth)
     grid = LocalGrid(
-        Path(data_dir), host, port, agents, slots, handler, list(paths), settings, security, tls
+        Path(data_dir),
+        host,
+        port,
+        agents,
+        slots,
+        handler,
+        list(paths),
+        settings,
+        security,
+        tls,
+        target_backlog=target_backlog,
+        cooldown_seconds=cooldown_seconds,
     )
     sys.exit(grid.run())
 
