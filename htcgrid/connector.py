@@ -42,13 +42,19 @@ from typing import Any
 
 import httpx
 
-from htcgrid.client import PAGE, Client, HTTPTransport, TaskResult
+from htcgrid.client.http import HTTPTransport
+from htcgrid.client.logins import HeaderAuth, TokenAuth, choose_auth
+from htcgrid.client.session import PAGE, Client, TaskResult
 from htcgrid.compat import grid_config
 from htcgrid.compat.answers import Answer, cancel_answer, results_answer, submit_answer
 from htcgrid.compat.dataplane import DataPlaneReader
-from htcgrid.credentials import HeaderAuth, TokenAuth, choose_auth
-from htcgrid.errors import AuthError, BackendUnavailable, ConfigurationError, NotFound
-from htcgrid.limits import TooManyRequests
+from htcgrid.errors import (
+    AuthError,
+    BackendUnavailable,
+    ConfigurationError,
+    NotFound,
+    TooManyRequests,
+)
 from htcgrid.models import DEFAULT_FUNCTION
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

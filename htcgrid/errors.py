@@ -154,3 +154,7 @@ BY_CODE: dict[str, type[GridError]] = {
         BackendUnavailable,
     )
 }
+
+
+class NoAgentWarning(UserWarning):
+    """Warned when a session is submitted to a grid on which no agent has been seen for a while."""

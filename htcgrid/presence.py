@@ -28,10 +28,6 @@ FORGET_SECONDS = 86400.0  # records of agents silent for this long are removed w
 WARNING_CACHE_SECONDS = 2.0
 
 
-class NoAgentWarning(UserWarning):
-    """A session was submitted to a grid on which no agent has been seen for a while."""
-
-
 @dataclass(frozen=True)
 class AgentInfo:
     agent_id: str

@@ -12,14 +12,13 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from htcgrid.api import create_app
-from htcgrid.auth import Authenticator
+from htcgrid.api.server import APIServer, bind
+from htcgrid.auth.principals import Authenticator
 from htcgrid.cli import main
 from htcgrid.dataplane import open_data_plane
 from htcgrid.functions import zip_directory
-from htcgrid.limits import SecurityConfig
-from htcgrid.server import APIServer, bind
 from htcgrid.service import GridService
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 from htcgrid.store import open_store
 
 PASSWORD = "correct horse battery"

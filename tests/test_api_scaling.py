@@ -8,12 +8,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from htcgrid.api import create_app
-from htcgrid.auth import Authenticator
+from htcgrid.auth.principals import Authenticator
 from htcgrid.dataplane import open_data_plane
 from htcgrid.functions import FunctionRegistry
-from htcgrid.limits import SecurityConfig
 from htcgrid.scaling import running_tasks
 from htcgrid.service import GridService, SubmitRequest
+from htcgrid.settings import SecurityConfig
 from htcgrid.store import open_store
 
 PASSWORD = "correct horse battery"

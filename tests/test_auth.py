@@ -11,14 +11,21 @@ import pytest
 from backends import DATA_KINDS, backend_url
 
 import htcgrid
-from htcgrid.auth import Authenticator
+from htcgrid.api.middleware import TokenBuckets
+from htcgrid.api.server import APIServer, bind
+from htcgrid.auth.passwords import LoginThrottle
+from htcgrid.auth.principals import Authenticator
+from htcgrid.auth.tokens import Claims, TokenExpired, sign
 from htcgrid.dataplane import DataPlane, open_data_plane
-from htcgrid.errors import AuthError, Conflict, Forbidden, NotFound, ValidationError
-from htcgrid.limits import SecurityConfig, TokenBuckets, TooManyAttempts
-from htcgrid.passwords import LoginThrottle
-from htcgrid.server import APIServer, bind
-from htcgrid.settings import Settings
-from htcgrid.tokens import Claims, TokenExpired, sign
+from htcgrid.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyAttempts,
+    ValidationError,
+)
+from htcgrid.settings import SecurityConfig, Settings
 
 PASSWORD = "correct horse battery"
 

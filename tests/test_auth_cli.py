@@ -18,10 +18,9 @@ from click.testing import CliRunner, Result
 from grid_process import ROOT, htcgrid_up
 
 import htcgrid
+from htcgrid.api.server import APIServer, bind
 from htcgrid.cli import main
-from htcgrid.limits import SecurityConfig
-from htcgrid.server import APIServer, bind
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 
 PASSWORD = "a password for the cli"
 

@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 from pathlib import Path
 
-from htcgrid.authstore import AuthRecords, KeyRecord, User
+from htcgrid.auth.records import AuthRecords, KeyRecord, User
 from htcgrid.dataplane import open_data_plane
 
 

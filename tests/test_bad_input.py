@@ -15,8 +15,8 @@ import httpx
 import pytest
 from grid_process import GridProcess, htcgrid_up
 
+from htcgrid.auth.tokens import Claims, sign
 from htcgrid.store import open_store
-from htcgrid.tokens import Claims, sign
 
 pytestmark = pytest.mark.slow
 PASSWORD = "bad input, good password"

@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 import htcgrid
 from htcgrid import client_upload
 from htcgrid.api import create_app
-from htcgrid.client import Client, HTTPTransport
+from htcgrid.client.http import HTTPTransport
+from htcgrid.client.session import Client
 from htcgrid.dataplane import keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
-from htcgrid.limits import SecurityConfig
 from htcgrid.models import Outcome, TaskState
 from htcgrid.service import PAGE_BYTES, GridService, SubmitRequest
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 from htcgrid.uploads import BUCKET_SECONDS, SWEEP_GRACE_SECONDS
 
 KIB = 1024

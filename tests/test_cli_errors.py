@@ -185,8 +185,8 @@ def test_the_empty_list_reads_the_same_over_http() -> None:
 
     from htcgrid.api import create_app
     from htcgrid.dataplane import open_data_plane
-    from htcgrid.limits import SecurityConfig
     from htcgrid.service import GridService
+    from htcgrid.settings import SecurityConfig
     from htcgrid.store import open_store
 
     service = GridService(open_store("memory://"), open_data_plane("memory://"))

@@ -13,7 +13,8 @@ from sample_handlers_path import HERE
 import htcgrid
 from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
-from htcgrid.client import Client, TaskFailed
+from htcgrid.client.session import Client
+from htcgrid.errors import TaskFailed
 from htcgrid.models import TaskState
 from htcgrid.settings import Settings
 

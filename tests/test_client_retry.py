@@ -21,7 +21,7 @@ import pytest
 from procs import until
 
 import htcgrid
-from htcgrid.client import HTTPTransport
+from htcgrid.client.http import HTTPTransport
 from htcgrid.errors import BackendUnavailable
 from htcgrid.models import Outcome, TaskState
 from htcgrid.store import open_store

@@ -18,11 +18,10 @@ from grid_process import GridProcess, htcgrid_up
 from procs import until
 
 import htcgrid
+from htcgrid.api.server import APIServer, bind
 from htcgrid.connector import AWSConnector, GridConnector, api_url
 from htcgrid.errors import AuthError, ConfigurationError, NotFound, ValidationError
-from htcgrid.limits import SecurityConfig
-from htcgrid.server import APIServer, bind
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a password for tests"
@@ -231,7 +230,7 @@ def test_in_out_manager_and_the_raw_results_answer(grid: GridProcess) -> None:
 
 def test_only_the_connector_sets_the_root_logger_to_info() -> None:
     probe = (
-        "import logging, htcgrid, htcgrid.client, htcgrid.compat.grid_config;"
+        "import logging, htcgrid, htcgrid.client.session, htcgrid.compat.grid_config;"
         "before = logging.getLogger().level;"
         "import htcgrid.connector;"
         "print(before, logging.getLogger().level, logging.getLogger('httpx').level)"

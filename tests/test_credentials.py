@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from htcgrid.credentials import (
+from htcgrid.client.logins import (
     ADMIN_CREDENTIALS,
     LoginStore,
     Tokens,

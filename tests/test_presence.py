@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 
 import htcgrid
 from htcgrid.api import create_app
-from htcgrid.auth import Authenticator
+from htcgrid.auth.principals import Authenticator
 from htcgrid.cli import main
 from htcgrid.dataplane import open_data_plane
+from htcgrid.errors import NoAgentWarning
 from htcgrid.presence import (
     FORGET_SECONDS,
     AgentPresence,
-    NoAgentWarning,
     PresenceCheck,
     list_agents,
     no_agent_warning,

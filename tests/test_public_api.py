@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import htcgrid
-import htcgrid.client
+import htcgrid.client.http
 import htcgrid.errors
 
 
@@ -26,7 +26,7 @@ def test_every_error_of_the_tree_is_exported_from_htcgrid() -> None:
 def test_every_error_the_client_module_names_is_in_the_tree() -> None:
     raised = {
         name
-        for name, value in vars(htcgrid.client).items()
+        for name, value in vars(htcgrid.client.session).items()
         if inspect.isclass(value) and issubclass(value, Exception)
     }
     assert raised <= set(htcgrid.__all__), raised - set(htcgrid.__all__)
@@ -56,4 +56,4 @@ def test_an_error_code_the_client_does_not_know_keeps_its_family(
 ) -> None:
     body = {"error": {"code": "something_new", "message": "what went wrong"}}
     with pytest.raises(family, match="what went wrong"):
-        htcgrid.client._raise_for(httpx.Response(status, json=body), body)
+        htcgrid.client.http._raise_for(httpx.Response(status, json=body), body)

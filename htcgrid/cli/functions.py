@@ -29,7 +29,7 @@ def function_url_options(fn: F) -> F:
 
 
 def _functions(url: str, data_url: str | None, token: str | None) -> Any:
-    from htcgrid.function_admin import open_functions
+    from htcgrid.cli.function_admin import open_functions
 
     return open_functions(url, data_url, token)
 

@@ -169,7 +169,7 @@ def security_options(fn: F) -> F:
 
 
 def _security(no_auth: bool, tls_cert: str | None, tls_key: str | None) -> Any:
-    from htcgrid.limits import SecurityConfig
+    from htcgrid.settings import SecurityConfig
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
@@ -178,7 +178,7 @@ def _security(no_auth: bool, tls_cert: str | None, tls_key: str | None) -> Any:
 
 
 def _warn_if_exposed(host: str, tls: Any, no_auth: bool) -> None:
-    from htcgrid.server import is_loopback
+    from htcgrid.api.server import is_loopback
 
     if no_auth and not is_loopback(host):
         raise click.UsageError(

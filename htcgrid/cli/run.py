@@ -107,7 +107,7 @@ def up(
 
     The first start creates user 'admin' and writes its password and an API key to
     admin-credentials.json in the data dir (readable by you only)."""
-    from htcgrid.local import LocalGrid
+    from htcgrid.cli.up import LocalGrid
 
     settings = _settings(**with_config(grid_config, given))
     export_region(grid_config)
@@ -148,7 +148,7 @@ def server(
     **given: float | None,
 ) -> None:
     """Serve the API and run the TTL checker on any backend."""
-    from htcgrid.server import APIServer, bind
+    from htcgrid.api.server import APIServer, bind
 
     security, tls = _security(no_auth, tls_cert, tls_key)
     _warn_if_exposed(host, tls, no_auth)

@@ -13,12 +13,25 @@ from typing import Any, TypeVar
 
 import click
 
-from htcgrid.admin import Admin, DirectAdmin, open_admin
+from htcgrid.auth.admin import Admin, DirectAdmin
 from htcgrid.cli.options import FullHelpGroup
 from htcgrid.cli.output import iso, json_option, table, to_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_API = "http://127.0.0.1:8080"
+
+
+def open_admin(url: str, data_url: str | None = None, token: str | None = None) -> Admin:
+    """Administration through the API for an ``http(s)://`` URL, else on the grid's data plane."""
+    if url.startswith(("http://", "https://")):
+        from htcgrid.client.admin import HTTPAdmin
+
+        return HTTPAdmin(url, token=token)
+    from htcgrid.backends import grid_data_url
+    from htcgrid.client.direct import default_data_url
+    from htcgrid.dataplane import open_data_plane
+
+    return DirectAdmin(open_data_plane(grid_data_url(url, data_url or default_data_url())))
 
 
 def _grid_options(fn: F) -> F:
@@ -235,7 +248,7 @@ def login(
     url: str | None, username: str | None, password: str | None, credentials: Path | None
 ) -> None:
     """Log in and keep the token for later commands (in your config dir, mode 0600)."""
-    from htcgrid.credentials import (
+    from htcgrid.client.logins import (
         LoginStore,
         TokenAuth,
         read_admin_credentials,
@@ -252,7 +265,7 @@ def login(
         password = click.prompt("Password", hide_input=True)
     store = LoginStore()
     flow = TokenAuth(url, username=username, password=password)
-    from htcgrid.client import HTTPTransport
+    from htcgrid.client.http import HTTPTransport
 
     transport = HTTPTransport(url, auth=flow)
     try:
@@ -268,7 +281,7 @@ def login(
 @click.option("--url", envvar="HTCGRID_URL", default=DEFAULT_API, show_envvar=True)
 def logout(url: str) -> None:
     """Forget the token `htcgrid login` kept for URL."""
-    from htcgrid.credentials import LoginStore
+    from htcgrid.client.logins import LoginStore
 
     forgotten = LoginStore().remove(url)
     click.echo(f"logged out of {url}" if forgotten else f"no login kept for {url}")

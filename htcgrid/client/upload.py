@@ -21,7 +21,7 @@ from htcgrid.errors import ValidationError
 from htcgrid.models import json_dumps, task_json
 
 if TYPE_CHECKING:
-    from htcgrid.client import Transport
+    from htcgrid.client.session import Transport
 
 SINGLE_REQUEST_BYTES = 4 * 1024 * 1024
 PART_BYTES = 2 * 1024 * 1024

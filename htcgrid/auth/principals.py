@@ -21,12 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from htcgrid.authstore import AuthRecords, KeyRecord, User, key_id, new_uid, role, user_name
+from htcgrid.auth.passwords import (
+    MAX_PASSWORD_LENGTH,
+    LoginThrottle,
+    hash_password,
+    verify_password,
+)
+from htcgrid.auth.records import AuthRecords, KeyRecord, User, key_id, new_uid, role, user_name
+from htcgrid.auth.tokens import Claims, TokenKind, sign, verify
 from htcgrid.dataplane import DataPlane
 from htcgrid.errors import AuthError, Conflict, NotFound, ValidationError
-from htcgrid.limits import SecurityConfig
-from htcgrid.passwords import MAX_PASSWORD_LENGTH, LoginThrottle, hash_password, verify_password
-from htcgrid.tokens import Claims, TokenKind, sign, verify
+from htcgrid.settings import SecurityConfig
 
 API_KEY_PREFIX = "htcgrid_"
 SECRET_RELOAD_SECONDS = 5.0

@@ -16,14 +16,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from htcgrid.client_http import RETRY_SECONDS
-from htcgrid.client_http import HTTPTransport as HTTPTransport  # re-exported: its old home
-from htcgrid.client_http import _raise_for as _raise_for
-from htcgrid.client_upload import PartTask, part_entries, send_session
-from htcgrid.credentials import choose_auth
-from htcgrid.errors import TaskFailed as TaskFailed
+from htcgrid.client.direct import DirectTransport
+from htcgrid.client.http import RETRY_SECONDS, HTTPTransport
+from htcgrid.client.logins import choose_auth
+from htcgrid.client.progress import Progress
+from htcgrid.client.upload import PartTask, send_session
+from htcgrid.errors import NoAgentWarning, TaskFailed
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
-from htcgrid.progress import Progress
 
 POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
 PAGE = 5000
@@ -62,98 +61,6 @@ class Transport(Protocol):
     def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]: ...
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def close(self) -> None: ...
-
-
-class DirectTransport:
-    """Calls the control-plane logic in this process, straight on the backends."""
-
-    def __init__(self, url: str, data_url: str | None = None, create: bool = True) -> None:
-        from htcgrid.backends import open_grid
-        from htcgrid.service import GridService
-
-        store, data = open_grid(url, data_url or default_data_url(), create=create)
-        self.service = GridService(store, data)
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        from htcgrid.service import SubmitRequest
-
-        result = self.service.submit(SubmitRequest(**body))
-        answer: dict[str, Any] = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        if result.warning:
-            answer["warning"] = result.warning
-        return answer
-
-    def status(self, session_id: str, wait: float) -> dict[str, Any]:
-        return self.service.status(session_id, wait_seconds=wait).as_dict()
-
-    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
-        from htcgrid.service import result_dict
-
-        page = self.service.results(session_id, after, limit, wait)
-        return {
-            "results": [result_dict(r) for r in page.results],
-            "next": page.next_seq,
-            "complete": page.complete,
-        }
-
-    def cancel(self, session_id: str) -> dict[str, Any]:
-        from htcgrid.service import cancel_dict
-
-        return cancel_dict(session_id, self.service.cancel(session_id))
-
-    def delete(self, session_id: str) -> None:
-        self.service.delete(session_id)
-
-    def sessions(self, limit: int, offset: int) -> dict[str, Any]:
-        return {"sessions": [s.as_dict() for s in self.service.sessions(None, limit, offset)]}
-
-    def task(self, tid: str) -> dict[str, Any]:
-        from htcgrid.service import task_dict
-
-        return task_dict(self.service.task(tid))
-
-    def task_json(self, url: str) -> bytes:
-        tid, what = url.rstrip("/").split("/")[-2:]
-        if what == "payload":
-            return self.service.task_payload(tid)
-        return self.service.task_output(tid)
-
-    def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
-        return self.service.uploads.stage_payload(session_id, index, payload, "")
-
-    def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
-        count = self.service.uploads.stage_part(session_id, part, part_entries(tasks), "")
-        return {"part": part, "tasks": count}
-
-    def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        from htcgrid.service import SubmitRequest
-
-        options = dict(body)
-        count, parts = options.pop("task_count"), options.pop("parts")
-        request = SubmitRequest(tasks=(), session_id=session_id, **options)
-        result = self.service.uploads.commit(request, count, parts, "")
-        answer: dict[str, Any] = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        if result.warning:
-            answer["warning"] = result.warning
-        return answer
-
-    def close(self) -> None:
-        self.service.store.close()
-        self.service.data.close()
-
-
-def default_data_url() -> str | None:
-    """The data plane the environment names, if any; else the grid's own is used (the one
-    its store records, see ``htcgrid.backends``)."""
-    return os.environ.get("HTCGRID_DATA_URL") or None
 
 
 class Session:
@@ -259,7 +166,7 @@ class Client:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
 
         ``tasks`` may be any iterable, a generator too: it is read once, one task at a time,
-        and a session too big for one request is uploaded in parts (``htcgrid.client_upload``)
+        and a session too big for one request is uploaded in parts (``htcgrid.client.upload``)
         that become visible together. ``session_id`` (default: a new UUID) makes a repeated
         submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
         """
@@ -272,8 +179,6 @@ class Client:
         }
         answer = send_session(self._t, tasks, task_priorities, options, session_id)
         if answer.get("warning"):
-            from htcgrid.presence import NoAgentWarning
-
             warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)
         return Session(self._t, answer["session_id"], answer["task_count"])
 

@@ -17,8 +17,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from htcgrid.api_auth import PrincipalDependency
-from htcgrid.auth import Principal
+from htcgrid.api.auth import PrincipalDependency
+from htcgrid.auth.principals import Principal
 from htcgrid.errors import Forbidden, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
 from htcgrid.models import NAME_PATTERN

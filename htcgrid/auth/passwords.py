@@ -16,8 +16,7 @@ from collections.abc import Callable
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from htcgrid.errors import ValidationError
-from htcgrid.limits import TooManyAttempts
+from htcgrid.errors import TooManyAttempts, ValidationError
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024

@@ -12,9 +12,16 @@ from typing import Any
 
 import httpx
 
-from htcgrid.client_upload import PartTask, part_body
-from htcgrid.errors import BY_CODE, BY_STATUS, BackendUnavailable, GridError, RemoteError
-from htcgrid.limits import TooManyAttempts, TooManyRequests
+from htcgrid.client.upload import PartTask, part_body
+from htcgrid.errors import (
+    BY_CODE,
+    BY_STATUS,
+    BackendUnavailable,
+    GridError,
+    RemoteError,
+    TooManyAttempts,
+    TooManyRequests,
+)
 
 RETRY_SECONDS = 60.0  # how long calls ride out a grid that is down or restarting
 FIRST_RETRY_SECONDS = 0.1

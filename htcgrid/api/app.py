@@ -21,15 +21,15 @@ from pydantic import (
 from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
-from htcgrid.api_agents import agents_router
-from htcgrid.api_auth import auth_router, principal_dependency
-from htcgrid.api_functions import functions_router
-from htcgrid.api_scaling import scaling_router
-from htcgrid.api_uploads import PAYLOAD_PATH, uploads_router
-from htcgrid.auth import Authenticator, Principal
-from htcgrid.authstore import KEY_ID_PATTERN
-from htcgrid.errors import BackendUnavailable, GridError, PayloadTooLarge
-from htcgrid.limits import BodyLimit, RateLimit, SecurityConfig, TokenBuckets, TooManyRequests
+from htcgrid.api.agents import agents_router
+from htcgrid.api.auth import auth_router, principal_dependency
+from htcgrid.api.functions import functions_router
+from htcgrid.api.middleware import BodyLimit, RateLimit, TokenBuckets
+from htcgrid.api.scaling import scaling_router
+from htcgrid.api.uploads import PAYLOAD_PATH, uploads_router
+from htcgrid.auth.principals import Authenticator, Principal
+from htcgrid.auth.records import KEY_ID_PATTERN
+from htcgrid.errors import BackendUnavailable, GridError, PayloadTooLarge, TooManyRequests
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,
@@ -46,6 +46,7 @@ from htcgrid.service import (
     output_url,
     task_dict,
 )
+from htcgrid.settings import SecurityConfig
 from htcgrid.ttl import TTLChecker
 
 log = logging.getLogger("htcgrid.api")

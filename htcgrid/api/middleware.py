@@ -1,5 +1,5 @@
-"""What the API lets in: body size, request rate, token lifetimes (``SecurityConfig``), and the
-two plain ASGI middlewares that enforce the first two before any route runs.
+"""The two plain ASGI middlewares that enforce what the API lets in (body size and request rate,
+as ``SecurityConfig`` sets them) before any route runs.
 
 Every refusal is JSON ``{"error": {"code", "message"}}`` with a status that says what to do:
 413 (send less) or 429 with ``Retry-After`` (come back later).
@@ -10,18 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from htcgrid.errors import ConfigurationError
 from htcgrid.errors import TooManyAttempts as TooManyAttempts  # re-exported: raised here
 from htcgrid.errors import TooManyRequests as TooManyRequests
 
@@ -30,47 +27,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SecurityConfig:
-    """Authentication and limits of one API server; ``HTCGRID_<NAME>`` sets each field."""
-
-    auth: bool = True
-    access_token_seconds: float = 3600.0
-    refresh_token_seconds: float = 30 * 86400.0
-    max_body_bytes: int = 64 * 1024 * 1024
-    rate_limit_per_second: float = 1000.0  # per credential (or per client address); 0: off
-    rate_limit_burst: int = 2000
-    login_free_attempts: int = 3  # wrong passwords before each further try is delayed
-    login_max_delay_seconds: float = 60.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name != "auth" and (value < 0 or not math.isfinite(value)):
-                raise ConfigurationError(f"{f.name} must not be negative")
-        if self.access_token_seconds <= 0 or self.max_body_bytes <= 0:
-            raise ConfigurationError("access_token_seconds and max_body_bytes must be positive")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> SecurityConfig:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(f"HTCGRID_{f.name.upper()}")
-            if raw is None or f.name == "auth":
-                continue
-            kind = int if f.type in (int, "int") else float
-            try:
-                values[f.name] = kind(raw)
-            except ValueError:
-                name = f"HTCGRID_{f.name.upper()}"
-                raise ConfigurationError(f"{name}={raw!r} is not a number") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    def with_(self, **changes: Any) -> SecurityConfig:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def error_body(code: str, message: str) -> bytes:

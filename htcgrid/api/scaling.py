@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from htcgrid.api_auth import PrincipalDependency
-from htcgrid.auth import Principal
+from htcgrid.api.auth import PrincipalDependency
+from htcgrid.auth.principals import Principal
 from htcgrid.models import DEFAULT_FUNCTION
 from htcgrid.scaling import (
     DEFAULT_TARGET_BACKLOG,

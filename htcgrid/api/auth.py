@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from htcgrid.auth import OPEN, Authenticator, Principal
-from htcgrid.authstore import KEY_ID_PATTERN
+from htcgrid.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from htcgrid.auth.principals import OPEN, Authenticator, Principal
+from htcgrid.auth.records import KEY_ID_PATTERN
 from htcgrid.errors import Forbidden
 from htcgrid.models import NAME_PATTERN
-from htcgrid.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 bearer_scheme = HTTPBearer(
     auto_error=False,

@@ -9,13 +9,12 @@ import time
 import uvicorn
 
 from htcgrid.api import create_app
-from htcgrid.auth import Authenticator
+from htcgrid.auth.principals import Authenticator
 from htcgrid.backends import open_grid
 from htcgrid.errors import ConfigurationError
-from htcgrid.limits import SecurityConfig
 from htcgrid.presence import QUIET_SECONDS
 from htcgrid.service import GridService
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 from htcgrid.ttl import TTLChecker
 
 LOOPBACK = ("127.", "::1", "localhost")

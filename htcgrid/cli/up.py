@@ -20,8 +20,9 @@ from pathlib import Path
 
 import click
 
-from htcgrid.auth import Authenticator
-from htcgrid.credentials import (
+from htcgrid.api.server import APIServer, bind
+from htcgrid.auth.principals import Authenticator
+from htcgrid.client.logins import (
     ADMIN_CREDENTIALS,
     read_admin_credentials,
     remember_grid,
@@ -29,11 +30,9 @@ from htcgrid.credentials import (
 )
 from htcgrid.datadir import claim_data_dir
 from htcgrid.errors import Conflict
-from htcgrid.limits import SecurityConfig
 from htcgrid.local_agents import AgentPool, PoolScaler
 from htcgrid.scaling import DEFAULT_COOLDOWN_SECONDS, DEFAULT_TARGET_BACKLOG, ScalingPolicy
-from htcgrid.server import APIServer, bind
-from htcgrid.settings import Settings
+from htcgrid.settings import SecurityConfig, Settings
 
 log = logging.getLogger("htcgrid.up")
 TICK_SECONDS = 0.2  # how often dead agents are noticed

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from htcgrid.api_auth import PrincipalDependency
-from htcgrid.auth import Principal
+from htcgrid.api.auth import PrincipalDependency
+from htcgrid.auth.principals import Principal
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,

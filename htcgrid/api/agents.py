@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from htcgrid.api_auth import PrincipalDependency, require_admin
-from htcgrid.auth import Principal
+from htcgrid.api.auth import PrincipalDependency, require_admin
+from htcgrid.auth.principals import Principal
 from htcgrid.presence import list_agents
 from htcgrid.store import TaskStore
 
