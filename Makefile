@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres,redis,quantlib]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres,redis,quantlib,aws]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## start a grid, run HTC-Grid's example client, print results and throughput

@@ -7,6 +7,7 @@
 | ``sqlite:///path/grid.db`` | a table beside the task store    |            |
 | ``redis://…``              | Redis strings                    | ``redis``  |
 | ``postgresql://…``         | a PostgreSQL table               | ``postgres``|
+| ``s3://bucket/prefix``     | S3 objects (or MinIO, Ceph)      | ``aws``    |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DATA_PLANES: Registry[DataPlane] = Registry(
         "rediss": ("htcgrid.dataplane.redis:RedisDataPlane", "redis"),
         "postgresql": ("htcgrid.dataplane.postgres:PostgresDataPlane", "postgres"),
         "postgres": ("htcgrid.dataplane.postgres:PostgresDataPlane", "postgres"),
+        "s3": ("htcgrid.dataplane.s3:S3DataPlane", "aws"),
     },
 )
 

@@ -6,6 +6,7 @@
 | ``sqlite:///path/grid.db``  | embedded default                |              |
 | ``postgresql://…``          | PostgreSQL (SKIP LOCKED)        | ``postgres`` |
 | ``redis://…``, ``rediss://``| Redis (Lua compare-and-set)     | ``redis``    |
+| ``aws://?region=…&tag=…``   | DynamoDB + SQS (HTC-Grid layout)| ``aws``      |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ STORES: Registry[TaskStore] = Registry(
         "postgres": ("htcgrid.store.postgres:PostgresTaskStore", "postgres"),
         "redis": ("htcgrid.store.redis:RedisTaskStore", "redis"),
         "rediss": ("htcgrid.store.redis:RedisTaskStore", "redis"),
+        "aws": ("htcgrid.store.aws:AwsTaskStore", "aws"),
     },
 )
 

@@ -1,0 +1,381 @@
+"""``aws://?region=…&tag=…&endpoint_url=…``: the task store on DynamoDB and SQS, laid out as
+HTC-Grid's state table and priority queues (``aws_layout``), created by ``htcgrid aws create``.
+
+- **claim**: receive from the queues highest first, then per message one conditional
+  ``UpdateItem`` (``task_status == pending<p>``) that sets the owner, the lease and
+  ``attempt + 1``; the message is deleted once tried, whatever the answer.
+- **heartbeat**: ``UpdateItem`` conditional on state, owner and attempt; a failed condition
+  returns the old item, which says CANCELLED or LOST without another read.
+- **complete / expire / cancel**: terminal transitions go through ``aws_finish`` (one
+  transaction with the session's completion counter); a requeue is a conditional write back
+  to ``pending`` followed by a fresh message.
+- **lost messages**: a pending row carries a re-send deadline in
+  ``heartbeat_expiration_timestamp``; the TTL checker finds pending rows past it through
+  ``gsi_ttl_index`` and sends a new message (60 s, then doubling up to an hour). Duplicates are
+  harmless: the second claim finds the task taken and deletes its message.
+
+Within one queue SQS standard queues keep FIFO order only as a best effort, and a requeued
+task goes to the back of its queue; priorities are kept exactly with the default 10 queues.
+Waiting is bounded polling: ``wait_for_tasks`` reads the queues' approximate counts and
+``wait_for_session`` the session's counter, with growing pauses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from htcgrid.models import (
+    CancelCounts,
+    ExpiryReport,
+    HeartbeatStatus,
+    Lease,
+    NewTask,
+    Outcome,
+    SessionInfo,
+    SessionSpec,
+    TaskRecord,
+    TaskState,
+    expired_error,
+    split_task_id,
+)
+from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed
+from htcgrid.store.aws_finish import Terminal, owned, update_args
+from htcgrid.store.aws_grid import Grid, poll
+from htcgrid.store.aws_items import B, N, S, integer, lease_from_item, num, text
+from htcgrid.store.aws_layout import MAX_STATE_PARTITIONS, NONE, state_of, status
+from htcgrid.store.aws_meta import Meta
+from htcgrid.store.aws_queue import Message
+from htcgrid.store.aws_sessions import RESEND_FIRST_SECONDS, Sessions
+from htcgrid.store.base import TaskStore
+
+MAX_SCAN = 100  # messages of other functions looked at per queue in one claim
+RESEND_MAX_SECONDS = 3600.0
+RESEND_CHECK_SECONDS = 30.0
+
+
+class AwsTaskStore(TaskStore):
+    def __init__(self, url: str, create: bool = True, calls: Calls | None = None) -> None:
+        self.url = url
+        self.grid = Grid.open(AwsConfig.from_url(url), calls or Calls())
+        self.sessions = Sessions(self.grid)
+        self.meta = Meta(self.grid)
+        self._resend_due = -math.inf
+
+    # ---- clients ------------------------------------------------------------------------
+
+    def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
+        return self.sessions.create(spec, tasks, now)
+
+    def get_session(self, session_id: str) -> SessionInfo | None:
+        return self.sessions.get(session_id)
+
+    def list_sessions(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[SessionInfo]:
+        return self.sessions.list_sessions(owner, limit, offset)
+
+    def count_states(self, session_id: str) -> dict[TaskState, int]:
+        return self.sessions.count_states(session_id)
+
+    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        return self.sessions.results(session_id, after_seq, limit)
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        return self.sessions.get_task(task_id)
+
+    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
+        return self.sessions.cancel(session_id, now)
+
+    def delete_session(self, session_id: str) -> bool:
+        return self.sessions.delete(session_id)
+
+    # ---- agents ------------------------------------------------------------------------
+
+    def claim(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        queues = self.grid.queues
+        leases: list[Lease] = []
+        held: list[Message] = []  # not ours: made visible again at the end
+        for queue in reversed(range(queues.count)):
+            scanned = 0
+            while len(leases) < max_tasks and scanned < MAX_SCAN:
+                messages = queues.receive(queue, max_tasks - len(leases))
+                if not messages:
+                    break
+                scanned += len(messages)
+                tried = []
+                for m in messages:
+                    if (functions is not None and m.function not in functions) or len(
+                        leases
+                    ) >= max_tasks:
+                        held.append(m)
+                        continue
+                    lease = self._claim_one(m, agent_id, lease_seconds, now)
+                    if lease is not None:
+                        leases.append(lease)
+                    tried.append(m)
+                queues.delete(tried)
+            if len(leases) >= max_tasks:
+                break
+        queues.release(held)
+        return leases
+
+    def _claim_one(
+        self, m: Message, agent_id: str, lease_seconds: float, now: float
+    ) -> Lease | None:
+        try:
+            session_id = split_task_id(m.task_id)[0]
+        except ValueError:
+            return None
+        sets = {
+            "task_status": S(status(TaskState.PROCESSING, session_id)),
+            "task_owner": S(agent_id),
+            "heartbeat_expiration_timestamp": N(float(now + lease_seconds)),
+            "started_at": N(float(now)),
+            "sqs_handler_id": S(m.receipt),
+        }
+        args = update_args(
+            self.grid.tasks,
+            {"task_id": S(m.task_id)},
+            sets,
+            "task_status = :c_status",
+            {":c_status": S(status(TaskState.PENDING, session_id))},
+            adds={"attempt": N(1)},
+        )
+        try:
+            answer = self.grid.calls(self.grid.db.update_item, ReturnValues="ALL_NEW", **args)
+        except ConditionFailed:
+            return None
+        return lease_from_item(answer["Attributes"])
+
+    def heartbeat(
+        self,
+        agent_id: str,
+        leases: Sequence[tuple[str, int]],
+        lease_seconds: float,
+        now: float,
+    ) -> dict[str, HeartbeatStatus]:
+        answers: dict[str, HeartbeatStatus] = {}
+        for tid, attempt in leases:
+            try:
+                session_id = split_task_id(tid)[0]
+            except ValueError:
+                answers[tid] = HeartbeatStatus.LOST
+                continue
+            condition, values = owned(session_id, agent_id, attempt)
+            sets = {"heartbeat_expiration_timestamp": N(float(now + lease_seconds))}
+            args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values)
+            try:
+                self.grid.calls(
+                    self.grid.db.update_item, ReturnValuesOnConditionCheckFailure="ALL_OLD", **args
+                )
+                answers[tid] = HeartbeatStatus.OK
+            except ConditionFailed as exc:
+                old = text(exc.item or {}, "task_status")
+                cancelled = old is not None and state_of(old) is TaskState.CANCELLED
+                answers[tid] = HeartbeatStatus.CANCELLED if cancelled else HeartbeatStatus.LOST
+        return answers
+
+    def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        applied = [False] * len(outcomes)
+        terminal: dict[str, list[tuple[int, Terminal]]] = defaultdict(list)
+        for i, o in enumerate(outcomes):
+            try:
+                session_id = split_task_id(o.task_id)[0]
+            except ValueError:
+                continue
+            condition, values = owned(session_id, agent_id, o.attempt)
+            if o.state is TaskState.PENDING:
+                applied[i] = self._requeue(
+                    o.task_id, session_id, condition, values, now, o.log, o.released
+                )
+                continue
+            fields: dict[str, Any] = {"log": S(o.log)}
+            if o.output is not None:
+                fields["output"] = B(o.output)
+            if o.output_ref is not None:
+                fields["output_ref"] = S(o.output_ref)
+            if o.error is not None:
+                fields["error"] = S(o.error.to_json())
+            size = len(o.output or b"") + len(o.log) + (len(fields.get("error", {}).get("S", "")))
+            change = Terminal(o.task_id, session_id, o.state, condition, values, fields, size)
+            terminal[session_id].append((i, change))
+        for session_id, entries in terminal.items():
+            done = self.grid.finisher.finish(session_id, [c for _, c in entries], now)
+            for i, change in entries:
+                applied[i] = change.task_id in done
+        return applied
+
+    def _requeue(
+        self,
+        tid: str,
+        session_id: str,
+        condition: str,
+        values: dict[str, Any],
+        now: float,
+        log: str | None = None,
+        released: bool = False,
+    ) -> bool:
+        """Back to ``pending`` if ``condition`` holds, then a fresh message. A ``released``
+        task never started: its claim is undone (attempt - 1) instead of counted as a retry."""
+        sets = {
+            "task_status": S(status(TaskState.PENDING, session_id)),
+            "task_owner": S(NONE),
+            "sqs_handler_id": S(NONE),
+            "heartbeat_expiration_timestamp": N(float(now + RESEND_FIRST_SECONDS)),
+            "resends": N(0),
+        }
+        if log is not None:
+            sets["log"] = S(log)
+        adds = {"attempt": N(-1)} if released else {"retries": N(1)}
+        args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values, adds=adds)
+        try:
+            answer = self.grid.calls(self.grid.db.update_item, ReturnValues="ALL_NEW", **args)
+        except ConditionFailed:
+            return False
+        item = answer["Attributes"]
+        self.grid.queues.send([(integer(item, "task_priority"), tid, str(text(item, "function")))])
+        return True
+
+    # ---- TTL checker -------------------------------------------------------------------
+
+    def _overdue(self, state: TaskState, p: int, now: float, limit: int | None) -> list[Any]:
+        args: dict[str, Any] = {
+            "TableName": self.grid.tasks,
+            "IndexName": "gsi_ttl_index",
+            "KeyConditionExpression": "task_status = :t AND heartbeat_expiration_timestamp < :now",
+            "ExpressionAttributeValues": {":t": S(f"{state.value}{p}"), ":now": N(float(now))},
+        }
+        if limit is not None:
+            args["Limit"] = limit
+            return list(self.grid.calls(self.grid.db.query, **args).get("Items", []))
+        return list(self.grid.query(**args))
+
+    def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
+        report = ExpiryReport()
+        failing: dict[str, list[Terminal]] = defaultdict(list)
+        taken = 0
+        for p in range(MAX_STATE_PARTITIONS):
+            if taken >= limit:
+                break
+            for item in self._overdue(TaskState.PROCESSING, p, now, limit - taken):
+                taken += 1
+                tid = str(text(item, "task_id"))
+                session_id = split_task_id(tid)[0]
+                attempt = integer(item, "attempt")
+                condition = (
+                    "task_status = :c_status AND attempt = :c_attempt"
+                    " AND heartbeat_expiration_timestamp < :c_now"
+                )
+                values = {
+                    ":c_status": S(status(TaskState.PROCESSING, session_id)),
+                    ":c_attempt": N(attempt),
+                    ":c_now": N(float(now)),
+                }
+                if attempt < integer(item, "max_attempts"):
+                    if self._requeue(tid, session_id, condition, values, now):
+                        report.requeued.append(tid)
+                    continue
+                error = {"error": S(expired_error(attempt).to_json())}
+                change = Terminal(tid, session_id, TaskState.FAILED, condition, values, error)
+                failing[session_id].append(change)
+        for session_id, changes in failing.items():
+            done = self.grid.finisher.finish(session_id, changes, now)
+            report.failed.extend(c.task_id for c in changes if c.task_id in done)
+        if now >= self._resend_due:
+            self._resend_due = now + RESEND_CHECK_SECONDS
+            self.resend_lost(now)
+        return report
+
+    def resend_lost(self, now: float) -> int:
+        """Send a fresh message for every visible pending task past its re-send deadline
+        (its message was lost, dead-lettered, or it waits in a deep backlog); returns how
+        many were sent."""
+        is_open: dict[str, bool] = {}
+        sent = []
+        for p in range(MAX_STATE_PARTITIONS):
+            for item in self._overdue(TaskState.PENDING, p, now, None):
+                tid = str(text(item, "task_id"))
+                session_id = split_task_id(tid)[0]
+                if session_id not in is_open:
+                    is_open[session_id] = self.sessions.get(session_id) is not None
+                resends = integer(item, "resends")
+                wait = min(RESEND_MAX_SECONDS, RESEND_FIRST_SECONDS * 2 ** (resends + 1))
+                sets = {"heartbeat_expiration_timestamp": N(float(now + wait))}
+                old = N(num(item, "heartbeat_expiration_timestamp") or 0.0)
+                args = update_args(
+                    self.grid.tasks,
+                    {"task_id": S(tid)},
+                    sets,
+                    "task_status = :c_status AND heartbeat_expiration_timestamp = :c_old",
+                    {":c_status": S(f"pending{p}"), ":c_old": old},
+                    adds={"resends": N(1)},
+                )
+                try:
+                    self.grid.calls(self.grid.db.update_item, **args)
+                except ConditionFailed:
+                    continue
+                if is_open[session_id]:
+                    sent.append((integer(item, "task_priority"), tid, str(text(item, "function"))))
+        self.grid.queues.send(sent)
+        return len(sent)
+
+    # ---- waiting and metrics ------------------------------------------------------------
+
+    def wait_for_tasks(
+        self, timeout_seconds: float, functions: Sequence[str] | None = None
+    ) -> bool:
+        return bool(poll(lambda: self.grid.queues.visible() > 0, timeout_seconds, 0.05))
+
+    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+        self.sessions.require(session_id)
+
+        def done() -> int:
+            count = self.grid.finisher.done_count(session_id) or 0
+            return count if count > after_seq else 0
+
+        return int(poll(done, timeout_seconds)) or after_seq
+
+    def queue_depth(self, functions: Sequence[str] | None = None) -> int:
+        total = 0
+        for p in range(MAX_STATE_PARTITIONS):
+            args: dict[str, Any] = {
+                "TableName": self.grid.tasks,
+                "IndexName": "gsi_ttl_index",
+                "KeyConditionExpression": "task_status = :t",
+                "ExpressionAttributeValues": {":t": S(f"pending{p}")},
+            }
+            if functions is not None:
+                names = [f":f{i}" for i in range(len(functions))] or [":none"]
+                values = [S(f) for f in functions] or [S("")]
+                args["FilterExpression"] = f"#fn IN ({', '.join(names)})"
+                args["ExpressionAttributeNames"] = {"#fn": "function"}
+                args["ExpressionAttributeValues"].update(zip(names, values, strict=True))
+            total += self.grid.count(**args)
+        return total
+
+    # ---- grid metadata ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key)
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        return self.meta.set_if_absent(key, value)
+
+    def put_meta(self, key: str, value: str) -> None:
+        self.meta.put(key, value)
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        return self.meta.list_prefix(prefix)
+
+    def delete_meta(self, key: str) -> None:
+        self.meta.delete(key)
