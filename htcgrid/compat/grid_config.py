@@ -56,9 +56,12 @@ _IGNORED_EXACT = {
     "cognito_userpool_client_id": "users live in the grid (htcgrid user add); no Cognito",
     "redis_url": "the connector reads data through the API, never the data plane itself",
     "redis_password": "the connector reads data through the API, never the data plane itself",
-    "min_htc_agents": "run agents with htcgrid up --agents N or more htcgrid agent processes",
-    "max_htc_agents": "run agents with htcgrid up --agents N or more htcgrid agent processes",
-    "htc_agent_target_value": "no autoscaler here; run more htcgrid agent processes",
+    "min_htc_agents": "htcgrid up --agents MIN:MAX; on Kubernetes, the ScaledObject's "
+    "minReplicaCount (docs/kubernetes.md)",
+    "max_htc_agents": "htcgrid up --agents MIN:MAX; on Kubernetes, the ScaledObject's "
+    "maxReplicaCount (docs/kubernetes.md)",
+    "htc_agent_target_value": "htcgrid up --target-backlog; on Kubernetes, target_backlog in "
+    "the ScaledObject's /v1/scaling URL (docs/kubernetes.md)",
     "graceful_termination_delay": "htcgrid agent --grace-seconds",
 }
 _IGNORED_PREFIXES = (
