@@ -36,9 +36,10 @@ def make_grid(tmp_path: Path) -> tuple[GridService, str, str]:
 
 def test_sigterm_drains_running_tasks_and_claims_nothing_more(tmp_path: Path) -> None:
     grid, url, data_url = make_grid(tmp_path)
-    sid = grid.submit(SubmitRequest([{"seconds": 1.0}] * 6)).session_id
+    started = tmp_path / "started"
+    sid = grid.submit(SubmitRequest([{"seconds": 1.0, "pid_file": str(started)}] * 6)).session_id
     proc = start_agent(url, data_url)
-    until(lambda: grid.store.count_states(sid)[TaskState.PROCESSING] >= 1, what="a running task")
+    until(started.exists, what="a running task")
     workers = children(proc.pid)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
@@ -46,6 +47,10 @@ def test_sigterm_drains_running_tasks_and_claims_nothing_more(tmp_path: Path) ->
     assert counts[TaskState.PROCESSING] == 0 and counts[TaskState.FAILED] == 0
     assert counts[TaskState.FINISHED] >= 1 and counts[TaskState.PENDING] >= 3
     assert all(r.attempt == 1 for r in grid.store.results(sid))
+    handed_back = [grid.store.get_task(f"{sid}_{i}") for i in range(6)]
+    assert all(t.attempt == 0 for t in handed_back if t and t.state is TaskState.PENDING), (
+        "a task handed back unstarted must not use an attempt"
+    )
     until(lambda: not any(pid_alive(pid) for pid in workers), 10, "the agent's children to exit")
 
 
