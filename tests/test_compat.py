@@ -131,7 +131,7 @@ def test_invalid_json_is_one_line_naming_file_line_and_column(tmp_path: Path) ->
 
 def test_packages_in_s3_need_the_s3_data_plane(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, ["deploy", "f", "s3://bucket/lambda.zip", "--handler", "a.b", "--url", "sqlite://x"]
+        main, ["deploy", "f", "s3://bucket/lambda.zip", "--handler", "a.b", "--url", "memory://"]
     )
     assert result.exit_code == 1
     assert result.output.startswith("htcgrid: s3://bucket/lambda.zip: packages in S3 need")

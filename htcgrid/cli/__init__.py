@@ -9,6 +9,7 @@ in ``--help``; only this package reads the environment.
     agents.py     agents: who serves a grid
     users.py      user, key, login, logout: who may use it
     config.py     config check: HTC-Grid config files, and their --config option
+    aws.py        aws create/destroy: a grid's DynamoDB tables, SQS queues and S3 bucket
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from htcgrid import __version__
-from htcgrid.cli import agents, config, functions, run, sessions, users
+from htcgrid.cli import agents, aws, config, functions, run, sessions, users
 from htcgrid.cli.options import EXIT_ERROR, EXIT_TIMEOUT, FullHelpGroup, env
 from htcgrid.errors import GridError
 
@@ -121,7 +122,7 @@ def main(log_level: str, debug: bool) -> None:
     )
 
 
-for _module in (run, sessions, functions, users, config, agents):
+for _module in (run, sessions, functions, users, config, agents, aws):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -52,14 +52,11 @@ def export_region(config: Mapping[str, Any]) -> None:
         os.environ.setdefault(env("REGION"), region)
 
 
-def package_source(ctx: click.Context, param: click.Parameter, value: str) -> Path:
-    """The package argument of ``deploy``: an existing zip or folder. ``s3://`` sources
-    are refused in one line until htcgrid has an S3 data plane."""
+def package_source(ctx: click.Context, param: click.Parameter, value: str) -> Path | str:
+    """The package argument of ``deploy``: an existing zip or folder, or an ``s3://`` URL
+    (kept as text: ``deploy`` reads it through the grid's S3 data plane)."""
     if value.startswith("s3://"):
-        raise ConfigurationError(
-            f"{value}: packages in S3 need htcgrid's S3 data plane, which is not built yet; "
-            "download the zip (aws s3 cp) and deploy the file"
-        )
+        return value
     path = Path(value)
     if not path.exists():
         raise click.BadParameter(f"{value} does not exist", ctx, param)

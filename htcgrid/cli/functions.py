@@ -79,7 +79,7 @@ def _functions(url: str, data_url: str | None, token: str | None) -> Any:
 @function_url_options
 def deploy(
     name: str,
-    package: Path,
+    package: Path | str,
     handler: str | None,
     runtime: str,
     timeout_seconds: float | None,
@@ -89,7 +89,8 @@ def deploy(
     data_url: str | None,
     token: str | None,
 ) -> None:
-    """Upload a zip (or a directory, zipped here) as the next version of function NAME."""
+    """Upload a zip (or a directory, zipped here, or an s3://bucket/key.zip already in S3
+    when the grid's data plane is S3) as the next version of function NAME."""
     from htcgrid.compat import grid_config
     from htcgrid.functions import handler_from_config, read_package
 
@@ -99,9 +100,13 @@ def deploy(
         raise click.UsageError("--handler (or a --config naming one) is required")
     admin = _functions(url, data_url, token)
     try:
-        deployed = admin.deploy(
-            name, read_package(package), handler or "", runtime, timeout_seconds, memory_mb
-        )
+        if isinstance(package, str):  # s3://bucket/key.zip, already in S3
+            from htcgrid.cli.aws import package_from_s3
+
+            content = package_from_s3(package, admin, data_url)
+        else:
+            content = read_package(package)
+        deployed = admin.deploy(name, content, handler or "", runtime, timeout_seconds, memory_mb)
     finally:
         admin.close()
     click.echo(f"{deployed['name']} v{deployed['version']} sha256:{deployed['sha256']}")

@@ -26,6 +26,7 @@ from htcgrid.store.aws_layout import (
 )
 
 Report = Callable[[str], None]
+MISSING = {"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "NoSuchBucket"}
 
 
 def _ignore(codes: set[str], fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -45,6 +46,7 @@ def create(
     if not 1 <= queues <= 10:
         raise ConfigurationError("--priorities must be between 1 and 10")
     db = config.client("dynamodb")
+    _check_queue_count(db, config, queues)
     for table in table_definitions(config.tag):
         made = _ignore({"ResourceInUseException"}, db.create_table, **table)
         report(f"table {table['TableName']}: {'created' if made else 'exists'}")
@@ -75,6 +77,18 @@ def create(
         create_bucket(config, bucket, report)
 
 
+def _check_queue_count(db: Any, config: AwsConfig, queues: int) -> None:
+    """Refuse, before changing anything, to re-create a grid with another queue count."""
+    key = {"scope": S(CONFIG_SCOPE), "meta_key": S("queues")}
+    found = _ignore(MISSING, db.get_item, TableName=meta_table(config.tag), Key=key)
+    existing = integer(found["Item"], "value") if found and "Item" in found else queues
+    if existing != queues:
+        raise ConfigurationError(
+            f"grid {config.tag!r} exists with {existing} priority queues; "
+            f"destroy it first to change that (asked for {queues})"
+        )
+
+
 def _record_queue_count(db: Any, config: AwsConfig, queues: int) -> None:
     """The queue count is fixed when the grid is made: servers and agents read it here."""
     key = {"scope": S(CONFIG_SCOPE), "meta_key": S("queues")}
@@ -87,13 +101,7 @@ def _record_queue_count(db: Any, config: AwsConfig, queues: int) -> None:
         ConditionExpression="attribute_not_exists(meta_key)",
     )
     if put is None:
-        found = db.get_item(TableName=meta_table(config.tag), Key=key, ConsistentRead=True)
-        existing = integer(found["Item"], "value")
-        if existing != queues:
-            raise ConfigurationError(
-                f"grid {config.tag!r} exists with {existing} priority queues; "
-                f"destroy it first to change that (asked for {queues})"
-            )
+        _check_queue_count(db, config, queues)
 
 
 def create_bucket(config: AwsConfig, bucket: str, report: Report = print) -> None:
@@ -111,9 +119,6 @@ def create_bucket(config: AwsConfig, bucket: str, report: Report = print) -> Non
         },
     )
     report(f"bucket {bucket}: {'created' if made else 'exists'}")
-
-
-MISSING = {"ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "NoSuchBucket"}
 
 
 def destroy(
