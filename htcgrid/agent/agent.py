@@ -37,6 +37,7 @@ from htcgrid.agent.heartbeat import Heartbeat, LoopWatch
 from htcgrid.agent.messages import InitError, Ready, Result, Task, ToAgent, Withdrawn
 from htcgrid.agent.packages import PackageCache
 from htcgrid.agent.pool import PoolSet, WorkerSlot, demand_of, wait_deadline
+from htcgrid.agent.scaler import SlotScaler
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import BackendUnavailable, GridError
@@ -52,6 +53,7 @@ from htcgrid.models import (
 )
 from htcgrid.presence import AgentPresence
 from htcgrid.retry import Retrier
+from htcgrid.scaling import ScalingPolicy
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 
@@ -94,7 +96,10 @@ class Agent:
         agent_id: str | None = None,
         clock: Callable[[], float] = time.time,
         packages: PackageCache | None = None,
+        autoscale: ScalingPolicy | None = None,
     ) -> None:
+        """``slots`` worker processes, or with ``autoscale`` between its min and max (at
+        most ``slots``), following the backlog: idle workers are retired, busy ones never."""
         self.store = store
         self.data = data
         self.settings = settings
@@ -105,14 +110,14 @@ class Agent:
             data_url=_shared(data),
             inline_limit_bytes=settings.inline_limit_bytes,
         )
-        self.slot_count = slots
         self.functions = list(functions) if functions is not None else None
+        self.scaler = SlotScaler(autoscale, store, self.functions) if autoscale else None
         self.clock = clock
         self.retry = Retrier(log)
         self.packages = packages
         if packages is not None:
             packages.base = self.worker
-        self.pools = PoolSet(slots)
+        self.pools = PoolSet(autoscale.min_capacity if autoscale else slots)
         self.broken: dict[WorkerConfig, tuple[ErrorInfo, float]] = {}
         self.reload_seconds = RELOAD_SECONDS
         self.backlog: deque[Lease] = deque()
@@ -208,6 +213,7 @@ class Agent:
                 self._abandon_held()
                 return True
         else:
+            self._scale(now)
             self._refill()
         self._apply_gone()
         self._dispatch(now)
@@ -226,8 +232,17 @@ class Agent:
         extra = int(self.settings.prefetch_seconds / max(self.avg_task_seconds, 1e-6))
         return 1 + min(MAX_DEPTH - 1, extra)
 
+    def _scale(self, now: float) -> None:
+        if self.scaler is None:
+            return
+        busy = sum(1 for s in self.slots if s.inflight)
+        limit = self.scaler.limit(len(self.backlog), busy, self.pools.limit, now)
+        if limit != self.pools.limit:
+            log.info("worker slots: %d -> %d", self.pools.limit, limit)
+            self.pools.resize(limit)
+
     def _refill(self) -> None:
-        capacity = self.slot_count * self._depth()
+        capacity = max(1, self.pools.limit) * self._depth()
         if self.queue_empty or len(self.backlog) > capacity // 2:
             return
         # Outcomes not yet recorded still count as processing in the store. Up to four

@@ -157,6 +157,13 @@ class PoolSet:
         while len(self.slots) < self.limit:
             self.slots.append(WorkerSlot(next(self._numbers), config))
 
+    def resize(self, limit: int) -> None:
+        """Change the number of slots allowed. Growing starts nothing (``balance`` does, for
+        tasks waiting); shrinking retires idle slots now, busy ones never."""
+        self.limit = limit
+        for slot in [s for s in self.slots if not s.inflight][: max(0, len(self.slots) - limit)]:
+            self.remove(slot)
+
     def best_slot(self, config: WorkerConfig, depth: int, budget_bytes: int) -> WorkerSlot | None:
         """The least loaded ready slot of ``config`` that may take one more task: an idle one
         first; one with a running task only while fewer than ``depth`` are in flight and what

@@ -237,3 +237,21 @@ def test_a_draining_agent_hands_unstarted_tasks_to_another_at_once(tmp_path: Pat
     assert len(by_first) == 1, "only the running task stays with the draining agent"
     assert len(by_second) == 3
     assert min(r["start"] for r in by_second) - stopped_at < FAST.heartbeat_seconds + 0.5
+
+
+def test_slots_grow_with_the_backlog_and_shrink_by_retiring_idle_workers(tmp_path: Path) -> None:
+    from htcgrid.scaling import ScalingPolicy
+
+    policy = ScalingPolicy(min_capacity=1, max_capacity=4, target_backlog=1, cooldown_seconds=0.3)
+    with grid_on("file", tmp_path) as grid:
+        worker = WorkerConfig(handler="sample_handlers.timed_sleep", paths=(HERE,))
+        runner = Agent(grid.store, grid.data, grid.settings, worker, 4, autoscale=policy)
+        seen: list[int] = []
+        with running(runner):
+            until(lambda: len(runner.slots) == 1, 30, "one worker to start with")
+            sid = grid.submit(SubmitRequest(tasks=[{"seconds": 0.4}] * 16)).session_id
+            until(lambda: seen.append(len(runner.slots)) or grid.session(sid).complete, 60, "done")
+            records = wait_done(grid, sid)
+            until(lambda: len(runner.slots) == 1, 30, "idle workers to be retired")
+    assert max(seen) == 4, f"slots seen: {sorted(set(seen))}"
+    assert [(r.state, r.attempt) for r in records] == [(TaskState.FINISHED, 1)] * 16
