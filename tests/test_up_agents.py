@@ -19,7 +19,18 @@ from procs import descendants, until
 from sample_handlers_path import HERE
 
 import htcgrid
-from htcgrid.local_agents import FIRST_RESTART_SECONDS, MAX_RESTART_SECONDS, restart_delay
+from htcgrid.dataplane import open_data_plane
+from htcgrid.errors import BackendUnavailable
+from htcgrid.local_agents import (
+    FIRST_RESTART_SECONDS,
+    MAX_RESTART_SECONDS,
+    AgentPool,
+    PoolScaler,
+    restart_delay,
+)
+from htcgrid.scaling import ScalingPolicy
+from htcgrid.service import GridService, SubmitRequest
+from htcgrid.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +44,69 @@ def test_restart_delay_doubles_while_an_agent_dies_young() -> None:
         4 * FIRST_RESTART_SECONDS,
     ]
     assert delays[-1] == MAX_RESTART_SECONDS
+
+
+class CountingPool(AgentPool):
+    """An AgentPool whose agents are only counted: what the scaler asks for, without processes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(lambda n: [], grace_seconds=1)
+        self.count = size
+        self.calls: list[tuple[str, int]] = []
+
+    def size(self) -> int:
+        return self.count
+
+    def grow(self, count: int) -> None:
+        self.calls.append(("grow", count))
+        self.count += count
+
+    def shrink(self, count: int) -> None:
+        self.calls.append(("shrink", count))
+        self.count -= count
+
+
+def test_the_scaler_grows_at_once_and_shrinks_after_the_cool_down() -> None:
+    now = [0.0]
+    service = GridService(open_store("memory://"), open_data_plane("memory://"))
+    pool = CountingPool(1)
+    said: list[str] = []
+    policy = ScalingPolicy(1, 4, target_backlog=2, slots_per_unit=1, cooldown_seconds=10)
+    scaler = PoolScaler(pool, service.store, policy, clock=lambda: now[0], announce=said.append)
+    first = service.submit(SubmitRequest(tasks=list(range(20))))
+    scaler.tick()
+    assert pool.calls == [("grow", 3)] and said == ["agents 1 -> 4 (backlog 20, running 0)"]
+    service.store.claim("a1", 18, 10.0, 0.0)  # 2 pending, 18 running: no agent is idle
+    now[0] = 20.0
+    scaler.tick()  # long after the cool-down, but the running tasks hold the agents
+    assert pool.calls == [("grow", 3)]
+    service.cancel(first.session_id)
+    scaler.tick()
+    assert pool.calls[-1] == ("shrink", 3) and pool.size() == 1
+    second = service.submit(SubmitRequest(tasks=list(range(20))))
+    now[0] = 21.0
+    scaler.tick()  # out at once, cool-down or not
+    assert pool.calls[-1] == ("grow", 3)
+    service.cancel(second.session_id)
+    now[0] = 30.0
+    scaler.tick()  # 9 s after the change: not yet
+    assert pool.calls[-1] == ("grow", 3)
+    now[0] = 31.0
+    scaler.tick()
+    assert pool.calls[-1] == ("shrink", 3) and len(said) == 4
+
+
+def test_the_scaler_waits_out_a_store_it_cannot_read(caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def queue_depth(self, functions: object = None) -> int:
+            raise BackendUnavailable("the store is away")
+
+    pool = CountingPool(2)
+    scaler = PoolScaler(pool, Down(), ScalingPolicy(1, 4), announce=lambda text: None)  # type: ignore[arg-type]
+    for _ in range(3):
+        scaler.tick()
+    assert pool.calls == []
+    assert caplog.text.count("cannot read the backlog") == 1  # once per outage
 
 
 @contextmanager
