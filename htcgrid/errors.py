@@ -4,14 +4,17 @@ purpose is one of these, and all are importable from ``htcgrid``.
     GridError
     ├── ConfigurationError        a bad URL, setting or missing extra: fix the configuration
     ├── ValidationError           bad input from a caller: nothing was changed
-    │   └── PayloadTooLarge
+    │   ├── PayloadTooLarge       over a size limit: send less
+    │   └── UnknownFunction       a session names a function that is not deployed
     ├── NotFound                  an unknown session, task or function
     ├── Conflict                  a session id reused with different content
     ├── AuthError                 missing, expired or revoked credentials
-    │   └── Forbidden
+    │   ├── Forbidden
+    │   └── TokenExpired
     ├── TooManyRequests           rate limited: retry after ``retry_after_seconds``
     │   └── TooManyAttempts
     ├── BackendUnavailable        the task store or data plane cannot be reached (retry later)
+    ├── PackageCorrupt            a function package does not match its recorded sha256
     ├── TaskFailed                ``Session.outputs()``: some task failed or was cancelled
     └── RemoteError               the HTTP API answered with an error the client cannot map
 
@@ -52,6 +55,12 @@ class PayloadTooLarge(ValidationError):
     status = 413
 
 
+class UnknownFunction(ValidationError):
+    """A session names a function that is neither deployed nor the default."""
+
+    code = "unknown_function"
+
+
 class NotFound(GridError):
     """No such session, task, function, user or key."""
 
@@ -80,6 +89,12 @@ class Forbidden(AuthError):
     status = 403
 
 
+class TokenExpired(AuthError):
+    """A bearer token is past its lifetime: refresh it or log in again."""
+
+    code = "token_expired"
+
+
 class TooManyRequests(GridError):
     """Slow down: the request was refused before it did anything; retry after a pause."""
 
@@ -102,6 +117,12 @@ class BackendUnavailable(GridError):
 
     code = "backend_unavailable"
     status = 503
+
+
+class PackageCorrupt(GridError):
+    """A function package's bytes do not match the sha256 recorded when it was deployed."""
+
+    code = "package_corrupt"
 
 
 class TaskFailed(GridError):
@@ -147,11 +168,14 @@ BY_CODE: dict[str, type[GridError]] = {
         ConfigurationError,
         ValidationError,
         PayloadTooLarge,
+        UnknownFunction,
         NotFound,
         Conflict,
         AuthError,
         Forbidden,
+        TokenExpired,
         BackendUnavailable,
+        PackageCorrupt,
     )
 }
 

@@ -27,23 +27,11 @@ from typing import Any
 
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.dataplane.document import Document
-from htcgrid.errors import GridError, NotFound, ValidationError
+from htcgrid.errors import NotFound, PackageCorrupt, UnknownFunction, ValidationError
 from htcgrid.models import DEFAULT_FUNCTION, NAME_PATTERN
 
 RUNTIMES = ("python", "provided")
 NAMES_CACHE_SECONDS = 2.0
-
-
-class PackageCorrupt(GridError):
-    """A package's bytes do not match the sha256 recorded when it was deployed."""
-
-    code = "package_corrupt"
-
-
-class UnknownFunction(ValidationError):
-    """A session names a function that is neither deployed nor the default."""
-
-    code = "unknown_function"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from htcgrid.settings import Settings
+
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - a dependency; the standard library still works
@@ -42,6 +44,8 @@ class HeartbeatStatus(StrEnum):
 
 
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
+MAX_ATTEMPTS = 100  # the most runs a session may ask for one task
+MAX_TIMEOUT_SECONDS = 7 * 86400.0  # the longest time limit a session may set for one run
 DEFAULT_FUNCTION = "default"
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -89,8 +93,8 @@ class SessionSpec:
     task_count: int
     function: str = DEFAULT_FUNCTION
     priority: int = 0
-    max_attempts: int = 6
-    timeout_seconds: float = 3600.0
+    max_attempts: int = Settings.max_attempts
+    timeout_seconds: float = Settings.task_timeout_seconds
     retry_on_error: bool = False
     owner: str = ""
     content_hash: str = ""

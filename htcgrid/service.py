@@ -21,7 +21,9 @@ from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
 from htcgrid.models import (
     DEFAULT_FUNCTION,
+    MAX_ATTEMPTS,
     MAX_PRIORITY,
+    MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
@@ -64,6 +66,17 @@ class SubmitResult:
     task_count: int
     created: bool
     warning: str | None = None  # e.g. that no agent has been seen on this grid for a while
+
+    def as_dict(self) -> dict[str, Any]:
+        """The submit answer, on every path."""
+        answer: dict[str, Any] = {
+            "session_id": self.session_id,
+            "task_count": self.task_count,
+            "created": self.created,
+        }
+        if self.warning:
+            answer["warning"] = self.warning
+        return answer
 
 
 @dataclass(frozen=True)
@@ -162,9 +175,9 @@ class GridService:
         )
         self.functions.require(request.function)
         priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
-        max_attempts = _int_in(
-            "max_attempts", request.max_attempts or self.settings.max_attempts, 1, 100
-        )
+        attempts = request.max_attempts
+        attempts = self.settings.max_attempts if attempts is None else attempts
+        max_attempts = _int_in("max_attempts", attempts, 1, MAX_ATTEMPTS)
         _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
         return SessionSpec(
             id=session_id,
@@ -180,19 +193,25 @@ class GridService:
         )
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:
-        limit = self.settings.max_tasks_per_submit
         _check(isinstance(tasks, list | tuple), "tasks must be a list")
-        _check(len(tasks) > 0, f"tasks: {NO_TASKS}")
-        _check(len(tasks) <= limit, f"at most {limit} tasks per submit, not {len(tasks)}")
+        self.check_task_count(len(tasks))
+
+    def check_task_count(self, count: int) -> None:
+        """The one rule on a session's size, however it is sent: 400 for none, 413 (send
+        fewer) for more than ``max_tasks_per_submit``."""
+        _check(count > 0, f"tasks: {NO_TASKS}")
+        limit = self.settings.max_tasks_per_submit
+        if count > limit:
+            raise PayloadTooLarge(f"at most {limit} tasks per submit, not {count}")
 
     def _timeout(self, given: float | None) -> float:
-        timeout = given or self.settings.task_timeout_seconds
+        timeout = self.settings.task_timeout_seconds if given is None else given
         _check(
             isinstance(timeout, int | float)
             and not isinstance(timeout, bool)
             and math.isfinite(timeout)
-            and 0 < timeout <= 7 * 86400,
-            "timeout_seconds must be a number of seconds between 0 and 604800",
+            and 0 < timeout <= MAX_TIMEOUT_SECONDS,
+            f"timeout_seconds must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:.0f}",
         )
         return float(timeout)
 
@@ -369,18 +388,33 @@ def payload_url(record: TaskRecord) -> str | None:
     return None
 
 
+def result_json(record: TaskRecord) -> bytes:
+    """The one shape of a task result, as JSON: spliced from the stored output, which is
+    never parsed here. An output too big to carry inline is null, with its ``output_url``."""
+    error = record.error.to_json().encode() if record.error else b"null"
+    output = record.output if record.output is not None else b"null"
+    url = output_url(record)
+    return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}' % (
+        record.task_id.encode(),
+        record.index,
+        record.state.value.encode(),
+        record.attempt,
+        output,
+        error,
+        b',"output_url":"%s"' % url.encode() if url else b"",
+    )
+
+
+def results_json(page: ResultsPage) -> bytes:
+    """A page of results: ``{"results": [...], "next": cursor, "complete": bool}``."""
+    results = b",".join(map(result_json, page.results))
+    tail = b'],"next":%d,"complete":%s}' % (page.next_seq, b"true" if page.complete else b"false")
+    return b'{"results":[' + results + tail
+
+
 def result_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task result as the API and the clients see it (output decoded from JSON); an
-    output too big to carry inline is null, with its ``output_url``."""
-    return {
-        "task_id": record.task_id,
-        "index": record.index,
-        "state": record.state.value,
-        "attempts": record.attempt,
-        "output": json.loads(record.output) if record.output is not None else None,
-        "output_url": output_url(record),
-        "error": record.error.as_dict() if record.error else None,
-    }
+    """``result_json`` decoded."""
+    return json.loads(result_json(record))  # type: ignore[no-any-return]
 
 
 def task_dict(record: TaskRecord) -> dict[str, Any]:

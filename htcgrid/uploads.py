@@ -104,8 +104,7 @@ class SessionUploads:
 
         if not request.session_id:
             raise ValidationError("a commit needs the session_id its parts were uploaded to")
-        limit = self.service.settings.max_tasks_per_submit
-        _whole("task_count", task_count, 1, limit)
+        self.service.check_task_count(_whole("task_count", task_count, 0, 2**63 - 1))
         _whole("parts", parts, 1, MAX_PARTS)
         session_id = request.session_id
         existing = self.store.get_session(session_id)

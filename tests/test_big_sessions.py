@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import htcgrid
-from htcgrid import client_upload
 from htcgrid.api import create_app
+from htcgrid.client import upload as client_upload
 from htcgrid.client.http import HTTPTransport
 from htcgrid.client.session import Client
 from htcgrid.dataplane import keys

@@ -16,11 +16,9 @@ from click.testing import CliRunner
 
 from htcgrid.cli import main
 from htcgrid.dataplane import open_data_plane
-from htcgrid.errors import NotFound, ValidationError
+from htcgrid.errors import NotFound, PackageCorrupt, UnknownFunction, ValidationError
 from htcgrid.functions import (
     FunctionRegistry,
-    PackageCorrupt,
-    UnknownFunction,
     handler_from_config,
     read_package,
     unpack,

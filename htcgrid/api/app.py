@@ -29,21 +29,21 @@ from htcgrid.api.scaling import scaling_router
 from htcgrid.api.uploads import PAYLOAD_PATH, uploads_router
 from htcgrid.auth.principals import Authenticator, Principal
 from htcgrid.auth.records import KEY_ID_PATTERN
-from htcgrid.errors import BackendUnavailable, GridError, PayloadTooLarge, TooManyRequests
+from htcgrid.errors import BackendUnavailable, GridError, TooManyRequests
 from htcgrid.models import (
     DEFAULT_FUNCTION,
+    MAX_ATTEMPTS,
     MAX_PRIORITY,
+    MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
-    TaskRecord,
 )
 from htcgrid.service import (
-    NO_TASKS,
     GridService,
     SubmitRequest,
     cancel_dict,
-    output_url,
+    results_json,
     task_dict,
 )
 from htcgrid.settings import SecurityConfig
@@ -68,18 +68,16 @@ def _number(value: Any) -> Any:
 
 
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_whole_number)]
-Attempts = Annotated[int, Field(ge=1, le=100), BeforeValidator(_whole_number)]
-Seconds = Annotated[float, Field(gt=0, le=7 * 86400), BeforeValidator(_number)]
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), BeforeValidator(_whole_number)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS), BeforeValidator(_number)]
 
 
 class SubmitBody(BaseModel):
-    """A session. The schema states every rule the service checks, but the limits a server
-    is configured with (tasks per submit, bytes per task)."""
+    """A session. The schema states the shape; the service checks every rule (the bounds
+    here are its constants), the limits a server is configured with too."""
 
     model_config = ConfigDict(extra="forbid")
-    tasks: list[Any] = Field(
-        min_length=1, description="One JSON value per task: the handler's event."
-    )
+    tasks: list[Any] = Field(description="One JSON value per task: the handler's event.")
     session_id: str | None = Field(
         None,
         pattern=SESSION_ID_PATTERN.pattern,
@@ -88,8 +86,8 @@ class SubmitBody(BaseModel):
     priority: Priority = Field(0, description="0-9, higher runs first.")
     task_priorities: list[Priority] | None = None
     function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
-    max_attempts: Attempts | None = None
-    timeout_seconds: Seconds | None = None
+    max_attempts: Attempts | None = Field(None, description="Default: the grid's setting.")
+    timeout_seconds: Seconds | None = Field(None, description="Default: the grid's setting.")
     retry_on_error: StrictBool = False
 
 
@@ -185,29 +183,6 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _results_body(records: list[TaskRecord], next_seq: int, complete: bool) -> bytes:
-    """The results page, spliced from stored JSON so outputs are never parsed here."""
-    parts = []
-    for r in records:
-        error = r.error.to_json().encode() if r.error else b"null"
-        output = r.output if r.output is not None else b"null"
-        url = output_url(r)
-        parts.append(
-            b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}'
-            % (
-                r.task_id.encode(),
-                r.index,
-                r.state.value.encode(),
-                r.attempt,
-                output,
-                error,
-                b',"output_url":"%s"' % url.encode() if url else b"",
-            )
-        )
-    tail = b'],"next":%d,"complete":%s}' % (next_seq, b"true" if complete else b"false")
-    return b'{"results":[' + b",".join(parts) + tail
-
-
 def create_app(
     service: GridService,
     ttl: TTLChecker | None = None,
@@ -218,7 +193,6 @@ def create_app(
     security = security or SecurityConfig()
     principal = principal_dependency(auth)
     Caller = Depends(principal)
-    max_tasks = service.settings.max_tasks_per_submit
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -250,17 +224,8 @@ def create_app(
 
     @app.post("/v1/sessions", response_model=SubmitAnswer, status_code=201, tags=["sessions"])
     def submit(body: SubmitBody, caller: Principal = Caller) -> JSONResponse:
-        if len(body.tasks) > max_tasks:
-            raise PayloadTooLarge(f"at most {max_tasks} tasks per submit, not {len(body.tasks)}")
         result = service.submit(SubmitRequest(**body.model_dump()), owner=caller.name)
-        answer = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        if result.warning:
-            answer["warning"] = result.warning
-        return JSONResponse(answer, status_code=201 if result.created else 200)
+        return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 
     @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
@@ -286,8 +251,7 @@ def create_app(
         caller: Principal = Caller,
     ) -> Response:
         page = service.results(session_id, after, limit, wait, owner=caller.owner)
-        body = _results_body(page.results, page.next_seq, page.complete)
-        return Response(body, media_type="application/json")
+        return Response(results_json(page), media_type="application/json")
 
     @app.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])
     def cancel(session_id: str, caller: Principal = Caller) -> dict[str, Any]:
@@ -315,8 +279,6 @@ PATTERNS = {
 
 def _explain(error: Any) -> str:
     """Pydantic's message, in words for the patterns a caller cannot be expected to read."""
-    if error.get("type") == "too_short" and tuple(error.get("loc", ()))[-1:] == ("tasks",):
-        return NO_TASKS
     pattern = str((error.get("ctx") or {}).get("pattern"))
     return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
 

@@ -49,7 +49,7 @@ class CommitBody(BaseModel):
     """The session's options, as in a one-request submit, and the shape of its upload."""
 
     model_config = ConfigDict(extra="forbid")
-    task_count: int = Field(ge=1, le=MAX_TASKS, description="Indexes 0 … task_count-1.")
+    task_count: int = Field(description="Indexes 0 … task_count-1 (the service checks it).")
     parts: int = Field(ge=1, le=MAX_PARTS, description="Parts uploaded: 0 … parts-1.")
     priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
@@ -122,12 +122,7 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
         options = body.model_dump(exclude={"task_count", "parts"})
         request = SubmitRequest(tasks=(), session_id=session_id, **options)
         result = uploads.commit(request, body.task_count, body.parts, caller.name)
-        answer = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        return JSONResponse(answer, status_code=201 if result.created else 200)
+        return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 
     @router.get("/v1/tasks/{task_id}/output", tags=["tasks"], responses=RAW_JSON_ANSWER)
     def task_output(task_id: str, caller: Principal = Caller) -> Response:

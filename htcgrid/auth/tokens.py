@@ -17,14 +17,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from htcgrid.errors import AuthError
+from htcgrid.errors import AuthError, TokenExpired
 
 TokenKind = Literal["access", "refresh"]
 _DOMAIN = b"htcgrid-token-v1."
-
-
-class TokenExpired(AuthError):
-    code = "token_expired"
 
 
 @dataclass(frozen=True)

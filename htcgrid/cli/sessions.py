@@ -33,6 +33,7 @@ from htcgrid.cli.output import (
     to_json,
 )
 from htcgrid.errors import ValidationError
+from htcgrid.models import MAX_ATTEMPTS
 
 SOURCE_HINT = "give a file of tasks (a JSON list, or JSON lines) or '-' for stdin"
 
@@ -125,9 +126,9 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
 )
 @click.option(
     "--max-attempts",
-    type=click.IntRange(1, 100),
-    default=6,
-    show_default=True,
+    type=click.IntRange(1, MAX_ATTEMPTS),
+    default=None,
+    show_default="the grid's setting",
     envvar=env("MAX_ATTEMPTS"),
     show_envvar=True,
     help="Runs of a task before it fails for good (after lost agents or timeouts).",
@@ -135,8 +136,8 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
 @click.option(
     "--timeout-seconds",
     type=float,
-    default=3600,
-    show_default=True,
+    default=None,
+    show_default="the grid's setting",
     envvar=env("TIMEOUT_SECONDS"),
     show_envvar=True,
     help="Time limit of one run of a task.",
@@ -163,8 +164,8 @@ def submit(
     token: str | None,
     priority: int,
     function: str,
-    max_attempts: int,
-    timeout_seconds: float,
+    max_attempts: int | None,
+    timeout_seconds: float | None,
     session_id: str | None,
     wait_: bool,
     as_json: bool,

@@ -3,6 +3,7 @@ opened lazily so that importing the client never imports the control plane."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -19,31 +20,26 @@ class DirectTransport:
         store, data = open_grid(url, data_url or default_data_url(), create=create)
         self.service = GridService(store, data)
 
+    @classmethod
+    def of(cls, service: Any) -> DirectTransport:
+        """A transport over a ``GridService`` already open (one embedded in a program)."""
+        transport = cls.__new__(cls)
+        transport.service = service
+        return transport
+
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         from htcgrid.service import SubmitRequest
 
-        result = self.service.submit(SubmitRequest(**body))
-        answer: dict[str, Any] = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        if result.warning:
-            answer["warning"] = result.warning
-        return answer
+        return self.service.submit(SubmitRequest(**body)).as_dict()
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self.service.status(session_id, wait_seconds=wait).as_dict()
 
     def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
-        from htcgrid.service import result_dict
+        from htcgrid.service import results_json
 
         page = self.service.results(session_id, after, limit, wait)
-        return {
-            "results": [result_dict(r) for r in page.results],
-            "next": page.next_seq,
-            "complete": page.complete,
-        }
+        return json.loads(results_json(page))  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:
         from htcgrid.service import cancel_dict
@@ -80,15 +76,7 @@ class DirectTransport:
         options = dict(body)
         count, parts = options.pop("task_count"), options.pop("parts")
         request = SubmitRequest(tasks=(), session_id=session_id, **options)
-        result = self.service.uploads.commit(request, count, parts, "")
-        answer: dict[str, Any] = {
-            "session_id": result.session_id,
-            "task_count": result.task_count,
-            "created": result.created,
-        }
-        if result.warning:
-            answer["warning"] = result.warning
-        return answer
+        return self.service.uploads.commit(request, count, parts, "").as_dict()
 
     def close(self) -> None:
         self.service.store.close()

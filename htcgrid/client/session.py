@@ -158,8 +158,8 @@ class Client:
         priority: int = 0,
         task_priorities: Iterable[int] | None = None,
         function: str = DEFAULT_FUNCTION,
-        max_attempts: int = 6,
-        timeout_seconds: float = 3600,
+        max_attempts: int | None = None,
+        timeout_seconds: float | None = None,
         retry_on_error: bool = False,
         session_id: str | None = None,
     ) -> Session:
@@ -169,14 +169,17 @@ class Client:
         and a session too big for one request is uploaded in parts (``htcgrid.client.upload``)
         that become visible together. ``session_id`` (default: a new UUID) makes a repeated
         submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
+        ``max_attempts`` and ``timeout_seconds`` left None are the grid's (its settings).
         """
-        options = {
+        options: dict[str, Any] = {
             "priority": priority,
             "function": function,
-            "max_attempts": max_attempts,
-            "timeout_seconds": timeout_seconds,
             "retry_on_error": retry_on_error,
         }
+        if max_attempts is not None:
+            options["max_attempts"] = max_attempts
+        if timeout_seconds is not None:
+            options["timeout_seconds"] = timeout_seconds
         answer = send_session(self._t, tasks, task_priorities, options, session_id)
         if answer.get("warning"):
             warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)
