@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from htcgrid.errors import ConfigurationError
+
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_API = "http://127.0.0.1:8080"
 LOCAL_BACKEND = "sqlite://.htcgrid/grid.db"  # where `htcgrid up` keeps its task store
@@ -133,13 +135,28 @@ def worker_options(fn: F) -> F:
     )(fn)
     return click.option(
         "--slots",
-        type=click.IntRange(1, 1024),
+        metavar="N|MIN:MAX",
+        callback=_slot_range,
         envvar=env("SLOTS"),
-        default=os.cpu_count() or 1,
+        default=str(os.cpu_count() or 1),
         show_default="CPU count",
         show_envvar=True,
-        help="Worker processes per agent.",
+        help="Worker processes per agent: N, or MIN:MAX to follow the backlog "
+        "(idle workers are retired; a running task is never interrupted).",
     )(fn)
+
+
+def _slot_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """N, or MIN:MAX, as (MIN, MAX) worker processes per agent."""
+    from htcgrid.scaling import parse_range
+
+    try:
+        low, high = parse_range(str(value))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if not 1 <= high <= 1024:
+        raise click.BadParameter(f"between 1 and 1024 slots, not {high}", ctx, param)
+    return low, high
 
 
 def security_options(fn: F) -> F:

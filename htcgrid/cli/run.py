@@ -24,7 +24,12 @@ from htcgrid.cli.options import (
     worker_options,
 )
 from htcgrid.errors import ConfigurationError
-from htcgrid.scaling import DEFAULT_COOLDOWN_SECONDS, DEFAULT_TARGET_BACKLOG, parse_range
+from htcgrid.scaling import (
+    DEFAULT_COOLDOWN_SECONDS,
+    DEFAULT_TARGET_BACKLOG,
+    ScalingPolicy,
+    parse_range,
+)
 
 # ---- running a grid ---------------------------------------------------------------------
 
@@ -40,6 +45,30 @@ def _agent_range(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     if high > MAX_LOCAL_AGENTS:
         raise click.BadParameter(f"at most {MAX_LOCAL_AGENTS} agents, not {high}", ctx, param)
     return low, high
+
+
+def scaling_options(fn: Any) -> Any:
+    """--target-backlog and --cooldown-seconds: how ``up --agents MIN:MAX`` and
+    ``agent --slots MIN:MAX`` follow the backlog."""
+    fn = click.option(
+        "--cooldown-seconds",
+        envvar=env("COOLDOWN_SECONDS"),
+        type=click.FloatRange(min=0),
+        default=DEFAULT_COOLDOWN_SECONDS,
+        show_default=True,
+        show_envvar=True,
+        help="With MIN:MAX: how long after a change before an agent or a slot is retired.",
+    )(fn)
+    return click.option(
+        "--target-backlog",
+        envvar=env("TARGET_BACKLOG"),
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_TARGET_BACKLOG,
+        show_default=True,
+        show_envvar=True,
+        help="With MIN:MAX: pending tasks per slot that call for one more agent or slot "
+        "(HTC-Grid's htc_agent_target_value).",
+    )(fn)
 
 
 @click.command()
@@ -64,25 +93,7 @@ def _agent_range(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     help="Agent processes to run: N, or MIN:MAX to scale with the backlog "
     "(scale-in drains agents: no running task is interrupted).",
 )
-@click.option(
-    "--target-backlog",
-    envvar=env("TARGET_BACKLOG"),
-    type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_TARGET_BACKLOG,
-    show_default=True,
-    show_envvar=True,
-    help="With --agents MIN:MAX: pending tasks per slot that call for one more agent "
-    "(HTC-Grid's htc_agent_target_value).",
-)
-@click.option(
-    "--cooldown-seconds",
-    envvar=env("COOLDOWN_SECONDS"),
-    type=click.FloatRange(min=0),
-    default=DEFAULT_COOLDOWN_SECONDS,
-    show_default=True,
-    show_envvar=True,
-    help="With --agents MIN:MAX: how long after a change of agents before any is retired.",
-)
+@scaling_options
 @worker_options
 @security_options
 @grid_config_option
@@ -94,7 +105,7 @@ def up(
     agents: tuple[int, int],
     target_backlog: float,
     cooldown_seconds: float,
-    slots: int,
+    slots: tuple[int, int],
     handler: str,
     paths: tuple[str, ...],
     no_auth: bool,
@@ -196,12 +207,13 @@ def server(
     "file's region, else us-east-1).",
 )
 @click.option("--parent-pid", type=int, default=None, hidden=True)
+@scaling_options
 @grid_config_option
 @settings_options
 def agent(
     url: str,
     data_url: str | None,
-    slots: int,
+    slots: tuple[int, int],
     handler: str,
     paths: tuple[str, ...],
     functions: tuple[str, ...],
@@ -209,6 +221,8 @@ def agent(
     agent_id: str | None,
     region: str | None,
     parent_pid: int | None,
+    target_backlog: float,
+    cooldown_seconds: float,
     grid_config: dict[str, Any],
     **given: float | None,
 ) -> None:
@@ -228,15 +242,20 @@ def agent(
         region=region or compat_config.region(grid_config) or DEFAULT_REGION,
     )
     store, data = open_grid(url, data_url, record=True)
+    min_slots, max_slots = slots
+    autoscale = None
+    if min_slots < max_slots:
+        autoscale = ScalingPolicy(min_slots, max_slots, target_backlog, 1, cooldown_seconds)
     runner = Agent(
         store,
         data,
         settings,
         worker,
-        slots,
+        max_slots,
         functions=list(functions) or None,
         agent_id=agent_id,
         packages=_package_cache(data, cache_dir, worker),
+        autoscale=autoscale,
     )
     signals = {"count": 0}
 

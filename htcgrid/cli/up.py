@@ -46,7 +46,7 @@ class LocalGrid:
         host: str,
         port: int,
         agents: int | tuple[int, int],
-        slots: int,
+        slots: int | tuple[int, int],
         handler: str,
         paths: list[str],
         settings: Settings,
@@ -63,11 +63,11 @@ class LocalGrid:
         self.tls = tls
         self.host, self.port = host, port
         self.min_agents, self.max_agents = (agents, agents) if isinstance(agents, int) else agents
-        self.slots = slots
+        self.min_slots, self.slots = (slots, slots) if isinstance(slots, int) else slots
         self.policy = None
         if self.max_agents > self.min_agents:
             self.policy = ScalingPolicy(
-                self.min_agents, self.max_agents, target_backlog, slots, cooldown_seconds
+                self.min_agents, self.max_agents, target_backlog, self.slots, cooldown_seconds
             )
         self.handler, self.paths = handler, [str(Path(p).resolve()) for p in paths]
         self.settings = settings
@@ -82,7 +82,7 @@ class LocalGrid:
         command = [
             sys.executable, "-m", "htcgrid", "agent",
             "--url", self.store_url, "--data-url", self.data_url,
-            "--slots", str(self.slots), "--handler", self.handler,
+            "--slots", f"{self.min_slots}:{self.slots}", "--handler", self.handler,
             "--heartbeat-seconds", str(s.heartbeat_seconds),
             "--lease-seconds", str(s.lease_seconds),
             "--grace-seconds", str(s.grace_seconds),

@@ -19,7 +19,7 @@ from htcgrid.ttl import TTLChecker
 
 
 def start_agent(
-    url: str, data_url: str, slots: int = 1, grace: float = 10
+    url: str, data_url: str, slots: int | str = 1, grace: float = 10
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--data-url", data_url,
@@ -80,3 +80,31 @@ def test_a_killed_agents_task_is_finished_by_another_exactly_once(tmp_path: Path
     info = grid.session(sid)
     assert info.done_count == 1
     assert len(grid.store.results(sid)) == 1
+
+
+def test_an_agent_with_a_slot_range_runs_the_backlog_on_more_workers(tmp_path: Path) -> None:
+    grid, url, data_url = make_grid(tmp_path)
+    sid = grid.submit(SubmitRequest([{"seconds": 1.0}] * 6)).session_id
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--data-url", data_url,
+         "--handler", "sample_handlers.sleep", "--path", HERE, "--slots", "1:3",
+         "--target-backlog", "1", "--cooldown-seconds", "60", "--heartbeat-seconds", "0.2",
+         "--lease-seconds", "2"],
+    )  # fmt: skip
+    try:
+        until(lambda: len(children(proc.pid)) >= 3, 30, "the agent to grow to three workers")
+        until(lambda: grid.session(sid).complete, 30, "the session")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    assert all(r.state is TaskState.FINISHED and r.attempt == 1 for r in grid.store.results(sid))
+
+
+def test_a_slot_range_upside_down_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "htcgrid", "agent", "--url", f"sqlite://{tmp_path / 'g.db'}",
+         "--slots", "4:2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "MIN <= MAX" in done.stderr and len(done.stderr.strip().splitlines()) == 1
