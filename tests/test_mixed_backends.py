@@ -1,4 +1,4 @@
-"""Mixing roles by URL (issue 4): a PostgreSQL task store with a Redis or file data plane."""
+"""Mixing roles by URL (issue 4): a PostgreSQL task store with a Redis, file or S3 data plane."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from htcgrid.settings import Settings
 from htcgrid.store import open_store
 
 
-@pytest.fixture(params=["redis", "file"])
+@pytest.fixture(params=["redis", "file", "s3"])
 def mixed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     with (
         backend_url("postgresql", tmp_path) as store_url,
