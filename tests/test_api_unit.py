@@ -310,13 +310,16 @@ def test_delete_answers_204_and_the_session_is_gone(http: TestClient, service: G
      ("GET", "/v1/sessions/a_b"), ("GET", "/v1/nothing")],
 )  # fmt: skip
 def test_an_unknown_thing_is_a_404_in_the_error_shape(
-    http: TestClient, method: str, path: str
+    limited: tuple[GridService, TestClient], method: str, path: str
 ) -> None:
+    _, http = limited
     error_of(http.request(method, path.format(u="no-such-session")), 404, "not_found")
 
 
-def test_a_wrong_method_is_a_405_in_the_error_shape(http: TestClient) -> None:
-    error_of(http.put("/v1/sessions"), 405, "method_not_allowed")
+def test_a_wrong_method_is_a_405_in_the_error_shape(
+    limited: tuple[GridService, TestClient],
+) -> None:
+    error_of(limited[1].put("/v1/sessions"), 405, "method_not_allowed")
 
 
 # ---- tasks, functions, health, schema -------------------------------------------------------

@@ -320,6 +320,16 @@ def test_results_refuse_a_negative_cursor_and_clamp_the_limit(service: GridServi
     assert len(service.results(sid, 0, limit=MAX_PAGE * 10).results) == 3
 
 
+def test_no_page_holds_more_than_max_page_results(service: GridService) -> None:
+    sid = submit(service, [0] * (MAX_PAGE + 1))
+    leases = claim(service, MAX_PAGE + 1)
+    done = [Outcome(le.task_id, le.attempt, TaskState.FINISHED, output=b"0") for le in leases]
+    assert all(service.store.complete("agent", done, NOW))
+    page = service.results(sid, 0, limit=MAX_PAGE + 1)
+    assert (len(page.results), page.next_seq, page.complete) == (MAX_PAGE, MAX_PAGE, False)
+    assert [r.index for r in service.results(sid, MAX_PAGE).results] == [MAX_PAGE]
+
+
 def test_a_result_carries_its_output_error_and_attempts(service: GridService) -> None:
     sid = submit(service, range(2))
     ok, bad = claim(service, 2)

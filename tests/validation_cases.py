@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from htcgrid.errors import GridError, PayloadTooLarge, ValidationError
-from htcgrid.functions import UnknownFunction
+from htcgrid.errors import GridError, PayloadTooLarge, UnknownFunction, ValidationError
 from htcgrid.settings import Settings
 
 LIMITS = Settings(max_tasks_per_submit=3, max_payload_bytes=100)
