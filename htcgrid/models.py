@@ -218,9 +218,23 @@ def expired_error(attempts: int) -> ErrorInfo:
     return ErrorInfo("LeaseExpired", expired_reason(attempts))
 
 
+def runs_again(attempt: int, max_attempts: int) -> bool:
+    """Whether a task whose run ``attempt`` went wrong is queued again: the one retry rule
+    (the Redis and AWS backends state it in their own language)."""
+    return attempt < max_attempts
+
+
+def after_lease_expired(tid: str, attempt: int, max_attempts: int) -> Outcome:
+    """What the TTL checker records for an expired lease (design §2): the task goes back to
+    the queue while it has attempts left, else it fails with ``LeaseExpired``."""
+    if runs_again(attempt, max_attempts):
+        return Outcome(tid, attempt, TaskState.PENDING)
+    return Outcome(tid, attempt, TaskState.FAILED, error=expired_error(attempt))
+
+
 def after_infrastructure_failure(lease: Lease, kind: str, reason: str, log: str = "") -> Outcome:
     """A crash, a timeout or a lost worker: retried until ``max_attempts``, then failed."""
-    if lease.attempt < lease.max_attempts:
+    if runs_again(lease.attempt, lease.max_attempts):
         return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
     message = f"{reason} (attempt {lease.attempt} of {lease.max_attempts})"
     return Outcome(
@@ -230,7 +244,7 @@ def after_infrastructure_failure(lease: Lease, kind: str, reason: str, log: str 
 
 def after_handler_error(lease: Lease, error: ErrorInfo, log: str = "") -> Outcome:
     """A handler exception is an outcome: failed, unless the session asked to retry errors."""
-    if lease.retry_on_error and lease.attempt < lease.max_attempts:
+    if lease.retry_on_error and runs_again(lease.attempt, lease.max_attempts):
         return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
     return Outcome(lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log)
 

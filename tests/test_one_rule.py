@@ -4,19 +4,22 @@ client give the same answer, and a client that says nothing gets the grid's defa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+import htcgrid
 from htcgrid.api import create_app
 from htcgrid.client import Client
 from htcgrid.client.direct import DirectTransport
 from htcgrid.client.http import HTTPTransport
 from htcgrid.dataplane import keys, open_data_plane
 from htcgrid.errors import GridError, PayloadTooLarge, UnknownFunction, ValidationError
-from htcgrid.models import ErrorInfo, Outcome, TaskState
+from htcgrid.models import ErrorInfo, Outcome, TaskState, after_lease_expired
 from htcgrid.service import GridService, result_dict, results_json
 from htcgrid.settings import SecurityConfig, Settings
 from htcgrid.store import open_store
@@ -138,3 +141,29 @@ def test_both_settings_read_the_environment_the_same_way() -> None:
     security = SecurityConfig.from_env(environ)
     assert (security.rate_limit_burst, security.auth) == (7, True)
     assert Settings.from_env.__func__ is SecurityConfig.from_env.__func__  # type: ignore[attr-defined]
+
+
+RETRY_RULE = re.compile(
+    r"attempt\w*\s*(<|>=)\s*[\w.]*max_attempts|max_attempts\s*(>|<=)\s*[\w.]*attempt"
+)
+
+
+def test_the_retry_rule_has_one_python_copy() -> None:
+    """The stores apply ``models.after_lease_expired``; only Lua and DynamoDB's conditions
+    state the rule again, in their own language."""
+    package = Path(htcgrid.__file__).parent
+    copies = [
+        path.relative_to(package).as_posix()
+        for path in sorted(package.rglob("*.py"))
+        if RETRY_RULE.search(path.read_text())
+    ]
+    assert copies == ["models.py"]
+
+
+@pytest.mark.parametrize("attempt, state", [(1, TaskState.PENDING), (3, TaskState.FAILED)])
+def test_an_expired_lease_runs_again_while_attempts_are_left(
+    attempt: int, state: TaskState
+) -> None:
+    outcome = after_lease_expired("s/0", attempt, 3)
+    assert outcome.state is state
+    assert (outcome.error is None) is (state is TaskState.PENDING)

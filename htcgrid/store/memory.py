@@ -26,7 +26,7 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    expired_error,
+    after_lease_expired,
     task_id,
 )
 from htcgrid.store.base import TaskStore
@@ -301,11 +301,12 @@ class MemoryTaskStore(TaskStore):
                 if t.state is TaskState.PROCESSING and (t.lease_expires_at or 0) < now
             ][:limit]
             for t in expired:
-                if t.attempt < t.max_attempts:
+                outcome = after_lease_expired(t.task_id, t.attempt, t.max_attempts)
+                if outcome.state is TaskState.PENDING:
                     self._requeue(t)
                     report.requeued.append(t.task_id)
                 else:
-                    self._finish(t, now, state=TaskState.FAILED, error=expired_error(t.attempt))
+                    self._finish(t, now, state=outcome.state, error=outcome.error)
                     report.failed.append(t.task_id)
             return report
 

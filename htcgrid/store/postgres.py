@@ -38,7 +38,7 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    expired_error,
+    after_lease_expired,
     split_task_id,
     task_id,
 )
@@ -304,7 +304,7 @@ class PostgresTaskStore(TaskStore):
         report = ExpiryReport()
         with self._transaction() as conn:
             expired = conn.execute(LOCK_EXPIRED, (now, limit)).fetchall()
-            outcomes = [_expiry(task_id(s, i), attempt, most) for s, i, attempt, most in expired]
+            outcomes = [after_lease_expired(task_id(s, i), a, most) for s, i, a, most in expired]
             self._apply(conn, None, outcomes, now)
         for o in outcomes:
             (report.requeued if o.state is TaskState.PENDING else report.failed).append(o.task_id)
@@ -366,13 +366,6 @@ class PostgresTaskStore(TaskStore):
 
     def delete_meta(self, key: str) -> None:
         self._write("DELETE FROM meta WHERE key = %s", (key,))
-
-
-def _expiry(tid: str, attempt: int, max_attempts: int) -> Outcome:
-    """What the TTL checker records for an expired lease (design §2)."""
-    if attempt < max_attempts:
-        return Outcome(tid, attempt, TaskState.PENDING)
-    return Outcome(tid, attempt, TaskState.FAILED, error=expired_error(attempt))
 
 
 def _session_params(spec: SessionSpec, now: float) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    expired_error,
+    after_lease_expired,
     split_task_id,
     task_id,
 )
@@ -400,7 +400,8 @@ class SQLiteTaskStore(TaskStore):
                 (now, limit),
             ).fetchall()
             for seq, session_id, index, attempt, max_attempts in rows:
-                if attempt < max_attempts:
+                outcome = after_lease_expired(task_id(session_id, index), attempt, max_attempts)
+                if outcome.state is TaskState.PENDING:
                     db.execute(
                         "UPDATE tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL "
                         "WHERE seq = ?",
@@ -412,7 +413,7 @@ class SQLiteTaskStore(TaskStore):
                     "UPDATE tasks SET state = 'failed', owner = NULL, lease_expires_at = NULL, "
                     "error = ?, finished_at = ?, "
                     "done_seq = (SELECT done_count + 1 FROM sessions WHERE id = ?) WHERE seq = ?",
-                    (expired_error(attempt).to_json(), now, session_id, seq),
+                    (outcome.error.to_json() if outcome.error else None, now, session_id, seq),
                 )
                 db.execute(
                     "UPDATE sessions SET done_count = done_count + 1 WHERE id = ?", (session_id,)
