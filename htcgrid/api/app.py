@@ -40,6 +40,7 @@ from htcgrid.models import (
     SESSION_ID_PATTERN,
 )
 from htcgrid.service import (
+    NO_TASKS,
     GridService,
     SubmitRequest,
     cancel_dict,
@@ -77,7 +78,9 @@ class SubmitBody(BaseModel):
     here are its constants), the limits a server is configured with too."""
 
     model_config = ConfigDict(extra="forbid")
-    tasks: list[Any] = Field(description="One JSON value per task: the handler's event.")
+    tasks: list[Any] = Field(
+        min_length=1, description="One JSON value per task: the handler's event."
+    )
     session_id: str | None = Field(
         None,
         pattern=SESSION_ID_PATTERN.pattern,
@@ -279,6 +282,8 @@ PATTERNS = {
 
 def _explain(error: Any) -> str:
     """Pydantic's message, in words for the patterns a caller cannot be expected to read."""
+    if error.get("type") == "too_short" and tuple(error.get("loc", ()))[-1:] == ("tasks",):
+        return NO_TASKS  # the service's wording, so both paths say the same
     pattern = str((error.get("ctx") or {}).get("pattern"))
     return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
 

@@ -49,7 +49,9 @@ class CommitBody(BaseModel):
     """The session's options, as in a one-request submit, and the shape of its upload."""
 
     model_config = ConfigDict(extra="forbid")
-    task_count: int = Field(description="Indexes 0 … task_count-1 (the service checks it).")
+    task_count: int = Field(
+        ge=1, le=MAX_TASKS, description="Indexes 0 … task_count-1 (a server may allow fewer)."
+    )
     parts: int = Field(ge=1, le=MAX_PARTS, description="Parts uploaded: 0 … parts-1.")
     priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
