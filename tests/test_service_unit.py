@@ -4,6 +4,7 @@ submit, read, page, cancel and delete pinned in milliseconds (design §2, §5, �
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,15 +16,16 @@ from htcgrid.dataplane import keys, open_data_plane
 from htcgrid.errors import Conflict, NotFound, ValidationError
 from htcgrid.functions import FunctionRegistry
 from htcgrid.models import ErrorInfo, Outcome, TaskState
-from htcgrid.service import (
-    MAX_PAGE,
-    PAGE_BYTES,
-    GridService,
-    SubmitRequest,
-    cancel_dict,
-    result_dict,
-    task_dict,
-)
+from htcgrid.service import MAX_PAGE, PAGE_BYTES, GridService, SubmitRequest
+
+try:  # the answers' shapes, in their own module once they leave the service
+    from htcgrid.wire import cancel_dict, result_dict, task_dict  # type: ignore[import-not-found]
+except ImportError:
+    from htcgrid.service import (  # type: ignore[attr-defined,no-redef]
+        cancel_dict,
+        result_dict,
+        task_dict,
+    )
 from htcgrid.settings import Settings
 from htcgrid.store import open_store
 
@@ -308,6 +310,20 @@ def test_results_page_by_bytes_and_the_cursor_never_skips_or_repeats(
     assert huge.output is None and huge.output_ref is not None
     assert result_dict(huge)["output_url"] == f"/v1/tasks/{sid}_4/output"
     assert len(service.task_output(f"{sid}_4")) == PAGE_BYTES + 1
+
+
+def test_a_long_poll_returns_with_the_result_that_ends_it(service: GridService) -> None:
+    sid = submit(service, range(2))
+    leases = claim(service, 2)
+    finish(service, leases[0], b"0")
+    pages: list[Any] = []
+    poll = threading.Thread(target=lambda: pages.append(service.results(sid, 1, wait_seconds=30)))
+    poll.start()  # the poll waits for the result, or finds it if it comes first
+    finish(service, leases[1], b"1")
+    poll.join(timeout=30)
+    page = pages[0]
+    assert ([r.index for r in page.results], page.next_seq, page.complete) == ([1], 2, True)
+    assert service.status(sid, wait_seconds=30).info.complete
 
 
 def test_results_refuse_a_negative_cursor_and_clamp_the_limit(service: GridService) -> None:
