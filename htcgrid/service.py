@@ -8,7 +8,6 @@ only translates; the direct client calls this class.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 import uuid
@@ -41,6 +40,10 @@ from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 from htcgrid.uploads import SessionUploads
+from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
+from htcgrid.wire import result_dict as result_dict
+from htcgrid.wire import results_json as results_json
+from htcgrid.wire import task_dict as task_dict
 
 MAX_WAIT_SECONDS = 60.0
 NO_TASKS = "at least one task is needed"  # the one wording, on HTTP and in-process
@@ -373,71 +376,3 @@ def content_hash(spec: SessionSpec, tasks: Iterable[tuple[int, bytes]]) -> str:
         digest.update(bytes((priority,)))
         digest.update(payload)
     return digest.hexdigest()
-
-
-def output_url(record: TaskRecord) -> str | None:
-    """Where to fetch an output that is not carried inline (``GET`` gives its JSON)."""
-    if record.output is None and record.output_ref is not None:
-        return f"/v1/tasks/{record.task_id}/output"
-    return None
-
-
-def payload_url(record: TaskRecord) -> str | None:
-    if record.payload is None and record.payload_ref is not None:
-        return f"/v1/tasks/{record.task_id}/payload"
-    return None
-
-
-def result_json(record: TaskRecord) -> bytes:
-    """The one shape of a task result, as JSON: spliced from the stored output, which is
-    never parsed here. An output too big to carry inline is null, with its ``output_url``."""
-    error = record.error.to_json().encode() if record.error else b"null"
-    output = record.output if record.output is not None else b"null"
-    url = output_url(record)
-    return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}' % (
-        record.task_id.encode(),
-        record.index,
-        record.state.value.encode(),
-        record.attempt,
-        output,
-        error,
-        b',"output_url":"%s"' % url.encode() if url else b"",
-    )
-
-
-def results_json(page: ResultsPage) -> bytes:
-    """A page of results: ``{"results": [...], "next": cursor, "complete": bool}``."""
-    results = b",".join(map(result_json, page.results))
-    tail = b'],"next":%d,"complete":%s}' % (page.next_seq, b"true" if page.complete else b"false")
-    return b'{"results":[' + results + tail
-
-
-def result_dict(record: TaskRecord) -> dict[str, Any]:
-    """``result_json`` decoded."""
-    return json.loads(result_json(record))  # type: ignore[no-any-return]
-
-
-def task_dict(record: TaskRecord) -> dict[str, Any]:
-    """A task in full: its result plus payload, log and timings; a payload kept in the data
-    plane is null, with its ``payload_url``."""
-    return {
-        **result_dict(record),
-        "session_id": record.session_id,
-        "payload": json.loads(record.payload) if record.payload is not None else None,
-        "payload_url": payload_url(record),
-        "log": record.log,
-        "owner": record.owner,
-        "submitted_at": record.submitted_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-    }
-
-
-def cancel_dict(session_id: str, counts: CancelCounts) -> dict[str, Any]:
-    """HTC-Grid's per-session cancel answer."""
-    return {
-        "session_id": session_id,
-        "cancelled_pending": counts.pending,
-        "cancelled_processing": counts.processing,
-        "total_cancelled_tasks": counts.total,
-    }

@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["datadir", "handlers"], 0),
     **dict.fromkeys(["store", "dataplane"], 1),
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
-    **dict.fromkeys(["auth", "backends"], 2),
+    **dict.fromkeys(["auth", "backends", "wire"], 2),
     **dict.fromkeys(["api", "agent", "client", "local_agents"], 3),
     **dict.fromkeys(["cli", "connector", "compat", "__init__", "__main__"], 4),
 }
@@ -77,7 +77,7 @@ def test_the_client_reaches_the_server_side_only_through_its_in_process_transpor
 ) -> None:
     server_side = imported(path) - CLIENT_SIDE
     if path.relative_to(PACKAGE).as_posix() == IN_PROCESS_TRANSPORT:
-        assert server_side == {"backends", "service"}
+        assert server_side == {"backends", "service", "wire"}
     else:
         assert not server_side, f"{path.name} imports {sorted(server_side)}"
 

@@ -20,9 +20,10 @@ from htcgrid.client.http import HTTPTransport
 from htcgrid.dataplane import keys, open_data_plane
 from htcgrid.errors import GridError, PayloadTooLarge, UnknownFunction, ValidationError
 from htcgrid.models import ErrorInfo, Outcome, TaskState, after_lease_expired
-from htcgrid.service import GridService, result_dict, results_json
+from htcgrid.service import GridService
 from htcgrid.settings import SecurityConfig, Settings
 from htcgrid.store import open_store
+from htcgrid.wire import result_dict, results_json
 
 SETTINGS = Settings(
     max_attempts=3, task_timeout_seconds=60.0, max_tasks_per_submit=4, max_payload_bytes=100

@@ -39,16 +39,10 @@ from htcgrid.models import (
     NAME_PATTERN,
     SESSION_ID_PATTERN,
 )
-from htcgrid.service import (
-    NO_TASKS,
-    GridService,
-    SubmitRequest,
-    cancel_dict,
-    results_json,
-    task_dict,
-)
+from htcgrid.service import NO_TASKS, GridService, SubmitRequest
 from htcgrid.settings import SecurityConfig
 from htcgrid.ttl import TTLChecker
+from htcgrid.wire import cancel_dict, results_json, task_dict
 
 log = logging.getLogger("htcgrid.api")
 

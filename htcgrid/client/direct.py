@@ -36,13 +36,13 @@ class DirectTransport:
         return self.service.status(session_id, wait_seconds=wait).as_dict()
 
     def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
-        from htcgrid.service import results_json
+        from htcgrid.wire import results_json
 
         page = self.service.results(session_id, after, limit, wait)
         return json.loads(results_json(page))  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:
-        from htcgrid.service import cancel_dict
+        from htcgrid.wire import cancel_dict
 
         return cancel_dict(session_id, self.service.cancel(session_id))
 
@@ -53,7 +53,7 @@ class DirectTransport:
         return {"sessions": [s.as_dict() for s in self.service.sessions(None, limit, offset)]}
 
     def task(self, tid: str) -> dict[str, Any]:
-        from htcgrid.service import task_dict
+        from htcgrid.wire import task_dict
 
         return task_dict(self.service.task(tid))
 

@@ -1,0 +1,80 @@
+"""The JSON shapes of what the grid answers about tasks, one function each, shared by the HTTP
+API and the in-process client (``GridService`` returns records; these turn them into JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from htcgrid.models import CancelCounts, TaskRecord
+
+if TYPE_CHECKING:
+    from htcgrid.service import ResultsPage
+
+
+def output_url(record: TaskRecord) -> str | None:
+    """Where to fetch an output that is not carried inline (``GET`` gives its JSON)."""
+    if record.output is None and record.output_ref is not None:
+        return f"/v1/tasks/{record.task_id}/output"
+    return None
+
+
+def payload_url(record: TaskRecord) -> str | None:
+    if record.payload is None and record.payload_ref is not None:
+        return f"/v1/tasks/{record.task_id}/payload"
+    return None
+
+
+def result_json(record: TaskRecord) -> bytes:
+    """The one shape of a task result, as JSON: spliced from the stored output, which is
+    never parsed here. An output too big to carry inline is null, with its ``output_url``."""
+    error = record.error.to_json().encode() if record.error else b"null"
+    output = record.output if record.output is not None else b"null"
+    url = output_url(record)
+    return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}' % (
+        record.task_id.encode(),
+        record.index,
+        record.state.value.encode(),
+        record.attempt,
+        output,
+        error,
+        b',"output_url":"%s"' % url.encode() if url else b"",
+    )
+
+
+def results_json(page: ResultsPage) -> bytes:
+    """A page of results: ``{"results": [...], "next": cursor, "complete": bool}``."""
+    results = b",".join(map(result_json, page.results))
+    tail = b'],"next":%d,"complete":%s}' % (page.next_seq, b"true" if page.complete else b"false")
+    return b'{"results":[' + results + tail
+
+
+def result_dict(record: TaskRecord) -> dict[str, Any]:
+    """``result_json`` decoded."""
+    return json.loads(result_json(record))  # type: ignore[no-any-return]
+
+
+def task_dict(record: TaskRecord) -> dict[str, Any]:
+    """A task in full: its result plus payload, log and timings; a payload kept in the data
+    plane is null, with its ``payload_url``."""
+    return {
+        **result_dict(record),
+        "session_id": record.session_id,
+        "payload": json.loads(record.payload) if record.payload is not None else None,
+        "payload_url": payload_url(record),
+        "log": record.log,
+        "owner": record.owner,
+        "submitted_at": record.submitted_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+    }
+
+
+def cancel_dict(session_id: str, counts: CancelCounts) -> dict[str, Any]:
+    """HTC-Grid's per-session cancel answer."""
+    return {
+        "session_id": session_id,
+        "cancelled_pending": counts.pending,
+        "cancelled_processing": counts.processing,
+        "total_cancelled_tasks": counts.total,
+    }
