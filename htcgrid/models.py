@@ -263,18 +263,35 @@ def json_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_LONG_NUMBER = re.compile(rb"\d{19}")
+_INT64_LIMIT = float(2**63)
 
 
 def json_loads(data: bytes) -> Any:
-    """``json.loads``, sped up by orjson where it gives the same value (not for integers
-    beyond 64 bits, which it would read as floats, nor NaN, which it refuses)."""
-    if _orjson is not None and not _LONG_NUMBER.search(data):
-        try:
-            return _orjson.loads(data)
-        except ValueError:
-            pass
-    return json.loads(data)
+    """``json.loads``, sped up by orjson where it gives the same value. orjson reads an
+    integer beyond 64 bits as a float and refuses NaN: such documents take the standard path."""
+    if _orjson is None:
+        return json.loads(data)
+    try:
+        value = _orjson.loads(data)
+    except ValueError:
+        return json.loads(data)
+    return json.loads(data) if _has_huge_float(value) else value
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether ``value`` holds an integral float of 2**63 or more: maybe a big integer."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if abs(item) >= _INT64_LIMIT and item.is_integer():
+                return True
+        elif kind is list:
+            stack.extend(item)
+        elif kind is dict:
+            stack.extend(item.values())
+    return False
 
 
 def task_json(index: int, value: Any) -> bytes:

@@ -22,6 +22,7 @@ from htcgrid.errors import (
     TooManyAttempts,
     TooManyRequests,
 )
+from htcgrid.models import json_loads
 
 RETRY_SECONDS = 60.0  # how long calls ride out a grid that is down or restarting
 FIRST_RETRY_SECONDS = 0.1
@@ -149,7 +150,7 @@ class HTTPTransport:
         if response.status_code == 204:
             return None
         try:
-            body = response.json()
+            body = json_loads(response.content)
         except ValueError:
             body = None
         if not response.is_success:

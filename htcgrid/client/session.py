@@ -8,7 +8,6 @@ outputs = [r.output for r in session.results()]
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -22,7 +21,7 @@ from htcgrid.client.logins import choose_auth
 from htcgrid.client.progress import Progress
 from htcgrid.client.upload import PartTask, send_session
 from htcgrid.errors import NoAgentWarning, TaskFailed
-from htcgrid.models import DEFAULT_FUNCTION, TaskState, task_id
+from htcgrid.models import DEFAULT_FUNCTION, TaskState, json_loads, task_id
 
 POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
 PAGE = 5000
@@ -115,7 +114,7 @@ class Session:
             page = self._t.results(self.id, after, PAGE, min(left, POLL_SECONDS))
             for item in page["results"]:
                 if item.get("output_url"):  # too big for a page: fetched on its own, now
-                    item = {**item, "output": json.loads(self._t.task_json(item["output_url"]))}
+                    item = {**item, "output": json_loads(self._t.task_json(item["output_url"]))}
                 yield TaskResult.from_dict(item)
             after = page["next"]
 
@@ -200,7 +199,7 @@ class Client:
         for name in ("payload", "output"):
             url = found.pop(f"{name}_url", None)
             if url:
-                found[name] = json.loads(self._t.task_json(url))
+                found[name] = json_loads(self._t.task_json(url))
         return found
 
     def map(
