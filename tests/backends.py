@@ -136,6 +136,7 @@ def moto_endpoint() -> str:
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _quicker_moto_sqs_clock()
+        _moto_transactions_copy_each_table_once()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
@@ -163,6 +164,44 @@ def _quicker_moto_sqs_clock() -> None:
 
     sqs_models.unix_time = unix_time  # type: ignore[assignment]
     sqs_models.unix_time_millis = unix_time_millis  # type: ignore[assignment]
+
+
+def _moto_transactions_copy_each_table_once() -> None:
+    """moto backs up a table before a DynamoDB transaction (to roll back on a failed
+    condition) once per *item* of the transaction: 100 copies of the whole table for one
+    100-item transaction. Within one transaction every copy of a table is the same snapshot,
+    so this keeps the first and hands it out again; rollback restores the same state."""
+    import copy
+    import threading
+
+    import moto.dynamodb.models as models
+
+    local = threading.local()
+
+    class CopyOncePerTransaction:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(obj: Any, memo: Any = None) -> Any:
+            cache = getattr(local, "cache", None)
+            if cache is None or memo is not None:
+                return copy.deepcopy(obj, memo)
+            if id(obj) not in cache:
+                cache[id(obj)] = (obj, copy.deepcopy(obj))  # the original pins the id
+            return cache[id(obj)][1]
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: Any) -> Any:
+        local.cache = {}
+        try:
+            return original(self, transact_items)
+        finally:
+            local.cache = None
+
+    models.copy = CopyOncePerTransaction()  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 @contextmanager

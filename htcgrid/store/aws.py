@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from htcgrid.models import (
@@ -54,6 +55,7 @@ from htcgrid.store.base import TaskStore
 MAX_SCAN = 100  # messages of other functions looked at per queue in one claim
 RESEND_MAX_SECONDS = 3600.0
 RESEND_CHECK_SECONDS = 30.0
+PARALLEL_WRITES = 16
 
 
 class AwsTaskStore(TaskStore):
@@ -63,6 +65,8 @@ class AwsTaskStore(TaskStore):
         self.sessions = Sessions(self.grid)
         self.meta = Meta(self.grid)
         self._resend_due = -math.inf
+        # one conditional write per task: claims and heartbeats of a batch run side by side
+        self._pool = ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="htcgrid-aws")
 
     # ---- clients ------------------------------------------------------------------------
 
@@ -112,18 +116,13 @@ class AwsTaskStore(TaskStore):
                 if not messages:
                     break
                 scanned += len(messages)
-                tried = []
-                for m in messages:
-                    if (functions is not None and m.function not in functions) or len(
-                        leases
-                    ) >= max_tasks:
-                        held.append(m)
-                        continue
-                    lease = self._claim_one(m, agent_id, lease_seconds, now)
-                    if lease is not None:
-                        leases.append(lease)
-                    tried.append(m)
-                queues.delete(tried)
+                mine = [m for m in messages if functions is None or m.function in functions]
+                held += [m for m in messages if m not in mine]
+                claimed = self._pool.map(
+                    lambda m: self._claim_one(m, agent_id, lease_seconds, now), mine
+                )
+                leases += [lease for lease in claimed if lease is not None]
+                queues.delete(mine)
             if len(leases) >= max_tasks:
                 break
         queues.release(held)
@@ -164,13 +163,12 @@ class AwsTaskStore(TaskStore):
         lease_seconds: float,
         now: float,
     ) -> dict[str, HeartbeatStatus]:
-        answers: dict[str, HeartbeatStatus] = {}
-        for tid, attempt in leases:
+        def beat(lease: tuple[str, int]) -> HeartbeatStatus:
+            tid, attempt = lease
             try:
                 session_id = split_task_id(tid)[0]
             except ValueError:
-                answers[tid] = HeartbeatStatus.LOST
-                continue
+                return HeartbeatStatus.LOST
             condition, values = owned(session_id, agent_id, attempt)
             sets = {"heartbeat_expiration_timestamp": N(float(now + lease_seconds))}
             args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values)
@@ -178,12 +176,14 @@ class AwsTaskStore(TaskStore):
                 self.grid.calls(
                     self.grid.db.update_item, ReturnValuesOnConditionCheckFailure="ALL_OLD", **args
                 )
-                answers[tid] = HeartbeatStatus.OK
+                return HeartbeatStatus.OK
             except ConditionFailed as exc:
                 old = text(exc.item or {}, "task_status")
                 cancelled = old is not None and state_of(old) is TaskState.CANCELLED
-                answers[tid] = HeartbeatStatus.CANCELLED if cancelled else HeartbeatStatus.LOST
-        return answers
+                return HeartbeatStatus.CANCELLED if cancelled else HeartbeatStatus.LOST
+
+        statuses = self._pool.map(beat, leases)
+        return {tid: answer for (tid, _), answer in zip(leases, statuses, strict=True)}
 
     def complete(self, agent_id: str, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         applied = [False] * len(outcomes)
@@ -379,3 +379,6 @@ class AwsTaskStore(TaskStore):
 
     def delete_meta(self, key: str) -> None:
         self.meta.delete(key)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
