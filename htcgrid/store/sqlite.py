@@ -8,14 +8,9 @@ costs no disk I/O, so idle agents notice new work within a couple of millisecond
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
-from htcgrid.errors import ConfigurationError, Conflict, NotFound
+from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
     CancelCounts,
     ExpiryReport,
@@ -40,58 +35,11 @@ from htcgrid.store.rows import (
     session_from_row,
     task_from_row,
 )
+from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.urls import local_path, query
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    function TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    max_attempts INTEGER NOT NULL,
-    timeout_seconds REAL NOT NULL,
-    retry_on_error INTEGER NOT NULL,
-    task_count INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    done_count INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
-CREATE TABLE IF NOT EXISTS tasks (
-    seq INTEGER PRIMARY KEY,
-    session_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    function TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    timeout_seconds REAL NOT NULL,
-    retry_on_error INTEGER NOT NULL,
-    owner TEXT,
-    lease_expires_at REAL,
-    payload BLOB,
-    payload_ref TEXT,
-    output BLOB,
-    output_ref TEXT,
-    error TEXT,
-    log TEXT,
-    done_seq INTEGER,
-    submitted_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, idx);
-CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
-CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
-CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
-
-class SQLiteTaskStore(TaskStore):
+class SQLiteTaskStore(SQLiteFile, TaskStore):
     """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity). With ``create``
     False a missing file raises NotFound instead of becoming a new, empty grid."""
 
@@ -103,55 +51,9 @@ class SQLiteTaskStore(TaskStore):
                 f"no grid at {self.path}: check --url, or start one with "
                 f"`htcgrid up --data-dir {self.path.parent}`"
             )
-        opts = query(url)
-        self.poll_seconds = (
-            poll_seconds if poll_seconds is not None else float(opts.get("poll_ms", 2)) / 1000
-        )
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigurationError(
-                f"cannot open the task store {self.path}: {exc}; check that its folder exists "
-                "and you can write to it"
-            ) from exc
-
-    # ---- connections --------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        if poll_seconds is None:
+            poll_seconds = float(query(url).get("poll_ms", 2)) / 1000
+        super().__init__(self.path, poll_seconds)
 
     # ---- clients ------------------------------------------------------------------------
 
@@ -423,23 +325,6 @@ class SQLiteTaskStore(TaskStore):
 
     # ---- waiting and metrics ------------------------------------------------------------
 
-    def _poll(self, probe: Any, timeout_seconds: float) -> Any:
-        """Evaluate ``probe`` now and again after every commit by another connection,
-        until it returns something truthy or the timeout passes; returns its last value."""
-        conn = self._conn()
-        deadline = time.monotonic() + timeout_seconds
-        version = None
-        while True:
-            current = conn.execute("PRAGMA data_version").fetchone()[0]
-            if current != version:
-                version = current
-                value = probe()
-                if value:
-                    return value
-            if time.monotonic() >= deadline:
-                return value
-            time.sleep(self.poll_seconds)
-
     def wait_for_tasks(
         self, timeout_seconds: float, functions: Sequence[str] | None = None
     ) -> bool:
@@ -465,26 +350,3 @@ class SQLiteTaskStore(TaskStore):
             .fetchone()
         )
         return int(row[0])
-
-    # ---- grid metadata ------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta_if_absent(self, key: str, value: str) -> str:
-        self._conn().execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
-        found = self.get_meta(key)
-        return value if found is None else found
-
-    def put_meta(self, key: str, value: str) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    def list_meta(self, prefix: str) -> dict[str, str]:
-        rows = self._conn().execute(
-            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
-        )
-        return {str(k): str(v) for k, v in rows}
-
-    def delete_meta(self, key: str) -> None:
-        self._conn().execute("DELETE FROM meta WHERE key = ?", (key,))

@@ -1,0 +1,155 @@
+"""The SQLite file under the task store: its schema, one connection per thread in WAL mode,
+write transactions, waiting for another connection's commit, and the grid's metadata table."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from htcgrid.errors import ConfigurationError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    function TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    retry_on_error INTEGER NOT NULL,
+    task_count INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    done_count INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    retry_on_error INTEGER NOT NULL,
+    owner TEXT,
+    lease_expires_at REAL,
+    payload BLOB,
+    payload_ref TEXT,
+    output BLOB,
+    output_ref TEXT,
+    error TEXT,
+    log TEXT,
+    done_seq INTEGER,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, idx);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SQLiteFile:
+    """One grid's SQLite file, opened (and its schema created) by every process that uses it."""
+
+    def __init__(self, path: Path, poll_seconds: float) -> None:
+        self.path = path
+        self.poll_seconds = poll_seconds
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn().executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot open the task store {self.path}: {exc}; check that its folder exists "
+                "and you can write to it"
+            ) from exc
+
+    # ---- connections --------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    def _poll(self, probe: Any, timeout_seconds: float) -> Any:
+        """Evaluate ``probe`` now and again after every commit by another connection,
+        until it returns something truthy or the timeout passes; returns its last value."""
+        conn = self._conn()
+        deadline = time.monotonic() + timeout_seconds
+        version = None
+        while True:
+            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            if current != version:
+                version = current
+                value = probe()
+                if value:
+                    return value
+            if time.monotonic() >= deadline:
+                return value
+            time.sleep(self.poll_seconds)
+
+    # ---- grid metadata ------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_if_absent(self, key: str, value: str) -> str:
+        self._conn().execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        found = self.get_meta(key)
+        return value if found is None else found
+
+    def put_meta(self, key: str, value: str) -> None:
+        self._conn().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def list_meta(self, prefix: str) -> dict[str, str]:
+        rows = self._conn().execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+        )
+        return {str(k): str(v) for k, v in rows}
+
+    def delete_meta(self, key: str) -> None:
+        self._conn().execute("DELETE FROM meta WHERE key = ?", (key,))
