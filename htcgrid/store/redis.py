@@ -35,23 +35,19 @@ URL options, removed before the URL reaches redis-py: ``prefix=`` (default ``htc
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import Sequence
+from typing import Any, cast
 
-from redis.client import PubSub
 from redis.commands.core import Script
 
 from htcgrid.errors import (
     Conflict,
-    GridError,
     NotFound,
     ValidationError,
 )
 from htcgrid.models import (
     CancelCounts,
-    ErrorInfo,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -61,7 +57,6 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    expired_error,
     split_task_id,
 )
 from htcgrid.store import redis_scripts as lua
@@ -70,73 +65,17 @@ from htcgrid.store.redis_connect import (
     connect,
     translate_errors,
 )
+from htcgrid.store.redis_layout import (
+    PAYLOAD_FIELDS,
+    RECORD_FIELDS,
+    Keys,
+    session_info,
+    task_record,
+    text_of,
+)
+from htcgrid.store.redis_wait import Waiter
 
-T = TypeVar("T")
-
-
-RECORD_FIELDS = (
-    "st", "at", "pri", "ow", "out", "oref", "err", "xa", "log", "ds", "sub", "sta", "fin", "le",
-)  # fmt: skip
-PAYLOAD_FIELDS = ("pl", "pr")
 FINAL_STATES = frozenset({TaskState.PENDING, TaskState.FINISHED, TaskState.FAILED})
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
-
-
-def _float(value: bytes | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def _record(
-    tid: str, values: Sequence[bytes | None], max_attempts: int, payload: Sequence[Any] = ()
-) -> TaskRecord:
-    f = dict(zip(RECORD_FIELDS, values, strict=True))
-    session_id, index = split_task_id(tid)
-    attempt = int(f["at"] or 0)
-    error = expired_error(attempt) if f["xa"] else ErrorInfo.from_json(_text(f["err"]))
-    pl, pr = payload or (None, None)
-    return TaskRecord(
-        task_id=tid,
-        session_id=session_id,
-        index=index,
-        state=TaskState((f["st"] or b"").decode()),
-        attempt=attempt,
-        max_attempts=max_attempts,
-        priority=int(f["pri"] or 0),
-        owner=_text(f["ow"]),
-        output=f["out"],
-        output_ref=_text(f["oref"]),
-        error=error,
-        log=_text(f["log"]) or "",
-        done_seq=None if f["ds"] is None else int(f["ds"]),
-        submitted_at=float(f["sub"] or 0),
-        started_at=_float(f["sta"]),
-        finished_at=_float(f["fin"]),
-        lease_expires_at=_float(f["le"]),
-        payload=pl,
-        payload_ref=_text(pr),
-    )
-
-
-def _session(session_id: str, h: Mapping[bytes, bytes]) -> SessionInfo:
-    def get(name: str) -> str:
-        return h[name.encode()].decode()
-
-    spec = SessionSpec(
-        id=session_id,
-        task_count=int(get("tc")),
-        function=get("fn"),
-        priority=int(get("pri")),
-        max_attempts=int(get("ma")),
-        timeout_seconds=float(get("to")),
-        retry_on_error=get("re") == "1",
-        owner=get("owner"),
-        content_hash=get("hash"),
-        created_at=float(get("at")),
-    )
-    return SessionInfo(spec, done_count=int(get("done")), cancelled=get("cx") == "1")
 
 
 def _check_indices(spec: SessionSpec, tasks: Sequence[NewTask]) -> None:
@@ -145,32 +84,6 @@ def _check_indices(spec: SessionSpec, tasks: Sequence[NewTask]) -> None:
         raise ValidationError(
             f"session {spec.id}: task indices must be 0..{spec.task_count - 1}, each once"
         )
-
-
-class Keys:
-    """Every key and channel name of one store, all under its prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.seq = prefix + "seq"
-        self.sessions = prefix + "sessions"
-        self.wake_any = prefix + "wake"
-        self.meta = prefix + "meta"
-
-    def task(self, tid: str) -> str:
-        return f"{self.prefix}task:{tid}"
-
-    def session(self, session_id: str) -> str:
-        return f"{self.prefix}session:{session_id}"
-
-    def owner(self, owner: str) -> str:
-        return f"{self.prefix}owner:{owner}"
-
-    def wake(self, function: str) -> str:
-        return f"{self.prefix}wake:{function}"
-
-    def progress(self, session_id: str) -> str:
-        return f"{self.prefix}progress:{session_id}"
 
 
 # ---- the store -----------------------------------------------------------------------------
@@ -193,19 +106,13 @@ class RedisTaskStore(TaskStore):
         self._delete = register(lua.writing(lua.DELETE))
         self._depth = register(lua.reading(lua.DEPTH))
         self._results = register(lua.reading(lua.RESULTS))
-        self._local = threading.local()
-        self._pubsubs: set[PubSub] = set()
-        self._lock = threading.Lock()
+        self._waiter = Waiter(self._client)
 
     def _run(self, script: Script, *args: Any) -> Any:
         return script(args=[self.keys.prefix, *args])
 
     def close(self) -> None:
-        with self._lock:
-            for pubsub in self._pubsubs:
-                pubsub.close()
-            self._pubsubs.clear()
-        self._local = threading.local()
+        self._waiter.close()
         self._client.close()
 
     # ---- clients ------------------------------------------------------------------------
@@ -239,7 +146,7 @@ class RedisTaskStore(TaskStore):
     @translate_errors
     def get_session(self, session_id: str) -> SessionInfo | None:
         h = cast(dict[bytes, bytes], self._client.hgetall(self.keys.session(session_id)))
-        return _session(session_id, h) if h else None
+        return session_info(session_id, h) if h else None
 
     @translate_errors
     def list_sessions(
@@ -254,7 +161,7 @@ class RedisTaskStore(TaskStore):
         for session_id in ids:
             pipe.hgetall(self.keys.session(session_id))
         found = zip(ids, pipe.execute(), strict=True)
-        return [_session(session_id, h) for session_id, h in found if h]
+        return [session_info(session_id, h) for session_id, h in found if h]
 
     @translate_errors
     def count_states(self, session_id: str) -> dict[TaskState, int]:
@@ -267,7 +174,7 @@ class RedisTaskStore(TaskStore):
         if limit <= 0:
             return []
         max_attempts, rows = self._run(self._results, session_id, after_seq, limit, *RECORD_FIELDS)
-        return [_record(tid.decode(), values, int(max_attempts)) for tid, values in rows]
+        return [task_record(tid.decode(), values, int(max_attempts)) for tid, values in rows]
 
     @translate_errors
     def get_task(self, task_id: str) -> TaskRecord | None:
@@ -282,7 +189,7 @@ class RedisTaskStore(TaskStore):
         if values[0] is None or max_attempts is None:
             return None
         n = len(RECORD_FIELDS)
-        return _record(task_id, values[:n], int(max_attempts), values[n:])
+        return task_record(task_id, values[:n], int(max_attempts), values[n:])
 
     @translate_errors
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
@@ -325,7 +232,7 @@ class RedisTaskStore(TaskStore):
                     retry_on_error=retry == b"1",
                     expires_at=expires,
                     payload=payload,
-                    payload_ref=_text(ref),
+                    payload_ref=text_of(ref),
                 )
             )
         return leases
@@ -390,7 +297,7 @@ class RedisTaskStore(TaskStore):
             return False
         channels = [self.keys.wake_any] if functions is None else map(self.keys.wake, functions)
         depth = functools.partial(self.queue_depth, functions)
-        return self._wait(channels, depth, lambda n: n > 0, timeout_seconds) > 0
+        return self._waiter.wait(channels, depth, lambda n: n > 0, timeout_seconds) > 0
 
     @translate_errors
     def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
@@ -403,7 +310,7 @@ class RedisTaskStore(TaskStore):
             return int(value)
 
         channels = [self.keys.progress(session_id)]
-        return self._wait(channels, done_count, lambda n: n > after_seq, timeout_seconds)
+        return self._waiter.wait(channels, done_count, lambda n: n > after_seq, timeout_seconds)
 
     @translate_errors
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
@@ -436,72 +343,3 @@ class RedisTaskStore(TaskStore):
     @translate_errors
     def delete_meta(self, key: str) -> None:
         self._client.hdel(self.keys.meta, key)
-
-    # ---- blocking on the server -----------------------------------------------------------
-
-    def _wait(
-        self,
-        channels: Iterable[str],
-        probe: Callable[[], T],
-        ready: Callable[[T], bool],
-        timeout_seconds: float,
-    ) -> T:
-        """``probe()`` until ``ready`` says yes or the timeout passes; returns its last value.
-
-        Subscribes before probing again, so a change between that probe and the block still
-        wakes us; a message on any channel only means "probe again".
-        """
-        value = probe()  # the common case, already ready, needs no subscription
-        if ready(value) or timeout_seconds <= 0:
-            return value
-        deadline = time.monotonic() + timeout_seconds
-        pubsub = self._pubsub()
-        subscribed = False
-        try:
-            subscribed = _subscribe(pubsub, sorted(set(channels)), deadline)
-            value = probe()
-            while not ready(value) and (remaining := deadline - time.monotonic()) > 0:
-                pubsub.get_message(timeout=remaining)
-                value = probe()
-            return value
-        except GridError:
-            raise  # our own answer (NotFound): the connection is fine
-        except BaseException:
-            subscribed = False  # the connection may have died mid-reply: never reuse it
-            raise
-        finally:
-            if subscribed:
-                # The confirmation is left for the next wait on this connection to ignore.
-                pubsub.unsubscribe()  # type: ignore[no-untyped-call]
-            else:
-                self._drop_pubsub(pubsub)  # a late confirmation must not fool the next wait
-
-    def _pubsub(self) -> PubSub:
-        """This thread's subscriber connection (a PubSub is not thread-safe)."""
-        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
-        if pubsub is None:
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-            self._local.pubsub = pubsub
-            with self._lock:
-                self._pubsubs.add(pubsub)
-        return pubsub
-
-    def _drop_pubsub(self, pubsub: PubSub) -> None:
-        self._local.pubsub = None
-        with self._lock:
-            self._pubsubs.discard(pubsub)
-        pubsub.close()
-
-
-def _subscribe(pubsub: PubSub, channels: list[str], deadline: float) -> bool:
-    """Subscribe and wait for the server to confirm; False if the deadline came first."""
-    pubsub.subscribe(*channels)
-    unconfirmed = {c.encode() for c in channels}
-    while unconfirmed:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        message = pubsub.get_message(timeout=remaining)
-        if message is not None and message["type"] == "subscribe":
-            unconfirmed.discard(message["channel"])
-    return True
