@@ -7,6 +7,7 @@ conditional writes), and the contract suites in ``tests/store`` pin down that th
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,10 +56,13 @@ def task_id(session_id: str, index: int) -> str:
     return f"{session_id}_{index}"
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def split_task_id(tid: str) -> tuple[str, int]:
     """``"<session_id>_<i>"`` → ``(session_id, i)``; raises ValueError for anything else."""
     session_id, sep, index = tid.rpartition("_")
-    if not sep or not SESSION_ID_PATTERN.fullmatch(session_id) or not index.isdigit():
+    if not sep or not SESSION_ID_PATTERN.fullmatch(session_id) or not _DIGITS.fullmatch(index):
         raise ValueError(f"not a task id: {tid!r}")
     return session_id, int(index)
 
@@ -250,17 +254,43 @@ def after_handler_error(lease: Lease, error: ErrorInfo, log: str = "") -> Outcom
 
 
 def json_dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON. orjson where it gives exactly the standard library's value (it
-    cannot write NaN or integers beyond 64 bits, which then take the standard path)."""
-    if _orjson is not None:
+    """Compact UTF-8 JSON, exactly as the standard library writes it (floats aside, which may
+    be spelled differently but read back the same). orjson writes what is plain JSON data;
+    anything else (NaN, subclasses, dates, UUIDs, non-text keys…) takes the standard path,
+    which writes it or refuses it as it always did."""
+    if _orjson is not None and _plain(value):
         try:
             encoded: bytes = _orjson.dumps(value)
-        except TypeError:
+        except TypeError:  # integers beyond 64 bits, nesting deeper than orjson goes
             pass
         else:
-            if b"null" not in encoded:  # orjson writes NaN and infinities as null
-                return encoded
+            return encoded
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is built only of JSON's own types, with finite floats and text keys."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is dict:
+            if not all(type(k) is str for k in item):
+                return False
+            stack.extend(item.values())
+        else:
+            return False
+    return True
 
 
 _INT64_LIMIT = float(2**63)

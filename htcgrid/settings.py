@@ -55,14 +55,15 @@ class Settings(FromEnv):
     upload_expiry_seconds: float = 86400.0  # a session uploaded in parts must commit by then
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigurationError(f"{f.name} must be positive, not {value}")
         if self.heartbeat_seconds >= self.lease_seconds:
             raise ConfigurationError(
                 f"heartbeat_seconds ({self.heartbeat_seconds}) must be below "
                 f"lease_seconds ({self.lease_seconds}), or live tasks would expire"
             )
-        for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ConfigurationError(f"{f.name} must be positive")
 
 
 @dataclass(frozen=True)
