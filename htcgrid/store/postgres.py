@@ -60,7 +60,9 @@ from htcgrid.store.rows import (
     TASK_COLUMNS,
     lease_from_row,
     session_from_row,
+    session_row,
     task_from_row,
+    task_rows,
 )
 from htcgrid.urls import redact
 
@@ -144,10 +146,10 @@ class PostgresTaskStore(TaskStore):
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         try:
             with self._transaction() as conn:
-                if conn.execute(INSERT_SESSION, _session_params(spec, now)).fetchone() is None:
+                if conn.execute(INSERT_SESSION, session_row(spec, now)).fetchone() is None:
                     return self._resubmitted(conn, spec)
                 with conn.cursor().copy(COPY_TASKS) as copy:
-                    for row in _task_rows(spec, tasks, now):
+                    for row in task_rows(spec, tasks, now):
                         copy.write_row(row)
                 conn.execute("SELECT pg_notify(%s, '')", (self._tasks_channel,))
         except psycopg.errors.UniqueViolation as exc:
@@ -366,37 +368,3 @@ class PostgresTaskStore(TaskStore):
 
     def delete_meta(self, key: str) -> None:
         self._write("DELETE FROM meta WHERE key = %s", (key,))
-
-
-def _session_params(spec: SessionSpec, now: float) -> tuple[Any, ...]:
-    return (
-        spec.id,
-        spec.owner,
-        spec.function,
-        spec.priority,
-        spec.max_attempts,
-        spec.timeout_seconds,
-        spec.retry_on_error,
-        spec.task_count,
-        spec.content_hash,
-        spec.created_at or now,
-    )
-
-
-def _task_rows(
-    spec: SessionSpec, tasks: Sequence[NewTask], now: float
-) -> Iterator[tuple[Any, ...]]:
-    for t in tasks:
-        yield (
-            spec.id,
-            t.index,
-            spec.function,
-            t.priority,
-            "pending",
-            spec.max_attempts,
-            spec.timeout_seconds,
-            spec.retry_on_error,
-            t.payload,
-            t.payload_ref,
-            now,
-        )

@@ -5,17 +5,14 @@ Placeholders are psycopg's (``%s``, ``%(name)s``); ``{filter}`` in CLAIM is fill
 
 from __future__ import annotations
 
-from htcgrid.store.rows import SESSION_COLUMNS
+from htcgrid.store.rows import NEW_TASK_COLUMNS, SESSION_COLUMNS
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false)
 ON CONFLICT (id) DO NOTHING RETURNING true
 """
-COPY_TASKS = """
-COPY tasks (session_id, idx, function, priority, state, max_attempts, timeout_seconds,
-            retry_on_error, payload, payload_ref, submitted_at) FROM STDIN
-"""
+COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"
 
 # The row versions locked by SKIP LOCKED cannot move before this statement ends, so their
 # ctids address them directly (a TID scan, whatever the size of the table).

@@ -5,12 +5,13 @@ Both stores select these columns in this order, so one function per record reads
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from htcgrid.models import (
     ErrorInfo,
     Lease,
+    NewTask,
     SessionInfo,
     SessionSpec,
     TaskRecord,
@@ -25,6 +26,10 @@ SESSION_COLUMNS = (
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
     "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
+)
+NEW_TASK_COLUMNS = (
+    "session_id, idx, function, priority, state, max_attempts, timeout_seconds, "
+    "retry_on_error, payload, payload_ref, submitted_at"
 )
 LEASE_COLUMNS = (
     "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
@@ -88,3 +93,37 @@ def lease_from_row(row: Row) -> Lease:
         payload=None if row[8] is None else bytes(row[8]),
         payload_ref=row[9],
     )
+
+
+def session_row(spec: SessionSpec, now: float) -> tuple[Any, ...]:
+    """A new session's values for the first ten of ``SESSION_COLUMNS``."""
+    return (
+        spec.id,
+        spec.owner,
+        spec.function,
+        spec.priority,
+        spec.max_attempts,
+        spec.timeout_seconds,
+        spec.retry_on_error,
+        spec.task_count,
+        spec.content_hash,
+        spec.created_at or now,
+    )
+
+
+def task_rows(spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> Iterator[tuple[Any, ...]]:
+    """New tasks' values for ``NEW_TASK_COLUMNS``."""
+    for t in tasks:
+        yield (
+            spec.id,
+            t.index,
+            spec.function,
+            t.priority,
+            "pending",
+            spec.max_attempts,
+            spec.timeout_seconds,
+            spec.retry_on_error,
+            t.payload,
+            t.payload_ref,
+            now,
+        )

@@ -29,11 +29,14 @@ from htcgrid.models import (
 from htcgrid.store.base import TaskStore
 from htcgrid.store.rows import (
     LEASE_COLUMNS,
+    NEW_TASK_COLUMNS,
     SESSION_COLUMNS,
     TASK_COLUMNS,
     lease_from_row,
     session_from_row,
+    session_row,
     task_from_row,
+    task_rows,
 )
 from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.urls import local_path, query
@@ -68,38 +71,11 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                 return False
             db.execute(
                 f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0)",
-                (
-                    spec.id,
-                    spec.owner,
-                    spec.function,
-                    spec.priority,
-                    spec.max_attempts,
-                    spec.timeout_seconds,
-                    int(spec.retry_on_error),
-                    spec.task_count,
-                    spec.content_hash,
-                    spec.created_at or now,
-                ),
+                session_row(spec, now),
             )
             db.executemany(
-                "INSERT INTO tasks (session_id, idx, function, priority, state, max_attempts, "
-                "timeout_seconds, retry_on_error, payload, payload_ref, submitted_at) "
-                "VALUES (?,?,?,?,'pending',?,?,?,?,?,?)",
-                [
-                    (
-                        spec.id,
-                        t.index,
-                        spec.function,
-                        t.priority,
-                        spec.max_attempts,
-                        spec.timeout_seconds,
-                        int(spec.retry_on_error),
-                        t.payload,
-                        t.payload_ref,
-                        now,
-                    )
-                    for t in tasks
-                ],
+                f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                task_rows(spec, tasks, now),
             )
         return True
 
