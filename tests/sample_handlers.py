@@ -85,3 +85,24 @@ def timed_sleep(event: dict[str, Any], context: Any) -> dict[str, float]:
     started = time.time()
     time.sleep(event["seconds"])
     return {"start": started, "end": time.time(), "stream": context.log_stream_name}
+
+
+def abandon(event: Any, context: Any) -> list[int]:
+    """Start processes and return without waiting: a child, a grandchild, one that exits."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "40"])
+    shell = subprocess.run(
+        ["sh", "-c", "sleep 40 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+    )
+    quick = subprocess.Popen(["true"])
+    return [child.pid, int(shell.stdout), quick.pid]
+
+
+def spawn_and_hang(event: dict[str, Any], context: Any) -> None:
+    """Start ``sleep 40``, write its pid to ``event["pid_file"]``, then hang past any timeout."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "40"])
+    Path(event["pid_file"]).write_text(str(child.pid))
+    time.sleep(60)

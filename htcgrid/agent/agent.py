@@ -97,9 +97,11 @@ class Agent:
         clock: Callable[[], float] = time.time,
         packages: PackageCache | None = None,
         autoscale: ScalingPolicy | None = None,
+        observer: Callable[[Lease, Result, float], None] | None = None,
     ) -> None:
         """``slots`` worker processes, or with ``autoscale`` between its min and max (at
-        most ``slots``), following the backlog: idle workers are retired, busy ones never."""
+        most ``slots``), following the backlog: idle workers are retired, busy ones never.
+        ``observer`` is called with each attempt a worker ended and its run seconds (metrics)."""
         self.store = store
         self.data = data
         self.settings = settings
@@ -113,6 +115,7 @@ class Agent:
         self.functions = list(functions) if functions is not None else None
         self.scaler = SlotScaler(autoscale, store, self.functions) if autoscale else None
         self.clock = clock
+        self.observer = observer
         self.retry = Retrier(log)
         self.packages = packages
         if packages is not None:
@@ -404,6 +407,8 @@ class Agent:
             lease = slot.take(message.task_id, now)
             if lease is not None:
                 self._learn_duration(now - started)
+                if self.observer is not None:
+                    self.observer(lease, message, now - started)
                 self._on_result(lease, message)
 
     def _on_init_error(self, slot: WorkerSlot, error: ErrorInfo) -> None:
@@ -538,13 +543,23 @@ class Agent:
     def _apply_gone(self) -> None:
         if not self._gone:
             return
-        gone: set[str] = set()
+        status: dict[str, HeartbeatStatus] = {}
         while self._gone:
-            gone.add(self._gone.popleft()[0])
-        gone &= set(self.held)
+            tid, why = self._gone.popleft()
+            status[tid] = why
+        gone = set(status) & set(self.held)
         if not gone:
             return
-        log.info("%d task(s) cancelled or lost; dropping them", len(gone))
+        lost = sorted(t for t in gone if status[t] is HeartbeatStatus.LOST)
+        if lost:
+            log.warning(
+                "%d lease(s) lost (expired and given to another agent, e.g. %s): "
+                "stopping that work, its result would be refused",
+                len(lost),
+                lost[0],
+            )
+        if len(lost) < len(gone):
+            log.info("%d task(s) cancelled: stopping them", len(gone) - len(lost))
         for tid in gone:
             self.held.pop(tid, None)
         for slot in self.slots:

@@ -103,6 +103,14 @@ class Completer:
     def _record(self, batch: Sequence[Outcome]) -> None:
         batch = [self._offload(o) for o in batch]
         applied = self._retry(lambda: self.store.complete(self.agent_id, batch, self.clock()))
+        refused = [o.task_id for o, ok in zip(batch, applied, strict=True) if not ok]
+        if refused:
+            log.warning(
+                "%d result(s) refused, e.g. %s: the task was cancelled, or its lease was lost "
+                "and the attempt given to another agent (its result is the one recorded)",
+                len(refused),
+                refused[0],
+            )
         for outcome, ok in zip(batch, applied, strict=True):
             if not ok:
                 self.counts["refused"] += 1

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from htcgrid.agent.leftovers import kill_descendants
 from htcgrid.agent.messages import Task, ToAgent, Withdraw
 from htcgrid.agent.worker import WorkerConfig, main
 from htcgrid.models import Lease
@@ -127,6 +128,8 @@ class WorkerSlot:
         return held
 
     def kill(self) -> None:
+        if self.process.pid and self.process.is_alive():
+            kill_descendants(self.process.pid)
         if self.config.runtime == "provided" and self.process.pid:
             # the worker leads a group holding its bootstrap and what that started
             with contextlib.suppress(OSError):

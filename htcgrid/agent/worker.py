@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 from htcgrid.agent import lambda_env
 from htcgrid.agent.channel import AgentChannel
+from htcgrid.agent.leftovers import become_subreaper, end_leftovers
 from htcgrid.agent.messages import InitError, Ready, Task
 from htcgrid.agent.runtime import Handler, LambdaContext, error_info, load_handler
 from htcgrid.models import ErrorInfo, json_dumps, json_loads
@@ -95,9 +96,11 @@ def main(conn: Connection, config: WorkerConfig) -> None:
     channel.send(Ready())
     channel.start()
     capture = FdCapture()
+    become_subreaper()
     while (task := channel.next_task()) is not None:
         result = channel.run(task, lambda t, p: run_one(handler, config, t, p, capture))
         channel.send(result)
+        end_leftovers()  # before the next task starts; the result need not wait for it
 
 
 def run_one(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -216,3 +217,28 @@ def test_priorities_run_first(grid: GridService) -> None:
     first_low = min(r.started_at or 0 for r in grid.store.results(low))
     last_high = max(r.started_at or 0 for r in grid.store.results(high))
     assert last_high <= first_low
+
+
+def test_processes_a_task_leaves_behind_are_ended_and_reaped(grid: GridService) -> None:
+    sid = submit(grid, [1, 2])
+    with agent(grid.store, grid.data, "abandon", slots=1):
+        results = finished(grid, sid)
+        pids = [pid for r in results for pid in json.loads(r.output or b"[]")]
+        assert len(pids) == 6
+        until(
+            lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+            10,
+            "the task's processes to be ended and reaped (no zombie left)",
+        )
+
+
+def test_a_killed_worker_takes_what_its_task_started_with_it(
+    grid: GridService, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    sid = submit(grid, [{"pid_file": str(pid_file)}], timeout_seconds=1, max_attempts=1)
+    with agent(grid.store, grid.data, "spawn_and_hang", slots=1):
+        (result,) = finished(grid, sid)
+        child = int(pid_file.read_text())
+        until(lambda: not pid_alive(child), 10, "the task's child to die with its worker")
+    assert result.error is not None and result.error.type == "TaskTimeout"
