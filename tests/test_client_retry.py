@@ -149,7 +149,7 @@ def finish_every_task(db: Path) -> None:
 def test_a_backend_closed_under_a_request_is_503_not_500() -> None:
     import sqlite3
 
-    from htcgrid.api import _closed_backend
+    from htcgrid.api.app import _closed_backend
 
     conn = sqlite3.connect(":memory:")
     conn.close()

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "htcgrid"
 # The first name under htcgrid -> its layer; a module may import its own layer and those below.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["models", "errors", "settings", "urls", "registry", "retry"], 0),
-    **dict.fromkeys(["datadir", "handlers"], 0),
+    **dict.fromkeys(["datadir", "handlers", "metrics"], 0),
     **dict.fromkeys(["store", "dataplane"], 1),
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
     **dict.fromkeys(["auth", "backends", "wire"], 2),

@@ -1,0 +1,143 @@
+"""The API's request and answer bodies, as its OpenAPI schema states them. The bounds come
+from the models' constants; the service checks every rule again, on every path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+
+from htcgrid.models import (
+    DEFAULT_FUNCTION,
+    MAX_ATTEMPTS,
+    MAX_PRIORITY,
+    MAX_TIMEOUT_SECONDS,
+    MIN_PRIORITY,
+    NAME_PATTERN,
+    SESSION_ID_PATTERN,
+)
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON's idea of an integer: 3 or 3.0, never "3" or true."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_whole_number)]
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), BeforeValidator(_whole_number)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS), BeforeValidator(_number)]
+
+
+class SubmitBody(BaseModel):
+    """A session. The schema states the shape; the service checks every rule (the bounds
+    here are its constants), the limits a server is configured with too."""
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[Any] = Field(
+        min_length=1, description="One JSON value per task: the handler's event."
+    )
+    session_id: str | None = Field(
+        None,
+        pattern=SESSION_ID_PATTERN.pattern,
+        description="Client-chosen id; re-submitting it with the same content is a no-op.",
+    )
+    priority: Priority = Field(0, description="0-9, higher runs first.")
+    task_priorities: list[Priority] | None = None
+    function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
+    max_attempts: Attempts | None = Field(None, description="Default: the grid's setting.")
+    timeout_seconds: Seconds | None = Field(None, description="Default: the grid's setting.")
+    retry_on_error: StrictBool = False
+
+
+class SubmitAnswer(BaseModel):
+    session_id: str
+    task_count: int
+    created: bool
+    warning: str | None = Field(None, description="e.g. that no agent serves this grid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    error: ErrorBody
+
+
+class SessionAnswer(BaseModel):
+    session_id: str
+    task_count: int
+    function: str
+    priority: int
+    max_attempts: int
+    timeout_seconds: float
+    owner: str
+    created_at: float
+    complete: bool
+    cancelled: bool
+    done_count: int
+    counts: dict[str, int]
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionAnswer]
+
+
+class TaskError(BaseModel):
+    type: str
+    message: str
+    traceback: str
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    index: int
+    state: str
+    attempts: int
+    output: Any = None
+    output_url: str | None = Field(
+        None, description="Set when the output is too big for this answer: GET it on its own."
+    )
+    error: TaskError | None = None
+
+
+class ResultsAnswer(BaseModel):
+    results: list[TaskResult]
+    next: int
+    complete: bool
+
+
+class CancelAnswer(BaseModel):
+    session_id: str
+    cancelled_pending: int
+    cancelled_processing: int
+    total_cancelled_tasks: int
+
+
+class TaskDetail(TaskResult):
+    session_id: str
+    payload: Any = None
+    payload_url: str | None = Field(
+        None, description="Set when the payload is too big for this answer: GET it on its own."
+    )
+    log: str
+    owner: str | None = None
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorAnswer} for code in (400, 401, 403, 404, 409, 413, 429, 503)
+}
