@@ -6,10 +6,8 @@ and ``EXIT_TASK_CANCELLED`` when none failed but some was cancelled, so scripts 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
@@ -32,46 +30,8 @@ from htcgrid.cli.output import (
     task_text,
     to_json,
 )
-from htcgrid.errors import ValidationError
+from htcgrid.cli.tasks_file import read_tasks
 from htcgrid.models import MAX_ATTEMPTS
-
-SOURCE_HINT = "give a file of tasks (a JSON list, or JSON lines) or '-' for stdin"
-
-
-def _read_tasks(source: str) -> list[Any]:
-    """The tasks in SOURCE; every problem with it is a ``ValidationError`` naming it."""
-    name = "stdin" if source == "-" else source
-    try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except FileNotFoundError:
-        raise ValidationError(f"{source}: no such file; {SOURCE_HINT}") from None
-    except IsADirectoryError:
-        raise ValidationError(f"{source} is a directory; {SOURCE_HINT}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            f"{name}: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); save it as UTF-8"
-        ) from None
-    stripped = text.strip()
-    if not stripped:
-        raise ValidationError(f"{name} is empty; {SOURCE_HINT}")
-    if stripped.startswith("["):
-        return list(_parse(stripped, name))
-    return [
-        _parse(line, f"{name}:{number}")
-        for number, line in enumerate(stripped.splitlines(), 1)
-        if line.strip()
-    ]
-
-
-def _parse(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"{where}: not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValidationError(f"{where}: JSON nested too deeply; flatten the task") from None
 
 
 def outcome(counts: Mapping[str, int]) -> int:
@@ -172,7 +132,7 @@ def submit(
 ) -> None:
     """Submit a session: FILE is a JSON list or JSON lines, one task each; without FILE (or
     with '-') the tasks are read from stdin. Prints the session id, or with --wait the results."""
-    tasks = _read_tasks(source)
+    tasks = read_tasks(source)
     with _client(url, token) as grid:
         session = grid.submit(
             tasks,
