@@ -236,8 +236,24 @@ def after_lease_expired(tid: str, attempt: int, max_attempts: int) -> Outcome:
     return Outcome(tid, attempt, TaskState.FAILED, error=expired_error(attempt))
 
 
-def after_infrastructure_failure(lease: Lease, kind: str, reason: str, log: str = "") -> Outcome:
-    """A crash, a timeout or a lost worker: retried until ``max_attempts``, then failed."""
+WORKER_DEATHS = frozenset({"WorkerCrashed", "MemoryLimitExceeded"})  # the task killed its worker
+
+
+def after_infrastructure_failure(
+    lease: Lease, kind: str, reason: str, log: str = "", poison_after: int | None = None
+) -> Outcome:
+    """A crash, a timeout or a lost worker: retried until ``max_attempts``, then failed.
+
+    A task whose attempt number ``poison_after`` (or a later one) killed its worker is
+    failed at once as ``PoisonTask``: a task that crashes its worker every time would
+    otherwise take a worker down ``max_attempts`` times."""
+    if poison_after is not None and kind in WORKER_DEATHS and lease.attempt >= poison_after:
+        message = (
+            f"poison task: attempt {lease.attempt} killed its worker too ({reason}); "
+            f"not retried after {poison_after} attempts"
+        )
+        error = ErrorInfo("PoisonTask", message)
+        return Outcome(lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log)
     if runs_again(lease.attempt, lease.max_attempts):
         return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
     message = f"{reason} (attempt {lease.attempt} of {lease.max_attempts})"

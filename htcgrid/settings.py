@@ -52,6 +52,7 @@ class Settings(FromEnv):
     prefetch_seconds: float = 0.02  # work an agent holds per slot beyond the running task
     max_tasks_per_submit: int = 1_000_000
     max_payload_bytes: int = 256 * 1024 * 1024  # one task's payload or result, as JSON
+    poison_after: int = 3  # attempts that kill their worker before a task is failed as poison
     upload_expiry_seconds: float = 86400.0  # a session uploaded in parts must commit by then
 
     def __post_init__(self) -> None:

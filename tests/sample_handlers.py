@@ -106,3 +106,12 @@ def spawn_and_hang(event: dict[str, Any], context: Any) -> None:
     child = subprocess.Popen(["sleep", "40"])
     Path(event["pid_file"]).write_text(str(child.pid))
     time.sleep(60)
+
+
+def hog(event: dict[str, Any], context: Any) -> int:
+    """Hold ``event["mb"]`` MiB (touched, so resident) for ``event["seconds"]``."""
+    block = bytearray(event["mb"] * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(event["seconds"])
+    return len(block)

@@ -65,6 +65,7 @@ MAX_DEPTH = 64
 QUEUE_BUDGET_BYTES = 128 * 1024  # inline payload bytes that may wait behind a running task
 STOPPED = ("AgentStopped", "agent stopped")
 RELOAD_SECONDS = 5.0  # how long a handler that failed to load is left alone before a retry
+MEMORY_CHECK_SECONDS = 0.1  # how often a busy worker's memory is held against its limit
 
 
 def new_agent_id() -> str:
@@ -97,6 +98,7 @@ class Agent:
         clock: Callable[[], float] = time.time,
         packages: PackageCache | None = None,
         autoscale: ScalingPolicy | None = None,
+        worker_memory_mb: int = 0,
         observer: Callable[[Lease, Result, float], None] | None = None,
     ) -> None:
         """``slots`` worker processes, or with ``autoscale`` between its min and max (at
@@ -116,6 +118,7 @@ class Agent:
         self.scaler = SlotScaler(autoscale, store, self.functions) if autoscale else None
         self.clock = clock
         self.observer = observer
+        self.worker_memory_mb = worker_memory_mb  # a function deployed with --memory-mb has its own
         self.retry = Retrier(log)
         self.packages = packages
         if packages is not None:
@@ -378,6 +381,8 @@ class Agent:
         for slot in self.slots:
             if slot.inflight:
                 deadlines.append(slot.head_started + slot.inflight[0].timeout_seconds)
+                if slot.config.memory_mb or self.worker_memory_mb:
+                    deadlines.append(now + MEMORY_CHECK_SECONDS)
         return wait_deadline(now, *deadlines)
 
     # ---- messages, crashes and deadlines ----------------------------------------------
@@ -489,7 +494,8 @@ class Agent:
             self.doomed.discard(head.task_id)
             self.held.pop(head.task_id, None)
         else:
-            self._settle(after_infrastructure_failure(head, kind, reason))
+            poison = self.settings.poison_after
+            self._settle(after_infrastructure_failure(head, kind, reason, poison_after=poison))
         for lease in rest:
             if lease.task_id in self.doomed:
                 self.doomed.discard(lease.task_id)
@@ -508,6 +514,12 @@ class Agent:
                 reason = f"task timed out after {head.timeout_seconds:g} s"
                 log.warning("killing worker %d: %s %s", slot.number, head.task_id, reason)
                 self._fail_head(slot.restart(), "TaskTimeout", reason)
+            elif (limit := slot.config.memory_mb or self.worker_memory_mb) and (
+                used := slot.rss_mb()
+            ) > limit:
+                reason = f"the worker used {used} MiB, over its limit of {limit} MiB"
+                log.warning("killing worker %d: %s %s", slot.number, head.task_id, reason)
+                self._fail_head(slot.restart(), "MemoryLimitExceeded", reason)
 
     # ---- outcomes and leases -----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from htcgrid.agent.worker import WorkerConfig, main
 from htcgrid.models import Lease
 
 _CTX = multiprocessing.get_context("spawn")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 class WorkerSlot:
@@ -104,6 +105,15 @@ class WorkerSlot:
             if self.inflight:  # the next one starts now: it no longer counts as queued
                 self.queued_bytes -= self._sizes.pop(self.inflight[0].task_id, 0)
         return lease
+
+    def rss_mb(self) -> int:
+        """The worker's resident memory now, in MiB (0 once it is gone)."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm", "rb") as statm:
+                pages = int(statm.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+        return pages * PAGE_BYTES // (1024 * 1024)
 
     def alive(self) -> bool:
         return self.process.is_alive()

@@ -242,3 +242,22 @@ def test_a_killed_worker_takes_what_its_task_started_with_it(
         child = int(pid_file.read_text())
         until(lambda: not pid_alive(child), 10, "the task's child to die with its worker")
     assert result.error is not None and result.error.type == "TaskTimeout"
+
+
+def test_a_worker_over_its_memory_limit_is_killed_and_a_task_that_keeps_doing_it_is_poison(
+    grid: GridService,
+) -> None:
+    small, big = (
+        submit(grid, [{"mb": 8, "seconds": 0}]),
+        submit(grid, [{"mb": 300, "seconds": 5}], max_attempts=6),
+    )
+    worker = WorkerConfig(handler="sample_handlers.hog", paths=(HERE,))
+    runner = Agent(grid.store, grid.data, FAST, worker, 1, worker_memory_mb=200)
+    with running(runner):
+        (fine,) = finished(grid, small)
+        (poison,) = finished(grid, big)
+    assert fine.state is TaskState.FINISHED
+    assert poison.state is TaskState.FAILED and poison.error is not None
+    assert poison.error.type == "PoisonTask"
+    assert poison.attempt == FAST.poison_after < 6, "stopped before max_attempts"
+    assert "over its limit of 200 MiB" in poison.error.message
