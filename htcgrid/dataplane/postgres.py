@@ -11,12 +11,11 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
 
 from htcgrid.dataplane.base import DataPlane
 from htcgrid.dataplane.keys import check
 from htcgrid.errors import NotFound
-from htcgrid.store.postgres_migrations import open_pool, parse_url, reachable, upgrade
+from htcgrid.store.postgres_migrations import Database
 from htcgrid.urls import redact
 
 Connection = psycopg.Connection[TupleRow]
@@ -34,16 +33,14 @@ class PostgresDataPlane(DataPlane):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._target = parse_url(url)
-        upgrade(url)
-        self._pool: ConnectionPool[Connection] = open_pool(self._target, "htcgrid-blobs", workers=1)
+        self._db = Database(url, "htcgrid-blobs", workers=1)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        with reachable(self._target), self._pool.connection() as conn:
+        with self._db.connection() as conn:
             yield conn
 
     def put(self, key: str, data: bytes) -> None:
@@ -88,4 +85,4 @@ class PostgresDataPlane(DataPlane):
             return cur.rowcount
 
     def close(self) -> None:
-        self._pool.close()
+        self._db.close()

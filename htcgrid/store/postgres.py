@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
 
 from htcgrid.errors import Conflict, NotFound, ValidationError
 from htcgrid.models import (
@@ -44,7 +43,7 @@ from htcgrid.models import (
 )
 from htcgrid.store.base import TaskStore
 from htcgrid.store.postgres_listen import RECHECK_SECONDS, Listener, channel_names
-from htcgrid.store.postgres_migrations import Target, open_pool, parse_url, reachable, upgrade
+from htcgrid.store.postgres_migrations import Database
 from htcgrid.store.postgres_sql import (
     APPLY,
     CANCEL,
@@ -106,13 +105,12 @@ class PostgresTaskStore(TaskStore):
         self, url: str, recheck_seconds: float = RECHECK_SECONDS, create: bool = True
     ) -> None:
         self.url = url
-        self._target: Target = parse_url(url)
-        upgrade(url)
+        self._db = Database(url, "htcgrid", workers=2)
+        self._target = self._db.target
         self._tasks_channel, self._sessions_channel = channel_names(self._target.schema)
         self._listener = Listener(
             self._target.conninfo, self._tasks_channel, self._sessions_channel, recheck_seconds
         )
-        self._pool: ConnectionPool[Connection] = open_pool(self._target, "htcgrid", workers=2)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
@@ -121,7 +119,7 @@ class PostgresTaskStore(TaskStore):
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        with reachable(self._target), self._pool.connection() as conn:
+        with self._db.connection() as conn:
             yield conn
 
     @contextmanager
@@ -139,7 +137,7 @@ class PostgresTaskStore(TaskStore):
 
     def close(self) -> None:
         self._listener.close()
-        self._pool.close()
+        self._db.close()
 
     # ---- clients ------------------------------------------------------------------------
 

@@ -224,6 +224,25 @@ def _apply_missing(conn: psycopg.Connection[TupleRow], target: Target) -> list[i
     return applied
 
 
+class Database:
+    """A grid's database, as one role (task store, data plane) uses it: its migrations applied
+    on opening, one pool of autocommit connections, each raising ``BackendUnavailable`` when
+    the server is gone. The one place a pool is set up."""
+
+    def __init__(self, url: str, name: str, workers: int = 1) -> None:
+        self.target = parse_url(url)
+        upgrade(url)
+        self.pool = open_pool(self.target, name, workers)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        with reachable(self.target), self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 def open_pool(
     target: Target, name: str, workers: int = 1
 ) -> ConnectionPool[psycopg.Connection[TupleRow]]:
