@@ -168,3 +168,13 @@ def test_an_expired_lease_runs_again_while_attempts_are_left(
     outcome = after_lease_expired("s/0", attempt, 3)
     assert outcome.state is state
     assert (outcome.error is None) is (state is TaskState.PENDING)
+
+
+def test_a_postgresql_pool_is_set_up_in_one_place() -> None:
+    package = Path(htcgrid.__file__).parent
+    places = [
+        path.relative_to(package).as_posix()
+        for path in sorted(package.rglob("*.py"))
+        if "ConnectionPool(" in path.read_text()
+    ]
+    assert places == ["store/postgres_migrations.py"]
