@@ -393,6 +393,25 @@ def test_the_server_is_probed_on_healthz(objects: tuple[dict[str, Any], ...]) ->
     _one(objects, "PodDisruptionBudget", "htcgrid-server")
 
 
+def test_agents_are_probed_and_scraped_on_their_metrics_port(
+    objects: tuple[dict[str, Any], ...],
+) -> None:
+    template = _one(objects, "Deployment", "htcgrid-agent")["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    args = container["args"]
+    port = int(args[args.index("--metrics-port") + 1])
+    assert args[args.index("--metrics-host") + 1] == "0.0.0.0"  # the kubelet probes the pod IP
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz"
+        assert ports[get["port"]] == port
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
 # ---- the Dockerfile -----------------------------------------------------------------------
 
 

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from htcgrid.api.auth import PrincipalDependency
 from htcgrid.auth.principals import Principal
@@ -19,6 +20,7 @@ from htcgrid.models import (
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
+    json_loads,
 )
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.settings import Settings
@@ -82,6 +84,47 @@ RAW_JSON_ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _part_body(raw: bytes) -> PartBody:
+    """A part, parsed with the fast JSON reader (parts are most of a big session's bytes)
+    and checked against ``PartBody`` as a declared body would be."""
+    try:
+        data = json_loads(raw)
+    except (ValueError, RecursionError):
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+        ) from None
+    try:
+        return PartBody.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` written in place (OpenAPI has no ``$defs``)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
+PART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline(PartBody.model_json_schema())}},
+    }
+}
+
+
 def uploads_router(service: GridService, principal: PrincipalDependency) -> APIRouter:
     router = APIRouter(tags=["sessions"])
     Caller = Depends(principal)
@@ -104,16 +147,23 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
             uploads.stage_payload, session_id, index, payload, caller.name
         )
 
-    @router.put("/v1/sessions/{session_id}/parts/{part}", response_model=StagedPart)
-    def stage_part(
-        body: PartBody,
+    @router.put(
+        "/v1/sessions/{session_id}/parts/{part}",
+        response_model=StagedPart,
+        openapi_extra=PART_BODY,
+    )
+    async def stage_part(
+        request: Request,
         session_id: str = SESSION_IN_PATH,
         part: int = Path(ge=0, le=MAX_PARTS),
         caller: Principal = Caller,
     ) -> dict[str, Any]:
         """Upload part ``part`` of a session's task list."""
+        body = _part_body(await request.body())
         tasks = [t.model_dump(exclude_unset=True) for t in body.tasks]
-        count = uploads.stage_part(session_id, part, tasks, caller.name)
+        count = await anyio.to_thread.run_sync(
+            uploads.stage_part, session_id, part, tasks, caller.name
+        )
         return {"part": part, "tasks": count}
 
     @router.post("/v1/sessions/{session_id}/commit", status_code=201)

@@ -207,6 +207,23 @@ def server(
     "file's region, else us-east-1).",
 )
 @click.option("--parent-pid", type=int, default=None, hidden=True)
+@click.option(
+    "--metrics-port",
+    envvar=env("METRICS_PORT"),
+    type=click.IntRange(0, 65535),
+    default=None,
+    show_envvar=True,
+    help="Serve /metrics (Prometheus) and /healthz (JSON: status, running, held, slots) on "
+    "this port (default: off).",
+)
+@click.option(
+    "--metrics-host",
+    envvar=env("METRICS_HOST"),
+    default="127.0.0.1",
+    show_default=True,
+    show_envvar=True,
+    help="Address of --metrics-port (0.0.0.0 for a scraper or probe on another machine).",
+)
 @scaling_options
 @grid_config_option
 @settings_options
@@ -221,6 +238,8 @@ def agent(
     agent_id: str | None,
     region: str | None,
     parent_pid: int | None,
+    metrics_port: int | None,
+    metrics_host: str,
     target_backlog: float,
     cooldown_seconds: float,
     grid_config: dict[str, Any],
@@ -229,6 +248,7 @@ def agent(
     """Claim and run tasks in worker processes."""
     from htcgrid.agent.agent import Agent
     from htcgrid.agent.lambda_env import DEFAULT_REGION
+    from htcgrid.agent.metrics_http import AgentMetrics, MetricsServer
     from htcgrid.agent.supervise import ParentWatch
     from htcgrid.agent.worker import WorkerConfig
     from htcgrid.backends import open_grid
@@ -242,6 +262,7 @@ def agent(
         region=region or compat_config.region(grid_config) or DEFAULT_REGION,
     )
     store, data = open_grid(url, data_url, record=True)
+    metrics = AgentMetrics()
     min_slots, max_slots = slots
     autoscale = None
     if min_slots < max_slots:
@@ -256,7 +277,11 @@ def agent(
         agent_id=agent_id,
         packages=_package_cache(data, cache_dir, worker),
         autoscale=autoscale,
+        observer=metrics.observe if metrics_port is not None else None,
     )
+    served = None
+    if metrics_port is not None:
+        served = MetricsServer(metrics, runner, metrics_host, metrics_port)
     signals = {"count": 0}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -270,9 +295,13 @@ def agent(
     watch = ParentWatch(runner, parent_pid) if parent_pid else None
     if watch is not None:
         watch.start()
+    if served is not None:
+        served.start()
     try:
         runner.run()
     finally:
+        if served is not None:
+            served.stop()
         if watch is not None:
             watch.finished()
 

@@ -8,6 +8,7 @@ every backend. Times are epoch seconds passed in by the caller, so tests control
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 
 from htcgrid.models import (
@@ -153,6 +154,28 @@ class TaskStore(ABC):
     @abstractmethod
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         """Number of pending tasks (of those functions)."""
+
+    def task_counts(self, max_sessions: int = 10_000) -> dict[tuple[str, TaskState, int], int]:
+        """Tasks grid-wide by ``(function, state, priority)``, zero counts left out: what
+        ``/metrics`` exports as ``htcgrid_tasks`` and ``htcgrid_queue_depth``.
+
+        This default counts the newest ``max_sessions`` sessions with ``count_states``, each
+        task under its session's function and priority; a backend that can count all its
+        tasks in one query (a GROUP BY) does so instead.
+        """
+        found: Counter[tuple[str, TaskState, int]] = Counter()
+        offset = 0
+        while offset < max_sessions:
+            page = self.list_sessions(limit=min(1000, max_sessions - offset), offset=offset)
+            for session in page:
+                spec = session.spec
+                for state, count in self.count_states(session.id).items():
+                    if count:
+                        found[spec.function, state, spec.priority] += count
+            if len(page) < 1000:
+                break
+            offset += len(page)
+        return dict(found)
 
     # ---- grid metadata -------------------------------------------------------------------
     # Small grid-wide records beside the tasks (the grid's data-plane URL, agent presence).

@@ -10,6 +10,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -349,6 +350,13 @@ class MemoryTaskStore(TaskStore):
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         with self._cond:
             return self._depth(functions)
+
+    def task_counts(self, max_sessions: int = 10_000) -> dict[tuple[str, TaskState, int], int]:
+        found: Counter[tuple[str, TaskState, int]] = Counter()
+        with self._cond:
+            for t in self._tasks.values():
+                found[self._sessions[t.session_id].spec.function, t.state, t.priority] += 1
+        return dict(found)
 
     # ---- grid metadata ------------------------------------------------------------------
 

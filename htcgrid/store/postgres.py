@@ -340,6 +340,12 @@ class PostgresTaskStore(TaskStore):
         row = self._row(f"SELECT count(*) FROM tasks WHERE state = 'pending' {where}", params)
         return int(row[0]) if row else 0
 
+    def task_counts(self, max_sessions: int = 10_000) -> dict[tuple[str, TaskState, int], int]:
+        query = "SELECT function, state, priority, count(*) FROM tasks GROUP BY 1, 2, 3"
+        with self._connection() as conn:
+            rows = conn.execute(query).fetchall()
+        return {(f, TaskState(state), int(p)): int(n) for f, state, p, n in rows}
+
     # ---- grid metadata ------------------------------------------------------------------
 
     def _write(self, query: str, params: Any) -> None:

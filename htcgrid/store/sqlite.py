@@ -326,3 +326,8 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
             .fetchone()
         )
         return int(row[0])
+
+    def task_counts(self, max_sessions: int = 10_000) -> dict[tuple[str, TaskState, int], int]:
+        query = "SELECT function, state, priority, count(*) FROM tasks GROUP BY 1, 2, 3"
+        rows = self._conn().execute(query).fetchall()
+        return {(f, TaskState(state), int(p)): int(n) for f, state, p, n in rows}
