@@ -42,8 +42,8 @@ from typing import Any
 
 import httpx
 
+from htcgrid.client.auth import HeaderAuth, TokenAuth, choose_auth
 from htcgrid.client.http import HTTPTransport
-from htcgrid.client.logins import HeaderAuth, TokenAuth, choose_auth
 from htcgrid.client.session import PAGE, Client, TaskResult
 from htcgrid.compat import grid_config
 from htcgrid.compat.answers import Answer, cancel_answer, results_answer, submit_answer

@@ -13,8 +13,8 @@ from htcgrid.cli.options import backend_options, token_option
 
 def _agents(url: str, token: str | None) -> list[dict[str, Any]]:
     if url.startswith(("http://", "https://")):
+        from htcgrid.client.auth import choose_auth
         from htcgrid.client.http import HTTPTransport
-        from htcgrid.client.logins import choose_auth
 
         http = HTTPTransport(url, auth=choose_auth(url, token=token))
         try:

@@ -61,8 +61,8 @@ class DirectFunctions:
 
 class HTTPFunctions:
     def __init__(self, url: str, **connect_options: Any) -> None:
+        from htcgrid.client.auth import choose_auth
         from htcgrid.client.http import HTTPTransport
-        from htcgrid.client.logins import choose_auth
 
         self.http = HTTPTransport(url, auth=choose_auth(url, **connect_options))
 

@@ -248,11 +248,8 @@ def login(
     url: str | None, username: str | None, password: str | None, credentials: Path | None
 ) -> None:
     """Log in and keep the token for later commands (in your config dir, mode 0600)."""
-    from htcgrid.client.logins import (
-        LoginStore,
-        TokenAuth,
-        read_admin_credentials,
-    )
+    from htcgrid.client.auth import TokenAuth
+    from htcgrid.client.logins import LoginStore, read_admin_credentials
 
     if credentials is not None:
         found = read_admin_credentials(credentials)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from htcgrid.client.auth import choose_auth
 from htcgrid.client.http import HTTPTransport
-from htcgrid.client.logins import choose_auth
 
 
 class HTTPAdmin:

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from htcgrid.client.auth import choose_auth
 from htcgrid.client.direct import DirectTransport
 from htcgrid.client.http import RETRY_SECONDS, HTTPTransport
-from htcgrid.client.logins import choose_auth
 from htcgrid.client.progress import Progress
 from htcgrid.client.upload import PartTask, send_session
 from htcgrid.errors import NoAgentWarning, TaskFailed
