@@ -224,6 +224,16 @@ def server(
     show_envvar=True,
     help="Address of --metrics-port (0.0.0.0 for a scraper or probe on another machine).",
 )
+@click.option(
+    "--worker-memory-mb",
+    envvar=env("WORKER_MEMORY_MB"),
+    type=click.IntRange(min=0),
+    default=0,
+    show_envvar=True,
+    help="Resident memory a worker may use while it runs a task; over it the worker is "
+    "replaced and the attempt ends as MemoryLimitExceeded (0: no limit; a function deployed "
+    "with --memory-mb has its own).",
+)
 @scaling_options
 @grid_config_option
 @settings_options
@@ -240,6 +250,7 @@ def agent(
     parent_pid: int | None,
     metrics_port: int | None,
     metrics_host: str,
+    worker_memory_mb: int,
     target_backlog: float,
     cooldown_seconds: float,
     grid_config: dict[str, Any],
@@ -277,6 +288,7 @@ def agent(
         agent_id=agent_id,
         packages=_package_cache(data, cache_dir, worker),
         autoscale=autoscale,
+        worker_memory_mb=worker_memory_mb,
         observer=metrics.observe if metrics_port is not None else None,
     )
     served = None
