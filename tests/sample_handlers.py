@@ -81,8 +81,11 @@ def sized(event: str, context: Any) -> str:
 
 
 def timed_sleep(event: dict[str, Any], context: Any) -> dict[str, float]:
-    """Sleep ``seconds``; report when the handler really started and ended (epoch seconds)."""
+    """Sleep ``seconds``; report when the handler really started and ended (epoch seconds).
+    With ``mark_dir``, a file named after the task says it has started."""
     started = time.time()
+    if "mark_dir" in event:
+        (Path(event["mark_dir"]) / context.task_id).touch()
     time.sleep(event["seconds"])
     return {"start": started, "end": time.time(), "stream": context.log_stream_name}
 

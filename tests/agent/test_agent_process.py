@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from procs import children, pid_alive, until
@@ -108,3 +109,41 @@ def test_a_slot_range_upside_down_is_a_usage_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "MIN <= MAX" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sigterm_hands_prefetched_tasks_to_another_agent_within_a_heartbeat(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    grid, url, data_url = make_grid(tmp_path)
+    marks = tmp_path / "started"
+    marks.mkdir()
+    task = {"seconds": 2.0, "mark_dir": str(marks)}
+    sid = grid.submit(SubmitRequest([task] * 4, max_attempts=1)).session_id
+
+    def agent(slots: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "htcgrid", "agent", "--url", url, "--data-url", data_url,
+             "--handler", "sample_handlers.timed_sleep", "--path", HERE, "--slots", str(slots),
+             "--heartbeat-seconds", "0.2", "--lease-seconds", "5", "--grace-seconds", "10"],
+        )  # fmt: skip
+
+    first = agent(1)  # a fresh agent prefetches: one task runs, one waits behind it
+    until(lambda: any(marks.iterdir()), 30, "the first agent's first task to start")
+    held_by_first = grid.store.count_states(sid)[TaskState.PROCESSING]
+    second = agent(3)
+    try:
+        until(lambda: len(list(marks.iterdir())) >= 3, 30, "the second agent to take the rest")
+        stopped_at = time.time()
+        first.send_signal(signal.SIGTERM)
+        until(lambda: grid.session(sid).complete, 30, "the session")
+        assert first.wait(timeout=15) == 0
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=15)
+    records = grid.store.results(sid)
+    assert held_by_first == 2, "the first agent should have held a task it had not started"
+    assert [(r.state, r.attempt) for r in records] == [(TaskState.FINISHED, 1)] * 4
+    starts = sorted(json.loads(r.output or b"{}")["start"] for r in records)
+    assert starts[-1] - stopped_at < 0.2 + 0.8, "the handed-back task waited for its lease"
