@@ -14,6 +14,7 @@ purpose is one of these, and all are importable from ``htcgrid``.
     ├── TooManyRequests           rate limited: retry after ``retry_after_seconds``
     │   └── TooManyAttempts
     ├── BackendUnavailable        the task store or data plane cannot be reached (retry later)
+    │   └── StorageFull           the task store's disk is full: free space where it says
     ├── PackageCorrupt            a function package does not match its recorded sha256
     ├── TaskFailed                ``Session.outputs()``: some task failed or was cancelled
     └── RemoteError               the HTTP API answered with an error the client cannot map
@@ -119,6 +120,15 @@ class BackendUnavailable(GridError):
     status = 503
 
 
+class StorageFull(BackendUnavailable):
+    """The task store cannot write: its file system (or database server) is out of space.
+    The message names where and what to free; nothing of the refused write was kept. Agents
+    back off and carry on once there is room again; clients are told at once."""
+
+    code = "storage_full"
+    status = 507
+
+
 class PackageCorrupt(GridError):
     """A function package's bytes do not match the sha256 recorded when it was deployed."""
 
@@ -159,6 +169,7 @@ BY_STATUS: dict[int, type[GridError]] = {
     413: PayloadTooLarge,
     429: TooManyRequests,
     503: BackendUnavailable,
+    507: StorageFull,
 }
 """The family of an HTTP error whose code a client does not know (a newer server's)."""
 
@@ -175,6 +186,7 @@ BY_CODE: dict[str, type[GridError]] = {
         Forbidden,
         TokenExpired,
         BackendUnavailable,
+        StorageFull,
         PackageCorrupt,
     )
 }

@@ -27,6 +27,7 @@ PUBLIC = [
     "PayloadTooLarge",
     "RemoteError",
     "Session",
+    "StorageFull",
     "TaskFailed",
     "TaskResult",
     "TaskState",

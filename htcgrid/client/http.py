@@ -19,6 +19,7 @@ from htcgrid.errors import (
     BackendUnavailable,
     GridError,
     RemoteError,
+    StorageFull,
     TooManyAttempts,
     TooManyRequests,
 )
@@ -35,7 +36,10 @@ log = logging.getLogger("htcgrid.client")
 
 def _transient(exc: GridError) -> bool:
     """An unreachable grid, or a proxy or grid that says to come back (502, 503, 504, or
-    429 for too many requests; not too many wrong passwords)."""
+    429 for too many requests; not too many wrong passwords, nor a full disk, which waiting
+    does not free)."""
+    if isinstance(exc, StorageFull):
+        return False
     if isinstance(exc, TooManyRequests):
         return not isinstance(exc, TooManyAttempts)
     return isinstance(exc, BackendUnavailable) or (

@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from htcgrid.errors import BackendUnavailable, ConfigurationError
+from htcgrid.errors import BackendUnavailable, ConfigurationError, StorageFull
 from htcgrid.urls import redact
 
 DEFAULT_SCHEMA = "htcgrid"
@@ -131,6 +131,11 @@ class Target:
         return text.replace(password, "***") if password else text
 
     def unavailable(self, exc: Exception) -> BackendUnavailable:
+        if isinstance(exc, psycopg.errors.DiskFull):  # SQLSTATE 53100
+            return StorageFull(
+                f"PostgreSQL at {redact(self.url)} is out of disk space: free space in the "
+                "server's data directory or delete finished sessions, then retry"
+            )
         return BackendUnavailable(
             f"PostgreSQL at {redact(self.url)} is unavailable: {self.scrub(str(exc)).strip()}"
         )
@@ -172,7 +177,8 @@ def _split_options(url: str) -> tuple[str, dict[str, str]]:
 
 @contextmanager
 def reachable(target: Target) -> Iterator[None]:
-    """Turn psycopg's "the server is gone" errors into ``BackendUnavailable``."""
+    """Turn psycopg's "the server is gone" errors (a terminated connection, a restart)
+    into ``BackendUnavailable``, and a full disk (SQLSTATE 53100) into ``StorageFull``."""
     try:
         yield
     except psycopg.OperationalError as exc:

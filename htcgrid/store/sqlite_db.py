@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from htcgrid.errors import ConfigurationError
+from htcgrid.errors import BackendUnavailable, ConfigurationError, StorageFull
+from htcgrid.store.sqlite_errors import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -74,7 +75,9 @@ class SQLiteFile:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except StorageFull:
+            raise
+        except (OSError, sqlite3.Error, BackendUnavailable) as exc:
             raise ConfigurationError(
                 f"cannot open the task store {self.path}: {exc}; check that its folder exists "
                 "and you can write to it"
@@ -85,9 +88,7 @@ class SQLiteFile:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
-            )
+            conn = connect(self.path, timeout_seconds=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -102,10 +103,11 @@ class SQLiteFile:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

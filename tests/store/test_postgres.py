@@ -20,7 +20,12 @@ if not os.environ.get("CI"):  # CI must run every backend: there, a missing driv
 
 import psycopg
 
-from htcgrid.errors import BackendUnavailable, ConfigurationError, ValidationError
+from htcgrid.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    StorageFull,
+    ValidationError,
+)
 from htcgrid.models import NewTask, Outcome, SessionSpec, TaskState
 from htcgrid.store.postgres import PostgresTaskStore
 from htcgrid.store.postgres_migrations import MIGRATIONS, parse_url, upgrade
@@ -166,6 +171,13 @@ def test_a_dropped_connection_is_backend_unavailable_then_recovers(tmp_path: Pat
             assert store.queue_depth() == 1
         finally:
             store.close()
+
+
+def test_a_full_disk_on_the_server_is_storage_full(store: PostgresTaskStore) -> None:
+    full = "DO $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END $$"
+    with pytest.raises(StorageFull, match="out of disk space"), store._connection() as conn:
+        conn.execute(full)
+    assert store.queue_depth() == 0
 
 
 def test_a_repeated_task_index_is_a_validation_error(store: PostgresTaskStore) -> None:
