@@ -107,6 +107,7 @@ def test_read_commands_all_have_json() -> None:
     for command in (
         ["status"], ["wait"], ["results"], ["sessions"], ["task"], ["cancel"],
         ["functions"], ["function", "show"], ["user", "list"], ["key", "list"], ["agents"],
+        ["logs"],
     ):  # fmt: skip
         shown = CliRunner().invoke(main, [*command, "--help"]).output
         assert "--json" in shown, command

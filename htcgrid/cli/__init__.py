@@ -5,6 +5,7 @@ in ``--help``; only this package reads the environment.
     output.py     tables, times and --json: how read commands print
     run.py        up, server, agent, db: running a grid
     sessions.py   submit, status, wait, results, cancel, sessions, task: using one
+    logs.py       logs: a task's captured stdout and stderr
     functions.py  deploy, functions, function show/rollback/delete: worker function packages
     agents.py     agents: who serves a grid
     users.py      user, key, login, logout: who may use it
@@ -22,7 +23,7 @@ from typing import Any, NoReturn
 import click
 
 from htcgrid import __version__
-from htcgrid.cli import agents, aws, config, functions, run, sessions, users
+from htcgrid.cli import agents, aws, config, functions, logs, run, sessions, users
 from htcgrid.cli.options import EXIT_ERROR, EXIT_TIMEOUT, FullHelpGroup, env
 from htcgrid.errors import GridError
 
@@ -122,7 +123,7 @@ def main(log_level: str, debug: bool) -> None:
     )
 
 
-for _module in (run, sessions, functions, users, config, agents, aws):
+for _module in (run, sessions, logs, functions, users, config, agents, aws):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
