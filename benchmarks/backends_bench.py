@@ -2,12 +2,16 @@
 
     python benchmarks/backends_bench.py                    # sqlite, postgresql, redis
     python benchmarks/backends_bench.py --backends redis --tasks 20000
+    python benchmarks/backends_bench.py --backends aws --tasks 1000   # DynamoDB+SQS+S3 on moto
 
 For each backend it starts `htcgrid server` (loopback, --no-auth) and `htcgrid agent` as separate
 processes sharing only the backend URL, as they would on separate machines, then measures over
 HTTP: one session of N no-op tasks (submit → every result collected) and sequential single-task
 round trips. PostgreSQL and Redis come from HTCGRID_BENCH_POSTGRES_URL / HTCGRID_BENCH_REDIS_URL
 (default: the loopback servers); each run uses a fresh schema or key prefix and removes it after.
+``aws`` starts moto's server in this process on loopback, creates a grid (`htcgrid aws create`'s
+code, HTCGRID_BENCH_AWS_QUEUES priority queues, default 10) with an S3 bucket as its data plane,
+and gives the processes dummy credentials.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 from grid_bench import round_trips, throughput
 
@@ -51,18 +56,40 @@ def backend(kind: str) -> Iterator[str]:
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.unlink(key)
+    elif kind == "aws":
+        with moto_grid(tag) as url:
+            yield url
     else:
         raise SystemExit(f"unknown backend {kind!r}")
+
+
+DATA_URLS: dict[str, str] = {}  # task store URL -> its data plane, where not the same URL
+
+
+@contextlib.contextmanager
+def moto_grid(tag: str) -> Iterator[str]:
+    """A grid on moto's server (the tests' one: loopback, dummy credentials for this run)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from backends import AWS_REGION, AWS_TEST_ENV, aws_grid, moto_endpoint
+
+    os.environ.update(AWS_TEST_ENV)
+    bucket = f"htcgrid-bench-{tag}"
+    queues = int(os.environ.get("HTCGRID_BENCH_AWS_QUEUES", "10"))
+    with aws_grid(tag, queues, bucket) as url:
+        query = f"region={AWS_REGION}&endpoint_url={moto_endpoint()}"
+        DATA_URLS[url] = f"s3://{bucket}/grid?{query}"
+        yield url
 
 
 @contextlib.contextmanager
 def grid_on(url: str, slots: int) -> Iterator[str]:
     htcgrid_cmd = [sys.executable, "-m", "htcgrid"]
+    where = ["--url", url] + (["--data-url", DATA_URLS[url]] if url in DATA_URLS else [])
     server = subprocess.Popen(
-        [*htcgrid_cmd, "server", "--url", url, "--port", "0", "--no-auth"],
+        [*htcgrid_cmd, "server", *where, "--port", "0", "--no-auth"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    agent = subprocess.Popen([*htcgrid_cmd, "agent", "--url", url, "--slots", str(slots)])
+    agent = subprocess.Popen([*htcgrid_cmd, "agent", *where, "--slots", str(slots)])
     try:
         assert server.stdout is not None
         yield server.stdout.readline().strip()

@@ -334,7 +334,7 @@ class AwsTaskStore(TaskStore):
     def wait_for_tasks(
         self, timeout_seconds: float, functions: Sequence[str] | None = None
     ) -> bool:
-        return bool(poll(lambda: self.grid.queues.visible() > 0, timeout_seconds, 0.05))
+        return bool(poll(lambda: self.grid.queues.visible() > 0, timeout_seconds, 0.1))
 
     def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
         self.sessions.require(session_id)
@@ -343,7 +343,7 @@ class AwsTaskStore(TaskStore):
             count = self.grid.finisher.done_count(session_id) or 0
             return count if count > after_seq else 0
 
-        return int(poll(done, timeout_seconds)) or after_seq
+        return int(poll(done, timeout_seconds, max_seconds=0.1)) or after_seq
 
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         total = 0
