@@ -126,6 +126,20 @@ def test_servers_on_one_store_agree_on_the_grid(service: GridService) -> None:
     assert value(one, "htcgrid_tasks_submitted") == 0  # submitted in-process, not through them
 
 
+def test_the_grids_gauges_are_read_once_per_cache_period() -> None:
+    now = [0.0]
+    reads: list[float] = []
+
+    def read() -> list[Any]:
+        reads.append(now[0])
+        return [m.gauge(m.AGENTS, [((), len(reads))])]
+
+    collector = m.ScrapeCollector(read, (m.AGENTS,), cache_seconds=1.5, clock=lambda: now[0])
+    for now[0] in (0.0, 1.0, 1.4, 1.5, 2.0, 3.1):
+        collector.collect()
+    assert reads == [0.0, 1.5, 3.1]
+
+
 def test_off_loopback_a_scrape_needs_a_caller(service: GridService) -> None:
     auth = Authenticator(service.data)
     auth.add_user("prometheus", PASSWORD, "user")

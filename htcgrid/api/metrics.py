@@ -32,7 +32,7 @@ from htcgrid.api.middleware import ASGIApp, Message, Receive, Scope, Send
 from htcgrid.auth.principals import Authenticator
 from htcgrid.models import TaskState
 from htcgrid.presence import list_agents
-from htcgrid.scaling import ScalingPolicy, desired_capacity, running_tasks
+from htcgrid.scaling import ScalingPolicy, desired_capacity
 from htcgrid.store.base import TaskStore
 
 CACHE_SECONDS = 1.5
@@ -66,9 +66,8 @@ class ServerMetrics:
             if state is TaskState.PENDING:
                 pending[function, str(priority)] += n
         backlog = sum(pending.values())
-        policy = ScalingPolicy()
-        running = running_tasks(self.store)
-        desired = desired_capacity(policy, backlog, running, 0, math.inf)
+        running = sum(n for (_, state, _), n in counts.items() if state is TaskState.PROCESSING)
+        desired = desired_capacity(ScalingPolicy(), backlog, running, 0, math.inf)
         return [
             m.gauge(m.TASKS, by_state.items()),
             m.gauge(m.QUEUE_DEPTH, pending.items()),
