@@ -22,7 +22,6 @@ Waiting is bounded polling: ``wait_for_tasks`` reads the queues' approximate cou
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,22 +38,20 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    expired_error,
     split_task_id,
 )
 from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed
 from htcgrid.store.aws_finish import Terminal, owned, update_args
 from htcgrid.store.aws_grid import Grid, poll
-from htcgrid.store.aws_items import B, N, S, integer, lease_from_item, num, text
-from htcgrid.store.aws_layout import MAX_STATE_PARTITIONS, NONE, state_of, status
+from htcgrid.store.aws_items import B, N, S, lease_from_item, text
+from htcgrid.store.aws_layout import state_of, status
 from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import Message
-from htcgrid.store.aws_sessions import RESEND_FIRST_SECONDS, Sessions
+from htcgrid.store.aws_sessions import Sessions
+from htcgrid.store.aws_ttl import Sweeper
 from htcgrid.store.base import TaskStore
 
 MAX_SCAN = 100  # messages of other functions looked at per queue in one claim
-RESEND_MAX_SECONDS = 3600.0
-RESEND_CHECK_SECONDS = 30.0
 PARALLEL_WRITES = 16
 
 
@@ -64,7 +61,7 @@ class AwsTaskStore(TaskStore):
         self.grid = Grid.open(AwsConfig.from_url(url), calls or Calls())
         self.sessions = Sessions(self.grid)
         self.meta = Meta(self.grid)
-        self._resend_due = -math.inf
+        self.ttl = Sweeper(self.grid, self.sessions)
         # one conditional write per task: claims and heartbeats of a batch run side by side
         self._pool = ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="htcgrid-aws")
 
@@ -195,7 +192,7 @@ class AwsTaskStore(TaskStore):
                 continue
             condition, values = owned(session_id, agent_id, o.attempt)
             if o.state is TaskState.PENDING:
-                applied[i] = self._requeue(
+                applied[i] = self.ttl.requeue(
                     o.task_id, session_id, condition, values, now, o.log, o.released
                 )
                 continue
@@ -215,119 +212,14 @@ class AwsTaskStore(TaskStore):
                 applied[i] = change.task_id in done
         return applied
 
-    def _requeue(
-        self,
-        tid: str,
-        session_id: str,
-        condition: str,
-        values: dict[str, Any],
-        now: float,
-        log: str | None = None,
-        released: bool = False,
-    ) -> bool:
-        """Back to ``pending`` if ``condition`` holds, then a fresh message. A ``released``
-        task never started: its claim is undone (attempt - 1) instead of counted as a retry."""
-        sets = {
-            "task_status": S(status(TaskState.PENDING, session_id)),
-            "task_owner": S(NONE),
-            "sqs_handler_id": S(NONE),
-            "heartbeat_expiration_timestamp": N(float(now + RESEND_FIRST_SECONDS)),
-            "resends": N(0),
-        }
-        if log is not None:
-            sets["log"] = S(log)
-        adds = {"attempt": N(-1)} if released else {"retries": N(1)}
-        args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values, adds=adds)
-        try:
-            answer = self.grid.calls(self.grid.db.update_item, ReturnValues="ALL_NEW", **args)
-        except ConditionFailed:
-            return False
-        item = answer["Attributes"]
-        self.grid.queues.send([(integer(item, "task_priority"), tid, str(text(item, "function")))])
-        return True
-
     # ---- TTL checker -------------------------------------------------------------------
 
-    def _overdue(self, state: TaskState, p: int, now: float, limit: int | None) -> list[Any]:
-        args: dict[str, Any] = {
-            "TableName": self.grid.tasks,
-            "IndexName": "gsi_ttl_index",
-            "KeyConditionExpression": "task_status = :t AND heartbeat_expiration_timestamp < :now",
-            "ExpressionAttributeValues": {":t": S(f"{state.value}{p}"), ":now": N(float(now))},
-        }
-        if limit is not None:
-            args["Limit"] = limit
-            return list(self.grid.calls(self.grid.db.query, **args).get("Items", []))
-        return list(self.grid.query(**args))
-
     def expire_leases(self, now: float, limit: int = 1000) -> ExpiryReport:
-        report = ExpiryReport()
-        failing: dict[str, list[Terminal]] = defaultdict(list)
-        taken = 0
-        for p in range(MAX_STATE_PARTITIONS):
-            if taken >= limit:
-                break
-            for item in self._overdue(TaskState.PROCESSING, p, now, limit - taken):
-                taken += 1
-                tid = str(text(item, "task_id"))
-                session_id = split_task_id(tid)[0]
-                attempt = integer(item, "attempt")
-                condition = (
-                    "task_status = :c_status AND attempt = :c_attempt"
-                    " AND heartbeat_expiration_timestamp < :c_now"
-                )
-                values = {
-                    ":c_status": S(status(TaskState.PROCESSING, session_id)),
-                    ":c_attempt": N(attempt),
-                    ":c_now": N(float(now)),
-                }
-                if attempt < integer(item, "max_attempts"):
-                    if self._requeue(tid, session_id, condition, values, now):
-                        report.requeued.append(tid)
-                    continue
-                error = {"error": S(expired_error(attempt).to_json())}
-                change = Terminal(tid, session_id, TaskState.FAILED, condition, values, error)
-                failing[session_id].append(change)
-        for session_id, changes in failing.items():
-            done = self.grid.finisher.finish(session_id, changes, now)
-            report.failed.extend(c.task_id for c in changes if c.task_id in done)
-        if now >= self._resend_due:
-            self._resend_due = now + RESEND_CHECK_SECONDS
-            self.resend_lost(now)
-        return report
+        return self.ttl.expire(now, limit)
 
     def resend_lost(self, now: float) -> int:
-        """Send a fresh message for every visible pending task past its re-send deadline
-        (its message was lost, dead-lettered, or it waits in a deep backlog); returns how
-        many were sent."""
-        is_open: dict[str, bool] = {}
-        sent = []
-        for p in range(MAX_STATE_PARTITIONS):
-            for item in self._overdue(TaskState.PENDING, p, now, None):
-                tid = str(text(item, "task_id"))
-                session_id = split_task_id(tid)[0]
-                if session_id not in is_open:
-                    is_open[session_id] = self.sessions.get(session_id) is not None
-                resends = integer(item, "resends")
-                wait = min(RESEND_MAX_SECONDS, RESEND_FIRST_SECONDS * 2 ** (resends + 1))
-                sets = {"heartbeat_expiration_timestamp": N(float(now + wait))}
-                old = N(num(item, "heartbeat_expiration_timestamp") or 0.0)
-                args = update_args(
-                    self.grid.tasks,
-                    {"task_id": S(tid)},
-                    sets,
-                    "task_status = :c_status AND heartbeat_expiration_timestamp = :c_old",
-                    {":c_status": S(f"pending{p}"), ":c_old": old},
-                    adds={"resends": N(1)},
-                )
-                try:
-                    self.grid.calls(self.grid.db.update_item, **args)
-                except ConditionFailed:
-                    continue
-                if is_open[session_id]:
-                    sent.append((integer(item, "task_priority"), tid, str(text(item, "function"))))
-        self.grid.queues.send(sent)
-        return len(sent)
+        """See ``aws_ttl.Sweeper.resend_lost``."""
+        return self.ttl.resend_lost(now)
 
     # ---- waiting and metrics ------------------------------------------------------------
 
@@ -346,22 +238,7 @@ class AwsTaskStore(TaskStore):
         return int(poll(done, timeout_seconds, max_seconds=0.1)) or after_seq
 
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
-        total = 0
-        for p in range(MAX_STATE_PARTITIONS):
-            args: dict[str, Any] = {
-                "TableName": self.grid.tasks,
-                "IndexName": "gsi_ttl_index",
-                "KeyConditionExpression": "task_status = :t",
-                "ExpressionAttributeValues": {":t": S(f"pending{p}")},
-            }
-            if functions is not None:
-                names = [f":f{i}" for i in range(len(functions))] or [":none"]
-                values = [S(f) for f in functions] or [S("")]
-                args["FilterExpression"] = f"#fn IN ({', '.join(names)})"
-                args["ExpressionAttributeNames"] = {"#fn": "function"}
-                args["ExpressionAttributeValues"].update(zip(names, values, strict=True))
-            total += self.grid.count(**args)
-        return total
+        return self.ttl.queue_depth(functions)
 
     # ---- grid metadata ------------------------------------------------------------------
 
