@@ -126,12 +126,21 @@ def test_a_crashing_worker_is_replaced_and_the_task_retried(grid: GridService) -
 
 
 def test_crashes_fail_the_task_after_max_attempts(grid: GridService) -> None:
-    sid = submit(grid, [1], max_attempts=3)
+    sid = submit(grid, [1], max_attempts=2)  # below poison_after: an ordinary crash
     with agent(grid.store, grid.data, "exit_now", slots=1):
         (result,) = finished(grid, sid)
-    assert result.state is TaskState.FAILED and result.attempt == 3
+    assert result.state is TaskState.FAILED and result.attempt == 2
     assert result.error is not None and result.error.type == "WorkerCrashed"
-    assert "exited with code 1" in result.error.message and "attempt 3 of 3" in result.error.message
+    assert "exited with code 1" in result.error.message and "attempt 2 of 2" in result.error.message
+
+
+def test_a_task_that_keeps_crashing_its_worker_is_poison(grid: GridService) -> None:
+    sid = submit(grid, [1], max_attempts=6)
+    with agent(grid.store, grid.data, "exit_now", slots=1):
+        (result,) = finished(grid, sid)
+    assert result.state is TaskState.FAILED and result.attempt == FAST.poison_after
+    assert result.error is not None and result.error.type == "PoisonTask"
+    assert "exited with code 1" in result.error.message
 
 
 def test_a_segfault_is_a_crash(grid: GridService) -> None:
