@@ -201,3 +201,28 @@ def test_5xx_outlasting_the_retries_is_backend_unavailable_and_conditions_are_ra
         with pytest.raises(ConditionFailed):
             calls(client.put_item, TableName="t", Item={"k": {"S": "v"}})  # type: ignore[attr-defined]
     assert len(pauses) == 2
+
+
+def test_without_boto3_the_core_works_and_aws_urls_say_what_to_install() -> None:
+    """boto3 hidden from a fresh interpreter: importing htcgrid and its CLI needs none of it,
+    and an aws:// or s3:// URL is a one-line install hint."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['boto3'] = None\n"
+        "import htcgrid, htcgrid.cli, htcgrid.store, htcgrid.dataplane\n"
+        "from htcgrid.errors import ConfigurationError\n"
+        "for open_, url in ((htcgrid.store.open_store, 'aws://?tag=x'),"
+        " (htcgrid.dataplane.open_data_plane, 's3://bucket/x')):\n"
+        "    try:\n"
+        "        open_(url)\n"
+        "    except ConfigurationError as exc:\n"
+        "        print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all("pip install 'htcgrid[aws]'" in line for line in lines)
