@@ -226,3 +226,68 @@ def test_without_boto3_the_core_works_and_aws_urls_say_what_to_install() -> None
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and all("pip install 'htcgrid[aws]'" in line for line in lines)
+
+
+def test_unprocessed_batch_items_are_sent_again() -> None:
+    """Simulated: DynamoDB leaves one item unprocessed (what it does when throttled), then takes
+    it. Real: our batch loop sends exactly the leftover again, after a jittered pause."""
+    from htcgrid.store.aws_calls import AwsConfig, Calls
+    from htcgrid.store.aws_grid import Grid
+
+    client, stub = _stubbed()
+    first = {"PutRequest": {"Item": {"task_id": {"S": "a"}}}}
+    second = {"PutRequest": {"Item": {"task_id": {"S": "b"}}}}
+    stub.add_response(
+        "batch_write_item",
+        {"UnprocessedItems": {"t": [second]}},
+        {"RequestItems": {"t": [first, second]}},
+    )  # type: ignore[attr-defined]
+    stub.add_response(
+        "batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {"t": [second]}}
+    )  # type: ignore[attr-defined]
+    pauses: list[float] = []
+    grid = Grid(AwsConfig(), client, Calls(sleep=pauses.append), None, None)  # type: ignore[arg-type]
+    with stub:  # type: ignore[attr-defined]
+        grid.batch_write("t", [first, second])
+        stub.assert_no_pending_responses()  # type: ignore[attr-defined]
+    assert len(pauses) == 1
+
+
+def test_a_conflicting_transaction_is_tried_again_and_a_lost_condition_is_a_race() -> None:
+    """Simulated: DynamoDB cancels a completion transaction, first for a conflicting write on
+    the session's counter, then because one task's condition failed. Real: our Finisher re-reads
+    the counter, drops the task that lost its race and commits the other."""
+    from htcgrid.store.aws_calls import Calls
+    from htcgrid.store.aws_finish import Finisher, Terminal
+
+    client, stub = _stubbed()
+    counter = {"Item": {"done_count": {"N": "4"}}}
+
+    def cancelled(*reasons: str) -> None:
+        stub.add_client_error(  # type: ignore[attr-defined]
+            "transact_write_items",
+            service_error_code="TransactionCanceledException",
+            http_status_code=400,
+            modeled_fields={"CancellationReasons": [{"Code": r} for r in reasons]},
+        )
+
+    stub.add_response("get_item", counter)  # type: ignore[attr-defined]
+    cancelled("None", "None", "TransactionConflict")
+    stub.add_response("get_item", counter)  # type: ignore[attr-defined]
+    cancelled("ConditionalCheckFailed", "None", "None")
+    stub.add_response("get_item", counter)  # type: ignore[attr-defined]
+    stub.add_response("transact_write_items", {})  # type: ignore[attr-defined]
+    changes = [
+        Terminal(
+            f"s1_{i}", "s1", TaskState.FINISHED, "attempt = :c_attempt", {":c_attempt": {"N": "1"}}
+        )
+        for i in range(2)
+    ]
+    pauses: list[float] = []
+    finisher = Finisher(
+        client, Calls(sleep=pauses.append), "tasks", "sessions", sleep=pauses.append
+    )
+    with stub:  # type: ignore[attr-defined]
+        assert finisher.finish("s1", changes, NOW) == {"s1_1"}
+        stub.assert_no_pending_responses()  # type: ignore[attr-defined]
+    assert len(pauses) == 1  # only the conflict waited; a lost condition is retried at once
