@@ -16,6 +16,8 @@ HTC-Grid's state table and priority queues (``aws_layout``), created by ``htcgri
 
 Within one queue SQS standard queues keep FIFO order only as a best effort, and a requeued
 task goes to the back of its queue; priorities are kept exactly with the default 10 queues.
+Functions share the queues: an agent that serves only some looks at up to ``MAX_SCAN``
+messages of others per queue and claim, and hands them back untouched.
 Waiting is bounded polling: ``wait_for_tasks`` reads the queues' approximate counts and
 ``wait_for_session`` the session's counter, with growing pauses.
 """

@@ -3,7 +3,7 @@
 - **expired leases**: ``gsi_ttl_index`` is queried per partition for ``processing<p>`` rows
   whose ``heartbeat_expiration_timestamp`` passed; each goes back to ``pending`` (a conditional
   write on state, attempt and deadline, then a fresh message) or, with no attempts left, to
-  ``failed`` through ``aws_finish`` with ``models.expired_error``.
+  ``failed`` through ``aws_finish``, as ``models.after_lease_expired`` decides.
 - **lost messages**: a pending row carries a re-send deadline in the same attribute; rows past it
   (the message was lost, dead-lettered, never sent by a crashed submitter, or the task waits in
   a deep backlog) get a fresh message, and the next deadline doubles from 60 s up to an hour.
@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from htcgrid.models import ExpiryReport, TaskState, expired_error, split_task_id
+from htcgrid.models import ExpiryReport, TaskState, after_lease_expired, split_task_id
 from htcgrid.store.aws_calls import ConditionFailed
 from htcgrid.store.aws_finish import Terminal, update_args
 from htcgrid.store.aws_grid import Grid
@@ -100,12 +100,13 @@ class Sweeper:
                     ":c_attempt": N(attempt),
                     ":c_now": N(float(now)),
                 }
-                if attempt < integer(item, "max_attempts"):
+                outcome = after_lease_expired(tid, attempt, integer(item, "max_attempts"))
+                if outcome.state is TaskState.PENDING:
                     if self.requeue(tid, session_id, condition, values, now):
                         report.requeued.append(tid)
                     continue
-                error = {"error": S(expired_error(attempt).to_json())}
-                change = Terminal(tid, session_id, TaskState.FAILED, condition, values, error)
+                error = {"error": S(outcome.error.to_json() if outcome.error else "")}
+                change = Terminal(tid, session_id, outcome.state, condition, values, error)
                 failing[session_id].append(change)
         for session_id, changes in failing.items():
             done = self.grid.finisher.finish(session_id, changes, now)
