@@ -99,6 +99,8 @@ class AwsConfig:
             max_pool_connections=32,
             connect_timeout=5,
             read_timeout=30,
+            # S3-compatible stores (MinIO, Ceph) behind an endpoint expect path-style URLs
+            s3={"addressing_style": "path"} if service == "s3" and self.endpoint_url else None,
         )
         try:
             return boto3.session.Session().client(
