@@ -48,6 +48,7 @@ from htcgrid.wire import task_dict as task_dict
 MAX_WAIT_SECONDS = 60.0
 NO_TASKS = "at least one task is needed"  # the one wording, on HTTP and in-process
 MAX_PAGE = 10_000
+PURGE_BATCH = 100  # sessions per store call when purging: bounded transactions
 PAGE_BYTES = 8 * 1024 * 1024  # outputs and logs in one results page, give or take one task
 
 
@@ -354,6 +355,30 @@ class GridService:
         self.session(session_id, owner)
         self.store.cancel_session(session_id, self.clock())
         self.store.delete_session(session_id)
+        self._delete_data(session_id)
+
+    def purge(
+        self, older_than_seconds: float | None = None, max_sessions: int = 10_000
+    ) -> list[str]:
+        """Delete the sessions that ended more than ``older_than_seconds`` ago (default: the
+        retention setting), their data-plane objects included, ``PURGE_BATCH`` at a time and
+        at most ``max_sessions``; returns their ids. Sessions not yet ended are never touched."""
+        if older_than_seconds is None:
+            older_than_seconds = self.settings.retention_seconds
+        if older_than_seconds < 0:
+            raise ValidationError("older_than must not be negative")
+        before = self.clock() - older_than_seconds
+        gone: list[str] = []
+        while len(gone) < max_sessions:
+            batch = self.store.purge(before, min(PURGE_BATCH, max_sessions - len(gone)))
+            for session_id in batch:
+                self._delete_data(session_id)
+            gone.extend(batch)
+            if len(batch) < PURGE_BATCH:
+                break
+        return gone
+
+    def _delete_data(self, session_id: str) -> None:
         self.data.delete_prefix(keys.session_prefix(session_id))
         self.data.delete_prefix(keys.upload_prefix(session_id))
 

@@ -54,6 +54,8 @@ class Settings(FromEnv):
     max_payload_bytes: int = 256 * 1024 * 1024  # one task's payload or result, as JSON
     poison_after: int = 3  # attempts that kill their worker before a task is failed as poison
     upload_expiry_seconds: float = 86400.0  # a session uploaded in parts must commit by then
+    retention_seconds: float = 7 * 86400.0  # a session ended longer ago is purged
+    purge_check_seconds: float = 60.0  # how often the server looks for sessions to purge
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -21,6 +21,7 @@ from htcgrid.api.auth import auth_router, principal_dependency
 from htcgrid.api.functions import functions_router
 from htcgrid.api.metrics import install_metrics
 from htcgrid.api.middleware import BodyLimit, RateLimit, TokenBuckets
+from htcgrid.api.purge import purge_router
 from htcgrid.api.scaling import scaling_router
 from htcgrid.api.schemas import ERRORS
 from htcgrid.api.sessions import sessions_router
@@ -81,6 +82,7 @@ def create_app(
     app.include_router(functions_router(service.functions, principal, security.max_body_bytes))
     app.include_router(agents_router(service.store, principal))
     app.include_router(scaling_router(service, principal))
+    app.include_router(purge_router(service, principal))
     app.include_router(uploads_router(service, principal))
     install_metrics(app, service.store, auth)
 

@@ -69,7 +69,12 @@ class APIServer:
         self.auth = Authenticator(self.service.data, security) if security.auth else None
         if self.auth is not None:
             self.auth.start()
-        self.ttl = TTLChecker(self.service.store, settings.ttl_check_seconds)
+        self.ttl = TTLChecker(
+            self.service.store,
+            settings.ttl_check_seconds,
+            purge=self.service.purge,
+            purge_every_seconds=settings.purge_check_seconds,
+        )
         app = create_app(self.service, self.ttl, self.auth, security)
         config = uvicorn.Config(
             app,

@@ -101,6 +101,11 @@ def settings_options(fn: F) -> F:
             ("lease-seconds", "How long a lease lasts without a heartbeat."),
             ("grace-seconds", "How long a stopping agent may finish running tasks."),
             ("max-payload-mb", "Largest payload or result of one task, in MiB [default: 256]."),
+            (
+                "retention-seconds",
+                "How long a session is kept after it ends; the server then purges it "
+                "[default: 604800, 7 days].",
+            ),
         ]
     ):
         fn = click.option(

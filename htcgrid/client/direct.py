@@ -49,6 +49,9 @@ class DirectTransport:
     def delete(self, session_id: str) -> None:
         self.service.delete(session_id)
 
+    def purge(self, older_than_seconds: float) -> dict[str, Any]:
+        return {"purged": self.service.purge(older_than_seconds)}
+
     def sessions(self, limit: int, offset: int) -> dict[str, Any]:
         return {"sessions": [s.as_dict() for s in self.service.sessions(None, limit, offset)]}
 

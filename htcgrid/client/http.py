@@ -179,6 +179,9 @@ class HTTPTransport:
     def delete(self, session_id: str) -> None:
         self._call("DELETE", f"/v1/sessions/{session_id}")
 
+    def purge(self, older_than_seconds: float) -> dict[str, Any]:
+        return self._call("POST", "/v1/purge", params={"older_than": older_than_seconds})  # type: ignore[no-any-return]
+
     def sessions(self, limit: int, offset: int) -> dict[str, Any]:
         return self._call("GET", "/v1/sessions", params={"limit": limit, "offset": offset})  # type: ignore[no-any-return]
 

@@ -53,6 +53,7 @@ class Transport(Protocol):
     def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> dict[str, Any]: ...
     def delete(self, session_id: str) -> None: ...
+    def purge(self, older_than_seconds: float) -> dict[str, Any]: ...
     def sessions(self, limit: int, offset: int) -> dict[str, Any]: ...
     def task(self, tid: str) -> dict[str, Any]: ...
     def task_json(self, url: str) -> bytes: ...
@@ -192,6 +193,15 @@ class Client:
 
     def sessions(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._t.sessions(limit, offset)["sessions"]  # type: ignore[no-any-return]
+
+    def delete(self, session_id: str) -> None:
+        """Forget a session: cancel what still runs, then remove its tasks and data."""
+        self._t.delete(session_id)
+
+    def purge(self, older_than_seconds: float) -> list[str]:
+        """Delete every session that ended more than ``older_than_seconds`` ago, its tasks
+        and data included (admins only); the ids of those deleted."""
+        return self._t.purge(older_than_seconds)["purged"]  # type: ignore[no-any-return]
 
     def task(self, tid: str) -> dict[str, Any]:
         """One task in full; a payload or output too big for the answer is fetched on its own."""

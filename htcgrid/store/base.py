@@ -82,6 +82,36 @@ class TaskStore(ABC):
     def delete_session(self, session_id: str) -> bool:
         """Forget a session and its tasks. Returns False if it was unknown."""
 
+    def purge(self, before: float, limit: int = 100) -> list[str]:
+        """Delete up to ``limit`` sessions that are complete and whose every task ended before
+        ``before``, with all their tasks; returns their ids (oldest first) so the caller can
+        delete their data-plane objects. A session with any task not yet terminal is never
+        purged. This default is built from the other methods (it reads every session);
+        backends override it with one query."""
+        old = [s for s in self._all_sessions() if s.spec.created_at < before and s.complete]
+        old.sort(key=lambda s: s.spec.created_at)
+        gone: list[str] = []
+        for info in old:
+            if len(gone) >= limit:
+                break
+            if self._ended_before(info.id, before) and self.delete_session(info.id):
+                gone.append(info.id)
+        return gone
+
+    def _all_sessions(self) -> list[SessionInfo]:
+        found: list[SessionInfo] = []
+        while page := self.list_sessions(limit=1000, offset=len(found)):
+            found.extend(page)
+        return found
+
+    def _ended_before(self, session_id: str, before: float) -> bool:
+        after = 0
+        while page := self.results(session_id, after, 1000):
+            if any((t.finished_at or before) >= before for t in page):
+                return False
+            after = page[-1].done_seq or after + len(page)
+        return True
+
     # ---- agents ------------------------------------------------------------------------
 
     @abstractmethod

@@ -186,6 +186,22 @@ class MemoryTaskStore(TaskStore):
 
         return self._changed(delete)
 
+    def purge(self, before: float, limit: int = 100) -> list[str]:
+        with self._cond:
+            ended: dict[str, float] = {}
+            for t in self._tasks.values():
+                end = t.finished_at if t.state.terminal and t.finished_at is not None else before
+                ended[t.session_id] = max(ended.get(t.session_id, end), end)
+            old = [
+                s
+                for sid, s in self._sessions.items()
+                if s.spec.created_at < before
+                and ended.get(sid, 0.0) < before
+                and s.done_count >= s.spec.task_count
+            ]
+        old.sort(key=lambda s: s.spec.created_at)
+        return [s.spec.id for s in old[:limit] if self.delete_session(s.spec.id)]
+
     # ---- agents ------------------------------------------------------------------------
 
     def claim(

@@ -53,6 +53,7 @@ from htcgrid.store.postgres_sql import (
     HEARTBEAT,
     INSERT_SESSION,
     LOCK_EXPIRED,
+    PURGEABLE,
 )
 from htcgrid.store.rows import (
     SESSION_COLUMNS,
@@ -215,6 +216,10 @@ class PostgresTaskStore(TaskStore):
         with self._connection() as conn:
             params = {"session": session_id, "channel": self._sessions_channel}
             return conn.execute(DELETE_SESSION, params).rowcount > 0
+
+    def purge(self, before: float, limit: int = 100) -> list[str]:
+        rows = self._rows(PURGEABLE, {"before": before, "limit": limit})
+        return [str(sid) for (sid,) in rows if self.delete_session(str(sid))]
 
     # ---- agents ------------------------------------------------------------------------
 

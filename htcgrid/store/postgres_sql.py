@@ -148,3 +148,13 @@ WITH doomed AS MATERIALIZED (
 DELETE FROM sessions WHERE id = %(session)s
 RETURNING pg_notify(%(channel)s, id)  -- its waiters learn at once that it is gone
 """
+
+PURGEABLE = """
+SELECT s.id FROM sessions s
+WHERE s.created_at < %(before)s AND s.done_count >= s.task_count AND NOT EXISTS (
+    SELECT 1 FROM tasks t
+    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= %(before)s)
+)
+ORDER BY s.created_at LIMIT %(limit)s
+"""
+"""Complete sessions whose every task ended before ``before``, oldest first."""

@@ -202,6 +202,37 @@ class RedisTaskStore(TaskStore):
     def delete_session(self, session_id: str) -> bool:
         return bool(self._run(self._delete, session_id) == 1)
 
+    @translate_errors
+    def purge(self, before: float, limit: int = 100) -> list[str]:
+        """Walks the sessions oldest first, a page at a time; a session ended when the task
+        with its last completion number did."""
+        gone: list[str] = []
+        start = 0
+        while len(gone) < limit:
+            members = cast(list[bytes], self._client.zrange(self.keys.sessions, start, start + 199))
+            if not members:
+                break
+            page = [m[20:].decode() for m in members]
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in page:
+                pipe.hmget(self.keys.session(session_id), "at", "tc", "done")
+            ended = [
+                sid
+                for sid, (at, tc, done) in zip(page, pipe.execute(), strict=True)
+                if at is not None
+                and float(at) < before
+                and int(done) >= int(tc)
+                and self._last_ended_before(sid, int(done), before)
+            ]
+            purged = [sid for sid in ended[: limit - len(gone)] if self.delete_session(sid)]
+            gone.extend(purged)
+            start += len(page) - len(purged)
+        return gone
+
+    def _last_ended_before(self, session_id: str, done: int, before: float) -> bool:
+        last = self.results(session_id, done - 1, 1)
+        return not last or (last[0].finished_at or before) < before
+
     # ---- agents ------------------------------------------------------------------------
 
     @translate_errors

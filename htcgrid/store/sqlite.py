@@ -41,6 +41,15 @@ from htcgrid.store.rows import (
 from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.urls import local_path, query
 
+PURGEABLE = """
+SELECT s.id FROM sessions s
+WHERE s.created_at < ?1 AND s.done_count >= s.task_count AND NOT EXISTS (
+    SELECT 1 FROM tasks t
+    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= ?1)
+)
+ORDER BY s.created_at LIMIT ?2
+"""
+
 
 class SQLiteTaskStore(SQLiteFile, TaskStore):
     """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity). With ``create``
@@ -167,6 +176,19 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
         with self._write() as db:
             db.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+    def purge(self, before: float, limit: int = 100) -> list[str]:
+        """As the ABC says; then gives the freed pages back to the file system (on a file
+        made by an older htcgrid, only once ``htcgrid db vacuum`` has run)."""
+        with self._write() as db:
+            ids = [str(sid) for (sid,) in db.execute(PURGEABLE, (before, limit))]
+            for sid in ids:
+                db.execute("DELETE FROM tasks WHERE session_id = ?", (sid,))
+                db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+        if ids:
+            # executescript, as execute frees a single page per call
+            self._conn().executescript("PRAGMA incremental_vacuum")
+        return ids
 
     # ---- agents ------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class SQLiteFile:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, timeout_seconds=30)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before WAL; a new file only
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -108,6 +109,14 @@ class SQLiteFile:
             if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
                 conn.execute("ROLLBACK")
             raise
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages, and make later purges shrink it at once
+        (``auto_vacuum=INCREMENTAL``, which a file made before htcgrid set it lacks). Needs
+        free disk space about the size of the file, and blocks writers while it runs."""
+        conn = self._conn()
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
 
     def close(self) -> None:
         with self._lock:
