@@ -3,6 +3,7 @@ purpose is one of these, and all are importable from ``htcgrid``.
 
     GridError
     ├── ConfigurationError        a bad URL, setting or missing extra: fix the configuration
+    │   └── ResourceMissing       an AWS table, queue or bucket of the grid does not exist
     ├── ValidationError           bad input from a caller: nothing was changed
     │   ├── PayloadTooLarge       over a size limit: send less
     │   └── UnknownFunction       a session names a function that is not deployed
@@ -40,6 +41,10 @@ class ConfigurationError(GridError):
 
     code = "configuration_error"
     status = 500
+
+
+class ResourceMissing(ConfigurationError):
+    """A table, queue or bucket of the grid does not exist: ``htcgrid aws create`` makes it."""
 
 
 class ValidationError(GridError):

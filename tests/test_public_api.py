@@ -26,6 +26,7 @@ PUBLIC = [
     "PackageCorrupt",
     "PayloadTooLarge",
     "RemoteError",
+    "ResourceMissing",
     "Session",
     "StorageFull",
     "TaskFailed",

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from htcgrid.dataplane.base import DataPlane
 from htcgrid.dataplane.keys import check
-from htcgrid.errors import ConfigurationError, NotFound
-from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed, ResourceMissing
+from htcgrid.errors import ConfigurationError, NotFound, ResourceMissing
+from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed
 from htcgrid.urls import query
 
 PART_BYTES = 8 * 1024 * 1024

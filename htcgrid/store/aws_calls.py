@@ -27,7 +27,13 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from htcgrid.errors import BackendUnavailable, ConfigurationError, GridError, NotFound
+from htcgrid.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    GridError,
+    NotFound,
+    ResourceMissing,
+)
 from htcgrid.urls import query
 
 THROTTLING = frozenset(
@@ -75,10 +81,6 @@ class TransactionCancelled(Exception):
     def __init__(self, reasons: list[str]) -> None:
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
-
-
-class ResourceMissing(ConfigurationError):
-    """A table, queue or bucket of the grid does not exist: ``htcgrid aws create`` makes it."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from htcgrid.errors import BackendUnavailable
-from htcgrid.store.aws_calls import AwsConfig, Calls, ResourceMissing
+from htcgrid.errors import BackendUnavailable, ResourceMissing
+from htcgrid.store.aws_calls import AwsConfig, Calls
 from htcgrid.store.aws_finish import Finisher
 from htcgrid.store.aws_items import Item, S, integer
 from htcgrid.store.aws_layout import meta_table, sessions_table, tasks_table
