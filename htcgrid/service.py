@@ -43,6 +43,7 @@ from htcgrid.uploads import SessionUploads
 from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
 from htcgrid.wire import result_dict as result_dict
 from htcgrid.wire import results_json as results_json
+from htcgrid.wire import status_dict
 from htcgrid.wire import task_dict as task_dict
 
 MAX_WAIT_SECONDS = 60.0
@@ -89,21 +90,7 @@ class SessionStatus:
     counts: dict[TaskState, int]
 
     def as_dict(self) -> dict[str, Any]:
-        spec = self.info.spec
-        return {
-            "session_id": spec.id,
-            "task_count": spec.task_count,
-            "function": spec.function,
-            "priority": spec.priority,
-            "max_attempts": spec.max_attempts,
-            "timeout_seconds": spec.timeout_seconds,
-            "owner": spec.owner,
-            "created_at": spec.created_at,
-            "complete": self.info.complete,
-            "cancelled": self.info.cancelled,
-            "done_count": self.info.done_count,
-            "counts": {state.value: n for state, n in self.counts.items()},
-        }
+        return status_dict(self)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from htcgrid.models import CancelCounts, TaskRecord
 
 if TYPE_CHECKING:
-    from htcgrid.service import ResultsPage
+    from htcgrid.service import ResultsPage, SessionStatus
 
 
 def output_url(record: TaskRecord) -> str | None:
@@ -77,4 +77,23 @@ def cancel_dict(session_id: str, counts: CancelCounts) -> dict[str, Any]:
         "cancelled_pending": counts.pending,
         "cancelled_processing": counts.processing,
         "total_cancelled_tasks": counts.total,
+    }
+
+
+def status_dict(status: SessionStatus) -> dict[str, Any]:
+    """A session's options and progress: its counts per state, and whether it is complete."""
+    spec, info = status.info.spec, status.info
+    return {
+        "session_id": spec.id,
+        "task_count": spec.task_count,
+        "function": spec.function,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts,
+        "timeout_seconds": spec.timeout_seconds,
+        "owner": spec.owner,
+        "created_at": spec.created_at,
+        "complete": info.complete,
+        "cancelled": info.cancelled,
+        "done_count": info.done_count,
+        "counts": {state.value: n for state, n in status.counts.items()},
     }
