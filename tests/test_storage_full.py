@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +30,10 @@ from htcgrid.errors import BackendUnavailable, StorageFull
 from htcgrid.models import TaskState
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.settings import Settings
+from htcgrid.store import sqlite_errors
 
 FAST = Settings(heartbeat_seconds=0.2, lease_seconds=2.0, ttl_check_seconds=0.2, grace_seconds=5)
+JSON = {"content-type": "application/json"}
 BIG = [{"i": i, "pad": "x" * 2000} for i in range(2000)]  # about 4 MiB: never fits
 
 
@@ -45,7 +48,9 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        if subprocess.run(["umount", str(folder)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+            pytest.fail(f"a file of the grid was still open on {folder}")
 
 
 @pytest.fixture
@@ -131,3 +136,19 @@ def test_an_agent_backs_off_on_a_full_disk_and_carries_on_when_freed(
         until(lambda: grid.session(later).complete, 60, "a session submitted after")
     records = grid.results(sid, 0, 100).results
     assert sorted(json.loads(r.output or b"")["n"] for r in records) == list(range(20))
+
+
+def test_a_read_only_file_is_unavailable_not_full(grid: GridService, small_fs: Path) -> None:
+    """A file system that went read-only under the grid, as SQLite meets it (a file opened
+    read-only: a tmpfs cannot be remounted read-only while the store holds it open)."""
+    path = small_fs / "grid.db"
+    uri = f"file:{path}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, factory=sqlite_errors.Connection)
+    conn.database_path = path
+    try:
+        with pytest.raises(BackendUnavailable) as refused:
+            conn.execute("INSERT INTO meta VALUES ('k', 'v')")
+    finally:
+        conn.close()
+    assert not isinstance(refused.value, StorageFull)
+    assert str(path) in str(refused.value) and "writable" in str(refused.value)

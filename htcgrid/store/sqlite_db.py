@@ -74,6 +74,8 @@ class SQLiteFile:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_file() or self.path.stat().st_size == 0:
+                _create(self.path)
             self._conn().executescript(SCHEMA)
         except StorageFull:
             raise
@@ -89,10 +91,13 @@ class SQLiteFile:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path, timeout_seconds=30)
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # before WAL; a new file only
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except BaseException:
+                conn.close()  # a full or failing disk: no half-set-up connection is kept
+                raise
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -164,3 +169,14 @@ class SQLiteFile:
 
     def delete_meta(self, key: str) -> None:
         self._conn().execute("DELETE FROM meta WHERE key = ?", (key,))
+
+
+def _create(path: Path) -> None:
+    """Make a new file that gives the pages a purge frees back to the file system: SQLite
+    takes ``auto_vacuum`` only before the first table and before WAL mode."""
+    conn = connect(path, timeout_seconds=30)
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
