@@ -121,7 +121,7 @@ def test_the_cli_deploys_lists_shows_rolls_back_and_deletes_over_http(tmp_path: 
         assert (
             run(main, ["function", "rollback", "fn1", "1", *where]).output == "fn1 v1 is current\n"
         )
-        assert '"current": 1' in run(main, ["function", "show", "fn1", *where]).output
+        assert '"current": 1' in run(main, ["function", "show", "fn1", "--json", *where]).output
         assert run(main, ["function", "delete", "fn1", *where]).exit_code == 0
         missing = run(main, ["function", "show", "fn1", *where])
         assert missing.exit_code == 1 and "fn1" in missing.output

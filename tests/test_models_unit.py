@@ -284,7 +284,11 @@ def test_nesting_too_deep_for_the_encoder_is_refused_in_words() -> None:
     assert json_dumps(shallow) == standard(shallow)
 
 
-@pytest.mark.parametrize("value", [{1, 2}, b"bytes", object(), {"a": frozenset()}], ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [{1, 2}, b"bytes", object(), {"a": frozenset()}],
+    ids=["set", "bytes", "object", "frozenset"],
+)
 def test_what_the_standard_library_refuses_is_not_a_payload(value: Any) -> None:
     with pytest.raises(TypeError):
         standard(value)

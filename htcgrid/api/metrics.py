@@ -134,7 +134,9 @@ def install_metrics(app: FastAPI, store: TaskStore, auth: Authenticator | None) 
     app.add_middleware(RequestTimer, metrics=metrics)
     router = APIRouter(tags=["ops"])
 
-    @router.get("/metrics", response_class=Response)
+    # Not in the OpenAPI document: a scrape endpoint in Prometheus's text format, whose
+    # access rule (open on loopback) a JSON API's security scheme cannot state.
+    @router.get("/metrics", response_class=Response, include_in_schema=False)
     def scrape(
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = BEARER,
