@@ -13,7 +13,8 @@ from pathlib import Path
 
 from sample_handlers_path import HERE
 
-from htcgrid.agent.agent import MAX_DEPTH, Agent
+from htcgrid.agent.agent import Agent
+from htcgrid.agent.core import MAX_DEPTH
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import open_data_plane
 from htcgrid.models import Outcome, TaskState

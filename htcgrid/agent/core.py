@@ -1,0 +1,118 @@
+"""What every part of the agent shares: its state (see ``htcgrid.agent.agent`` for where a
+task can be) and the few steps they all take: settling a task, crashing a worker, waking the
+loop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+
+from htcgrid.agent.completer import Completer
+from htcgrid.agent.heartbeat import LoopWatch
+from htcgrid.agent.messages import Result
+from htcgrid.agent.packages import PackageCache
+from htcgrid.agent.pool import PoolSet, WorkerSlot
+from htcgrid.agent.worker import WorkerConfig
+from htcgrid.dataplane import DataPlane
+from htcgrid.models import (
+    ErrorInfo,
+    HeartbeatStatus,
+    Lease,
+    Outcome,
+    after_infrastructure_failure,
+)
+from htcgrid.retry import Retrier
+from htcgrid.settings import Settings
+from htcgrid.store import TaskStore
+
+log = logging.getLogger("htcgrid.agent")
+STOPPED = ("AgentStopped", "agent stopped")
+MAX_DEPTH = 64
+
+
+class AgentCore:
+    """The agent's state, declared once; ``Agent`` sets it up."""
+
+    store: TaskStore
+    data: DataPlane
+    settings: Settings
+    agent_id: str
+    worker: WorkerConfig
+    functions: list[str] | None
+    clock: Callable[[], float]
+    observer: Callable[[Lease, Result, float], None] | None
+    worker_memory_mb: int
+    retry: Retrier
+    packages: PackageCache | None
+    pools: PoolSet
+    broken: dict[WorkerConfig, tuple[ErrorInfo, float]]
+    reload_seconds: float
+    backlog: deque[Lease]
+    held: dict[str, Lease]
+    doomed: set[str]
+    outcomes: list[Outcome]
+    first_outcome_at: float
+    avg_task_seconds: float | None
+    queue_empty: bool
+    draining: bool
+    drain_deadline: float
+    watch: LoopWatch
+    counts: Counter[str]
+    completer: Completer
+    _gone: deque[tuple[str, HeartbeatStatus]]
+    _wake_r: int
+    _wake_w: int
+
+    @property
+    def slots(self) -> list[WorkerSlot]:
+        return self.pools.slots
+
+    def _depth(self) -> int:
+        """Tasks in flight per worker: about ``prefetch_seconds`` of work, at least 1."""
+        if self.avg_task_seconds is None:
+            return 2
+        extra = int(self.settings.prefetch_seconds / max(self.avg_task_seconds, 1e-6))
+        return 1 + min(MAX_DEPTH - 1, extra)
+
+    def _current_config(self, function: str) -> WorkerConfig:
+        if self.packages is None:
+            return self.worker
+        self.watch.doing = f"fetching the package of function {function}"
+        return self.packages.config_for(function) or self.worker
+
+    def _settle(self, outcome: Outcome) -> None:
+        """``outcome`` ends the agent's hold on its task; it is recorded soon, in a batch."""
+        self.held.pop(outcome.task_id, None)
+        if not self.outcomes:
+            self.first_outcome_at = time.monotonic()
+        self.outcomes.append(outcome)
+
+    def _on_crash(self, slot: WorkerSlot) -> None:
+        reason = slot.exit_reason()
+        held = slot.restart()
+        self.counts["crashed"] += 1
+        log.warning("worker %d: %s", slot.number, reason)
+        if held:
+            self._fail_head(held, "WorkerCrashed", reason)
+
+    def _fail_head(self, held: list[Lease], kind: str, reason: str) -> None:
+        head, rest = held[0], held[1:]
+        if head.task_id in self.doomed:
+            self.doomed.discard(head.task_id)
+            self.held.pop(head.task_id, None)
+        else:
+            poison = self.settings.poison_after
+            self._settle(after_infrastructure_failure(head, kind, reason, poison_after=poison))
+        for lease in rest:
+            if lease.task_id in self.doomed:
+                self.doomed.discard(lease.task_id)
+                self.held.pop(lease.task_id, None)
+        self.backlog.extendleft(reversed([le for le in rest if le.task_id in self.held]))
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")
