@@ -109,7 +109,13 @@ def create(
 
 @aws.command()
 @grid_options
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes",
+    is_flag=True,
+    envvar=env("AWS_DESTROY_YES"),
+    show_envvar=True,
+    help="Do not ask for confirmation.",
+)
 def destroy(
     tag: str,
     region: str | None,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from htcgrid.cli.options import _client, token_option, url_option
+from htcgrid.cli.options import _client, env, token_option, url_option
 from htcgrid.cli.output import json_option, to_json
 from htcgrid.models import TaskState
 
@@ -50,6 +50,8 @@ def follow(
     "-f",
     "following",
     is_flag=True,
+    envvar=env("FOLLOW"),
+    show_envvar=True,
     help="Keep printing what is new until the task is finished, failed or cancelled.",
 )
 @click.option(
@@ -57,6 +59,8 @@ def follow(
     type=click.FloatRange(MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS),
     default=1.0,
     show_default=True,
+    envvar=env("LOGS_INTERVAL_SECONDS"),
+    show_envvar=True,
     help="With --follow: how often to ask the grid.",
 )
 @url_option()
