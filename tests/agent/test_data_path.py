@@ -224,7 +224,11 @@ def test_a_draining_agent_hands_unstarted_tasks_to_another_at_once(tmp_path: Pat
         second = production_agent(grid, "timed_sleep", 1, tmp_path)
         sid = grid.submit(SubmitRequest(tasks=[{"seconds": 1.0}] * 4, max_attempts=1))
         with running(first):
-            until(lambda: len(first.held) == 4 and any(s.inflight for s in first.slots), 30, "all held")
+            until(
+                lambda: len(first.held) == 4 and any(s.inflight for s in first.slots),
+                30,
+                "all held",
+            )
             with running(second):
                 until(lambda: any(s.ready for s in second.slots), 30, "the second agent's worker")
                 stopped_at = time.time()
