@@ -137,9 +137,6 @@ def test_a_body_that_is_not_a_submission_is_a_400(
     assert service.store.list_sessions() == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="JSON nested beyond the parser's depth answers code http_error"
-)
 def test_json_nested_too_deeply_is_an_invalid_request(http: TestClient) -> None:
     body = b'{"tasks": [' + b"[" * 5000 + b"]" * 5000 + b"]}"
     error_of(http.post("/v1/sessions", content=body, headers=JSON), 400, "invalid_request")

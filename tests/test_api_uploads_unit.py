@@ -22,17 +22,6 @@ from htcgrid.settings import Settings
 from htcgrid.store import open_store
 
 NOW = 1_700_000_000.0
-LAX = (
-    "the commit body coerces strings and booleans (pydantic's lax mode) where a one-request "
-    "submit refuses them"
-)
-COERCED = {
-    "priority: a string",
-    "priority: a bool",
-    "max_attempts: a string",
-    "max_attempts: a bool",
-    "timeout_seconds: a string",
-}
 
 
 def memory_service(settings: Settings | None = None) -> GridService:
@@ -73,8 +62,7 @@ def commit_cases() -> list[Any]:
     for case in CASES:
         if case.body.get("tasks") != [1] or {"session_id", "task_priorities"} & set(case.body):
             continue
-        marks = [pytest.mark.xfail(strict=True, reason=LAX)] if case.name in COERCED else []
-        out.append(pytest.param(case, id=case.name, marks=marks))
+        out.append(pytest.param(case, id=case.name))
     return out
 
 

@@ -40,7 +40,12 @@ from htcgrid.ttl import TTLChecker
 log = logging.getLogger("htcgrid.api")
 
 
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+HTTP_CODES = {
+    400: "invalid_request",  # a body FastAPI could not parse (bad JSON, or nested too deeply)
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
 
 
 def error_response(

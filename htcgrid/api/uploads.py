@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from htcgrid.api.auth import PrincipalDependency
+from htcgrid.api.schemas import Attempts, Priority, Seconds
 from htcgrid.auth.principals import Principal
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -55,10 +56,10 @@ class CommitBody(BaseModel):
         ge=1, le=MAX_TASKS, description="Indexes 0 … task_count-1 (a server may allow fewer)."
     )
     parts: int = Field(ge=1, le=MAX_PARTS, description="Parts uploaded: 0 … parts-1.")
-    priority: int = Field(0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    priority: Priority = 0  # the one-request submit's types: no coerced strings or booleans
     function: str = Field(DEFAULT_FUNCTION, pattern=NAME_PATTERN.pattern)
-    max_attempts: int | None = Field(None, ge=1, le=100)
-    timeout_seconds: float | None = Field(None, gt=0, le=7 * 86400)
+    max_attempts: Attempts | None = None
+    timeout_seconds: Seconds | None = None
     retry_on_error: StrictBool = False
 
 
