@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-long lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## start a grid, run HTC-Grid's example client, print results and throughput
 	$(PY) scripts/demo.py
 
-test: $(STAMP) lint  ## the whole suite (PostgreSQL and Redis on loopback; skipped locally when absent)
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+test: $(STAMP) lint  ## the suite CI runs (PostgreSQL and Redis on loopback; skipped locally when absent)
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not long"
+
+test-long: $(STAMP)  ## the long runs: the AWS backend end to end against moto (minutes)
+	$(PY) -m pytest -q -p no:cacheprovider -m long
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check htcgrid tests examples benchmarks scripts

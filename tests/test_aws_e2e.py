@@ -22,7 +22,7 @@ import htcgrid
 from htcgrid.dataplane import keys, open_data_plane
 from htcgrid.models import TaskState, json_dumps
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 TIMING = ["--heartbeat-seconds", "0.5", "--lease-seconds", "2"]
 TASKS = 60  # moto answers some 10 requests per task: enough to see a killed agent retried
 
