@@ -99,18 +99,22 @@ class AgentCore:
         if held:
             self._fail_head(held, "WorkerCrashed", reason)
 
+    def _forget_doomed(self, task_id: str) -> bool:
+        """Whether the task was cancelled or lost while in a worker; if so it is forgotten
+        here (nothing is recorded for it)."""
+        if task_id not in self.doomed:
+            return False
+        self.doomed.discard(task_id)
+        self.held.pop(task_id, None)
+        return True
+
     def _fail_head(self, held: list[Lease], kind: str, reason: str) -> None:
         head, rest = held[0], held[1:]
-        if head.task_id in self.doomed:
-            self.doomed.discard(head.task_id)
-            self.held.pop(head.task_id, None)
-        else:
+        if not self._forget_doomed(head.task_id):
             poison = self.settings.poison_after
             self._settle(after_infrastructure_failure(head, kind, reason, poison_after=poison))
         for lease in rest:
-            if lease.task_id in self.doomed:
-                self.doomed.discard(lease.task_id)
-                self.held.pop(lease.task_id, None)
+            self._forget_doomed(lease.task_id)
         self.backlog.extendleft(reversed([le for le in rest if le.task_id in self.held]))
 
     def _wake(self) -> None:

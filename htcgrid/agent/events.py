@@ -85,11 +85,9 @@ class Events(AgentCore):
             slot.withdrawing.discard(message.task_id)
             return
         lease = slot.take(message.task_id, now)
-        if lease is None:
+        if lease is None or self._forget_doomed(lease.task_id):
             return
-        if lease.task_id in self.doomed:
-            self.doomed.discard(lease.task_id)
-        elif self.draining:
+        if self.draining:
             self._settle(released(lease))
         else:
             self.backlog.appendleft(lease)
@@ -99,9 +97,7 @@ class Events(AgentCore):
         self.avg_task_seconds = seconds if avg is None else 0.8 * avg + 0.2 * seconds
 
     def _on_result(self, lease: Lease, result: Result) -> None:
-        if lease.task_id in self.doomed:
-            self.doomed.discard(lease.task_id)
-            self.held.pop(lease.task_id, None)
+        if self._forget_doomed(lease.task_id):
             if result.output_ref:
                 self.completer.discard(result.output_ref)
             return
