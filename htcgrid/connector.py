@@ -219,7 +219,7 @@ class AWSConnector:
                 log.warning("Get Results Timed Out")
                 break
             try:
-                for result in session.as_completed(left, after=len(collected)):
+                for result in session.as_completed(left, cursor=len(collected)):
                     collected[result.index] = result
             except TimeoutError:
                 continue

@@ -171,7 +171,10 @@ class TaskRecord:
     output_ref: str | None = None
     error: ErrorInfo | None = None
     log: str = ""
-    done_seq: int | None = None
+    # The results cursor: the task's completion number in its session (1, 2, … in commit
+    # order), set when it ends. Stored as ``done_seq`` (SQLite and PostgreSQL column,
+    # DynamoDB attribute and index) and ``ds`` (Redis): renaming those would migrate live data.
+    cursor: int | None = None
     submitted_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None

@@ -96,7 +96,7 @@ class SessionStatus:
 @dataclass(frozen=True)
 class ResultsPage:
     results: list[TaskRecord]  # outputs resolved from the data plane
-    next_seq: int
+    cursor: int
     complete: bool
 
 
@@ -259,19 +259,20 @@ class GridService:
     def results(
         self,
         session_id: str,
-        after_seq: int = 0,
+        cursor: int = 0,
         limit: int = 1000,
         wait_seconds: float = 0,
         owner: str | None = None,
     ) -> ResultsPage:
         info = self.session(session_id, owner)
-        _check(after_seq >= 0, "after must not be negative")
+        _check(cursor >= 0, "cursor must not be negative")
         limit = max(1, min(limit, MAX_PAGE))
-        if wait_seconds > 0 and info.done_count <= after_seq < info.spec.task_count:
-            self.store.wait_for_session(session_id, after_seq, min(wait_seconds, MAX_WAIT_SECONDS))
-        records = self._page_by_bytes(self.store.results(session_id, after_seq, limit))
-        next_seq = records[-1].done_seq or after_seq if records else after_seq
-        return ResultsPage(records, next_seq, next_seq >= info.spec.task_count)
+        if wait_seconds > 0 and info.done_count <= cursor < info.spec.task_count:
+            self.store.wait_for_session(session_id, cursor, min(wait_seconds, MAX_WAIT_SECONDS))
+        records = self._page_by_bytes(self.store.results(session_id, cursor, limit))
+        if records:
+            cursor = records[-1].cursor or cursor
+        return ResultsPage(records, cursor, cursor >= info.spec.task_count)
 
     def _page_by_bytes(self, found: list[TaskRecord]) -> list[TaskRecord]:
         """Resolve outputs from the data plane while the page stays within PAGE_BYTES; a

@@ -43,9 +43,11 @@ def result_json(record: TaskRecord) -> bytes:
 
 
 def results_json(page: ResultsPage) -> bytes:
-    """A page of results: ``{"results": [...], "next": cursor, "complete": bool}``."""
+    """A page of results: ``{"results": [...], "cursor": n, "next": n, "complete": bool}``;
+    ``next`` is the cursor's old name, kept for clients written before it."""
     results = b",".join(map(result_json, page.results))
-    tail = b'],"next":%d,"complete":%s}' % (page.next_seq, b"true" if page.complete else b"false")
+    end = b"true" if page.complete else b"false"
+    tail = b'],"cursor":%d,"next":%d,"complete":%s}' % (page.cursor, page.cursor, end)
     return b'{"results":[' + results + tail
 
 

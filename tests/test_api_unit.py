@@ -216,7 +216,7 @@ def test_sessions_are_listed_and_their_query_is_checked(
         assert names in error_of(http.get("/v1/sessions", params=query), 400, "invalid_request")
 
 
-def test_results_page_with_next_and_point_at_big_outputs(
+def test_results_page_with_a_cursor_and_point_at_big_outputs(
     http: TestClient, service: GridService
 ) -> None:
     sid = http.post("/v1/sessions", json={"tasks": [0, 1, 2]}).json()["session_id"]
@@ -224,7 +224,7 @@ def test_results_page_with_next_and_point_at_big_outputs(
     first = http.get(f"/v1/sessions/{sid}/results", params={"limit": 2})
     assert first.status_code == 200 and first.headers["content-type"] == "application/json"
     page = first.json()
-    assert (page["next"], page["complete"]) == (2, False)
+    assert (page["cursor"], page["complete"]) == (2, False)
     assert page["results"][0] == {
         "task_id": f"{sid}_0",
         "index": 0,
@@ -233,12 +233,26 @@ def test_results_page_with_next_and_point_at_big_outputs(
         "output": {"i": 0},
         "error": None,
     }
-    rest = http.get(f"/v1/sessions/{sid}/results", params={"after": page["next"]}).json()
+    rest = http.get(f"/v1/sessions/{sid}/results", params={"cursor": page["cursor"]}).json()
     assert [r["index"] for r in rest["results"]] == [2] and rest["complete"] is True
-    assert (rest["next"], http.get(f"/v1/sessions/{sid}/results", params={"after": 3}).json()) == (
-        3,
-        {"results": [], "next": 3, "complete": True},
+    end = http.get(f"/v1/sessions/{sid}/results", params={"cursor": 3}).json()
+    assert (rest["cursor"], end) == (3, {"results": [], "cursor": 3, "next": 3, "complete": True})
+
+
+def test_results_keep_the_old_names_after_and_next(http: TestClient, service: GridService) -> None:
+    """Clients written before the cursor had one name send ``after`` and read ``next``."""
+    sid = http.post("/v1/sessions", json={"tasks": [0, 1, 2]}).json()["session_id"]
+    finish_all(service, 3)
+    url = f"/v1/sessions/{sid}/results"
+    page = http.get(url, params={"after": 1, "limit": 1}).json()
+    assert ([r["index"] for r in page["results"]], page["next"], page["cursor"]) == ([1], 2, 2)
+    both = http.get(url, params={"after": 2, "cursor": 2}).json()
+    assert [r["index"] for r in both["results"]] == [2]
+    assert "disagree" in error_of(
+        http.get(url, params={"after": 1, "cursor": 2}), 400, "invalid_request"
     )
+    for query in ({"cursor": -1}, {"after": -1}):
+        assert "cursor" in error_of(http.get(url, params=query), 400, "invalid_request")
 
 
 def test_results_carry_an_output_url_when_the_output_stays_behind() -> None:
@@ -262,7 +276,7 @@ def test_results_carry_an_output_url_when_the_output_stays_behind() -> None:
 
 @pytest.mark.parametrize(
     ("query", "names"),
-    [({"after": -1}, "after"), ({"limit": 0}, "limit"), ({"limit": 10_001}, "limit"),
+    [({"cursor": -1}, "cursor"), ({"limit": 0}, "limit"), ({"limit": 10_001}, "limit"),
      ({"wait": -1}, "wait"), ({"wait": 61}, "wait")],
 )  # fmt: skip
 def test_a_bad_results_query_is_a_400(http: TestClient, query: dict[str, Any], names: str) -> None:

@@ -201,7 +201,7 @@ def test_results_are_paged_by_bytes_and_a_huge_output_comes_on_its_own(grid: Cli
     while after < 4:
         page = service.results(session.id, after)
         pages.append([(r.index, r.output is not None) for r in page.results])
-        after = page.next_seq
+        after = page.cursor
     assert pages == [[(0, True), (1, True)], [(2, True)], [(3, False)]]
     got = {r.index: r.output for r in session.results()}
     assert got[3] == "x" * (PAGE_BYTES - 1) and got[0] == "x" * (3 * MIB - 2)

@@ -265,12 +265,12 @@ def test_results_page_by_count_in_done_order_without_skips_or_repeats(
         page = service.results(sid, after, limit=3)
         assert len(page.results) <= 3
         seen += [r.index for r in page.results]
-        assert page.next_seq == len(seen) and page.complete == (len(seen) == 10)
+        assert page.cursor == len(seen) and page.complete == (len(seen) == 10)
         if page.complete:
             break
-        after = page.next_seq
+        after = page.cursor
     assert sorted(seen) == list(range(10)) and len(seen) == 10
-    assert service.results(sid, 10).results == [] and service.results(sid, 10).next_seq == 10
+    assert service.results(sid, 10).results == [] and service.results(sid, 10).cursor == 10
 
 
 def test_a_page_stops_at_what_is_done_and_continues_from_there(service: GridService) -> None:
@@ -279,13 +279,13 @@ def test_a_page_stops_at_what_is_done_and_continues_from_there(service: GridServ
     for lease in leases[:2]:
         finish(service, lease, b"1")
     page = service.results(sid, 0)
-    assert ([r.index for r in page.results], page.next_seq, page.complete) == ([0, 1], 2, False)
-    assert service.results(sid, page.next_seq).results == []
-    assert service.results(sid, page.next_seq).next_seq == 2  # an empty page keeps the cursor
+    assert ([r.index for r in page.results], page.cursor, page.complete) == ([0, 1], 2, False)
+    assert service.results(sid, page.cursor).results == []
+    assert service.results(sid, page.cursor).cursor == 2  # an empty page keeps the cursor
     for lease in leases[2:]:
         finish(service, lease, b"2")
-    rest = service.results(sid, page.next_seq)
-    assert ([r.index for r in rest.results], rest.next_seq, rest.complete) == ([2, 3], 4, True)
+    rest = service.results(sid, page.cursor)
+    assert ([r.index for r in rest.results], rest.cursor, rest.complete) == ([2, 3], 4, True)
 
 
 def test_results_page_by_bytes_and_the_cursor_never_skips_or_repeats(
@@ -304,7 +304,7 @@ def test_results_page_by_bytes_and_the_cursor_never_skips_or_repeats(
         carried = sum(len(r.output or b"") for r in page.results)
         assert carried <= PAGE_BYTES
         pages.append([r.index for r in page.results])
-        after = page.next_seq
+        after = page.cursor
     assert pages == [[0, 1, 2], [3], [4], [5, 6], [7]]
     huge = service.results(sid, 4, limit=1).results[0]
     assert huge.output is None and huge.output_ref is not None
@@ -322,14 +322,14 @@ def test_a_long_poll_returns_with_the_result_that_ends_it(service: GridService) 
     finish(service, leases[1], b"1")
     poll.join(timeout=30)
     page = pages[0]
-    assert ([r.index for r in page.results], page.next_seq, page.complete) == ([1], 2, True)
+    assert ([r.index for r in page.results], page.cursor, page.complete) == ([1], 2, True)
     assert service.status(sid, wait_seconds=30).info.complete
 
 
 def test_results_refuse_a_negative_cursor_and_clamp_the_limit(service: GridService) -> None:
     sid = submit(service, range(3))
     run_all(service, 3)
-    with pytest.raises(ValidationError, match="after must not be negative"):
+    with pytest.raises(ValidationError, match="cursor must not be negative"):
         service.results(sid, -1)
     assert len(service.results(sid, 0, limit=0).results) == 1
     assert len(service.results(sid, 0, limit=-5).results) == 1
@@ -342,7 +342,7 @@ def test_no_page_holds_more_than_max_page_results(service: GridService) -> None:
     done = [Outcome(le.task_id, le.attempt, TaskState.FINISHED, output=b"0") for le in leases]
     assert all(service.store.complete("agent", done, NOW))
     page = service.results(sid, 0, limit=MAX_PAGE + 1)
-    assert (len(page.results), page.next_seq, page.complete) == (MAX_PAGE, MAX_PAGE, False)
+    assert (len(page.results), page.cursor, page.complete) == (MAX_PAGE, MAX_PAGE, False)
     assert [r.index for r in service.results(sid, MAX_PAGE).results] == [MAX_PAGE]
 
 

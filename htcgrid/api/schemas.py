@@ -114,7 +114,8 @@ class TaskResult(BaseModel):
 
 class ResultsAnswer(BaseModel):
     results: list[TaskResult]
-    next: int
+    cursor: int = Field(description="Pass it as `?cursor=` to get the next page.")
+    next: int = Field(description="The old name of `cursor`, kept for older clients.")
     complete: bool
 
 

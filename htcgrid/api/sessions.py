@@ -18,6 +18,7 @@ from htcgrid.api.schemas import (
     TaskDetail,
 )
 from htcgrid.auth.principals import Principal
+from htcgrid.errors import ValidationError
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.wire import cancel_dict, results_json, task_dict
 
@@ -51,12 +52,16 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
     )
     def results(
         session_id: str,
-        after: int = Query(0, ge=0, description="the `next` of the previous page"),
+        cursor: int | None = Query(None, description="the `cursor` of the previous page"),
+        after: int | None = Query(None, description="the old name of `cursor`", deprecated=True),
         limit: int = Query(1000, ge=1, le=10000),
         wait: float = Query(0, ge=0, le=60, description="seconds to wait for a new result"),
         caller: Principal = Caller,
     ) -> Response:
-        page = service.results(session_id, after, limit, wait, owner=caller.owner)
+        if cursor is not None and after is not None and cursor != after:
+            raise ValidationError("cursor and after (its old name) disagree: give one")
+        position = after if cursor is None else cursor
+        page = service.results(session_id, position or 0, limit, wait, owner=caller.owner)
         return Response(results_json(page), media_type="application/json")
 
     @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])

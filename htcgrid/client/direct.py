@@ -35,10 +35,10 @@ class DirectTransport:
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self.service.status(session_id, wait_seconds=wait).as_dict()
 
-    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
+    def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
         from htcgrid.wire import results_json
 
-        page = self.service.results(session_id, after, limit, wait)
+        page = self.service.results(session_id, cursor, limit, wait)
         return json.loads(results_json(page))  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:

@@ -169,8 +169,8 @@ class HTTPTransport:
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self._call("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]
 
-    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]:
-        params = {"after": after, "limit": limit, "wait": wait}
+    def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
+        params = {"cursor": cursor, "limit": limit, "wait": wait}
         return self._call("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:

@@ -50,7 +50,7 @@ class TaskResult:
 class Transport(Protocol):
     def submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def status(self, session_id: str, wait: float) -> dict[str, Any]: ...
-    def results(self, session_id: str, after: int, limit: int, wait: float) -> dict[str, Any]: ...
+    def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> dict[str, Any]: ...
     def delete(self, session_id: str) -> None: ...
     def purge(self, older_than_seconds: float) -> dict[str, Any]: ...
@@ -102,22 +102,22 @@ class Session:
             bar.finish(status["counts"])
         return status
 
-    def as_completed(self, timeout: float | None = None, after: int = 0) -> Iterator[TaskResult]:
+    def as_completed(self, timeout: float | None = None, cursor: int = 0) -> Iterator[TaskResult]:
         """Yield each task's result as soon as it is terminal, until all are.
 
-        ``after`` skips the first results already seen (results come in completion order).
+        ``cursor`` skips the first results already seen (results come in completion order).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while after < self.task_count:
+        while cursor < self.task_count:
             left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"session {self.id} not complete after {timeout} s")
-            page = self._t.results(self.id, after, PAGE, min(left, POLL_SECONDS))
+            page = self._t.results(self.id, cursor, PAGE, min(left, POLL_SECONDS))
             for item in page["results"]:
                 if item.get("output_url"):  # too big for a page: fetched on its own, now
                     item = {**item, "output": json_loads(self._t.task_json(item["output_url"]))}
                 yield TaskResult.from_dict(item)
-            after = page["next"]
+            cursor = page["cursor"]
 
     def results(self, timeout: float | None = None) -> list[TaskResult]:
         """Every task's result in submission order, waiting for the session to complete."""

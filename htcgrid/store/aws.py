@@ -83,8 +83,8 @@ class AwsTaskStore(TaskStore):
     def count_states(self, session_id: str) -> dict[TaskState, int]:
         return self.sessions.count_states(session_id)
 
-    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
-        return self.sessions.results(session_id, after_seq, limit)
+    def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        return self.sessions.results(session_id, cursor, limit)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         return self.sessions.get_task(task_id)
@@ -230,14 +230,14 @@ class AwsTaskStore(TaskStore):
     ) -> bool:
         return bool(poll(lambda: self.grid.queues.visible() > 0, timeout_seconds, 0.1))
 
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+    def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
         self.sessions.require(session_id)
 
         def done() -> int:
             count = self.grid.finisher.done_count(session_id) or 0
-            return count if count > after_seq else 0
+            return count if count > cursor else 0
 
-        return int(poll(done, timeout_seconds, max_seconds=0.1)) or after_seq
+        return int(poll(done, timeout_seconds, max_seconds=0.1)) or cursor
 
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         return self.ttl.queue_depth(functions)

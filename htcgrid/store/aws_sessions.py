@@ -152,7 +152,7 @@ class Sessions:
         counts[TaskState.PENDING] = max(0, info.spec.task_count - sum(counts.values()))
         return counts
 
-    def results(self, session_id: str, after_seq: int, limit: int) -> list[TaskRecord]:
+    def results(self, session_id: str, cursor: int, limit: int) -> list[TaskRecord]:
         """Completion order from ``gsi_done_index``; the page stops at the first number the
         index has not caught up with yet, so paging never skips a task."""
         g = self.grid
@@ -161,17 +161,17 @@ class Sessions:
             TableName=g.tasks,
             IndexName="gsi_done_index",
             KeyConditionExpression="session_id = :s AND done_seq > :after",
-            ExpressionAttributeValues={":s": S(session_id), ":after": N(after_seq)},
+            ExpressionAttributeValues={":s": S(session_id), ":after": N(cursor)},
             Limit=max(1, limit),
         ).get("Items", [])
         wanted: list[str] = []
-        for expected, key in enumerate(keys, start=after_seq + 1):
+        for expected, key in enumerate(keys, start=cursor + 1):
             if integer(key, "done_seq") != expected:
                 break
             wanted.append(str(text(key, "task_id")))
         items = g.batch_get(g.tasks, [{"task_id": S(t)} for t in wanted], RESULT_FIELDS)
         records = [task_from_item(i, with_payload=False) for i in items]
-        return sorted(records, key=lambda r: r.done_seq or 0)[:limit]
+        return sorted(records, key=lambda r: r.cursor or 0)[:limit]
 
     def get_task(self, tid: str) -> TaskRecord | None:
         item = self.grid.get(self.grid.tasks, {"task_id": S(tid)})

@@ -58,8 +58,8 @@ class TaskStore(ABC):
         """Number of the session's tasks in each state (every state present, zeros included)."""
 
     @abstractmethod
-    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
-        """Terminal tasks whose completion number is above ``after_seq``, in completion order.
+    def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
+        """Terminal tasks whose completion number is above ``cursor``, in completion order.
 
         Every terminal transition gives the task the session's next completion number
         (1, 2, …, no gaps, in commit order), so paging with the last number seen never
@@ -105,11 +105,11 @@ class TaskStore(ABC):
         return found
 
     def _ended_before(self, session_id: str, before: float) -> bool:
-        after = 0
-        while page := self.results(session_id, after, 1000):
+        cursor = 0
+        while page := self.results(session_id, cursor, 1000):
             if any((t.finished_at or before) >= before for t in page):
                 return False
-            after = page[-1].done_seq or after + len(page)
+            cursor = page[-1].cursor or cursor + len(page)
         return True
 
     # ---- agents ------------------------------------------------------------------------
@@ -177,8 +177,8 @@ class TaskStore(ABC):
         """
 
     @abstractmethod
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
-        """Block until the session's completion count exceeds ``after_seq`` or the timeout
+    def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
+        """Block until the session's completion count exceeds ``cursor`` or the timeout
         passes; returns the count then. Raises ``NotFound`` for an unknown session."""
 
     @abstractmethod

@@ -65,7 +65,7 @@ class MemoryTaskStore(TaskStore):
             owner=None,
             lease_expires_at=None,
             finished_at=now,
-            done_seq=session.done_count,
+            cursor=session.done_count,
             **changes,  # type: ignore[arg-type]
         )
         self._tasks[record.task_id] = done
@@ -147,14 +147,14 @@ class MemoryTaskStore(TaskStore):
                 counts[t.state] += 1
         return counts
 
-    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+    def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
         with self._cond:
             done = [
                 replace(t, payload=None, payload_ref=None)
                 for t in self._session_tasks(session_id)
-                if t.done_seq is not None and t.done_seq > after_seq
+                if t.cursor is not None and t.cursor > cursor
             ]
-        done.sort(key=lambda t: t.done_seq or 0)
+        done.sort(key=lambda t: t.cursor or 0)
         return done[:limit]
 
     def get_task(self, tid: str) -> TaskRecord | None:
@@ -346,14 +346,14 @@ class MemoryTaskStore(TaskStore):
     ) -> bool:
         return self._wait(lambda: self._depth(functions) > 0, timeout_seconds)
 
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+    def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
         def done() -> int:
             session = self._sessions.get(session_id)
             if session is None:
                 raise NotFound(f"no session {session_id}")
-            return session.done_count if session.done_count > after_seq else 0
+            return session.done_count if session.done_count > cursor else 0
 
-        return self._wait(done, timeout_seconds) or after_seq
+        return self._wait(done, timeout_seconds) or cursor
 
     def _depth(self, functions: Sequence[str] | None) -> int:
         return sum(

@@ -186,11 +186,11 @@ class PostgresTaskStore(TaskStore):
             counts[TaskState(state)] = n
         return counts
 
-    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+    def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
         rows = self._rows(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE session_id = %s AND done_seq > %s "
             "ORDER BY done_seq LIMIT %s",
-            (session_id, after_seq, limit),
+            (session_id, cursor, limit),
         )
         return [task_from_row(r) for r in rows]
 
@@ -329,15 +329,15 @@ class PostgresTaskStore(TaskStore):
 
         return self._listener.wait_until("tasks", probe, timeout_seconds) or False
 
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+    def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
         def probe() -> int | None:
             row = self._row("SELECT done_count FROM sessions WHERE id = %s", (session_id,))
             if row is None:
                 raise NotFound(f"no session {session_id}")
-            return int(row[0]) if row[0] > after_seq else None
+            return int(row[0]) if row[0] > cursor else None
 
         done = self._listener.wait_until(f"session:{session_id}", probe, timeout_seconds)
-        return after_seq if done is None else done
+        return cursor if done is None else done
 
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:
         where = "" if functions is None else "AND function = ANY(%s::text[])"

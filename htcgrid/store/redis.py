@@ -170,10 +170,10 @@ class RedisTaskStore(TaskStore):
         return {state: int(v or 0) for state, v in zip(TaskState, values, strict=True)}
 
     @translate_errors
-    def results(self, session_id: str, after_seq: int = 0, limit: int = 1000) -> list[TaskRecord]:
+    def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
         if limit <= 0:
             return []
-        max_attempts, rows = self._run(self._results, session_id, after_seq, limit, *RECORD_FIELDS)
+        max_attempts, rows = self._run(self._results, session_id, cursor, limit, *RECORD_FIELDS)
         return [task_record(tid.decode(), values, int(max_attempts)) for tid, values in rows]
 
     @translate_errors
@@ -331,7 +331,7 @@ class RedisTaskStore(TaskStore):
         return self._waiter.wait(channels, depth, lambda n: n > 0, timeout_seconds) > 0
 
     @translate_errors
-    def wait_for_session(self, session_id: str, after_seq: int, timeout_seconds: float) -> int:
+    def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
         key = self.keys.session(session_id)
 
         def done_count() -> int:
@@ -341,7 +341,7 @@ class RedisTaskStore(TaskStore):
             return int(value)
 
         channels = [self.keys.progress(session_id)]
-        return self._waiter.wait(channels, done_count, lambda n: n > after_seq, timeout_seconds)
+        return self._waiter.wait(channels, done_count, lambda n: n > cursor, timeout_seconds)
 
     @translate_errors
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:

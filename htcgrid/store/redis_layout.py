@@ -78,7 +78,7 @@ def task_record(
         output_ref=text_of(f["oref"]),
         error=error,
         log=text_of(f["log"]) or "",
-        done_seq=None if f["ds"] is None else int(f["ds"]),
+        cursor=None if f["ds"] is None else int(f["ds"]),
         submitted_at=float(f["sub"] or 0),
         started_at=float_of(f["sta"]),
         finished_at=float_of(f["fin"]),

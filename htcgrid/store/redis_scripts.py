@@ -12,7 +12,7 @@ Task hash fields (short because every task carries them):
 
     st   state                       at   attempt              pri  priority
     ow   owner (agent id)            le   lease expires at     sub  submitted at
-    sta  started at (last claim)     fin  finished at          ds   done_seq
+    sta  started at (last claim)     fin  finished at          ds   cursor
     pl   payload                     pr   payload ref          q    queue position
     out  output                      oref output ref           err  error (JSON)
     log  captured log                xa   "1": failed because the lease expired
@@ -345,7 +345,7 @@ for _, fn in ipairs(functions) do n = n + redis.call('ZCARD', queue_key(fn)) end
 return n
 """
 
-# ARGV: P, sid, after_seq, limit, field... Returns {max_attempts, {{tid, {values}}...}}.
+# ARGV: P, sid, cursor, limit, field... Returns {max_attempts, {{tid, {values}}...}}.
 RESULTS = r"""
 local sid = ARGV[2]
 local tids = redis.call('ZRANGEBYSCORE', P .. 'done:' .. sid, '(' .. ARGV[3], '+inf',

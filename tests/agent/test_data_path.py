@@ -82,7 +82,7 @@ def wait_done(grid: GridService, session_id: str, timeout: float = 120) -> list[
         ]
         if not page.results:
             return sorted(records, key=lambda r: r.index)
-        after = page.next_seq
+        after = page.cursor
 
 
 @pytest.mark.parametrize("slots", [1, 2])

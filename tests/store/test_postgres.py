@@ -195,7 +195,7 @@ def test_a_task_twice_in_one_batch_is_recorded_once(store: PostgresTaskStore) ->
         for t, o in [(a.task_id, b"1"), (a.task_id, b"2"), (b.task_id, b"3"), ("nonsense", b"")]
     ]
     assert store.complete("agent", outcomes, NOW) == [True, False, True, False]
-    assert [(r.done_seq, r.output) for r in store.results("s1")] == [(1, b"1"), (2, b"3")]
+    assert [(r.cursor, r.output) for r in store.results("s1")] == [(1, b"1"), (2, b"3")]
 
 
 # ---- waiting -----------------------------------------------------------------------------
@@ -295,10 +295,8 @@ def test_completion_numbers_stay_gap_free_under_concurrent_writers(url: str) -> 
     def reader() -> None:
         while not stop.is_set() or len(seen) < count_done():
             page = stores[3].results("race", seen[-1] if seen else 0, 50)
-            assert [r.done_seq for r in page] == list(
-                range(len(seen) + 1, len(seen) + len(page) + 1)
-            )
-            seen.extend(r.done_seq or 0 for r in page)
+            assert [r.cursor for r in page] == list(range(len(seen) + 1, len(seen) + len(page) + 1))
+            seen.extend(r.cursor or 0 for r in page)
 
     def count_done() -> int:
         info = stores[3].get_session("race")
@@ -325,7 +323,7 @@ def test_completion_numbers_stay_gap_free_under_concurrent_writers(url: str) -> 
         w.join(60)
     try:
         assert errors == []
-        done = [r.done_seq for r in stores[0].results("race", 0, 10 * n)]
+        done = [r.cursor for r in stores[0].results("race", 0, 10 * n)]
         assert done == list(range(1, n + 1)) and count_done() == n
         assert seen == done
     finally:

@@ -228,7 +228,7 @@ def test_a_zombie_completion_is_refused(store: TaskStore) -> None:
     assert store.complete("zombie", [finish(first.task_id, 1, b"stale")], NOW + 13) == [False]
     assert store.complete("healthy", [finish(second.task_id, 2, b"fresh")], NOW + 14) == [True]
     (result,) = store.results("s1")
-    assert result.output == b"fresh" and result.attempt == 2 and result.done_seq == 1
+    assert result.output == b"fresh" and result.attempt == 2 and result.cursor == 1
 
 
 def test_expiry_requeues_until_max_attempts_then_fails(store: TaskStore) -> None:
@@ -293,7 +293,7 @@ def test_cancel_pending_and_processing(store: TaskStore) -> None:
     assert states[TaskState.CANCELLED] == 3 and states[TaskState.FINISHED] == 1
     info = store.get_session("s1")
     assert info is not None and info.cancelled and info.complete
-    assert [r.done_seq for r in store.results("s1")] == [1, 2, 3, 4]
+    assert [r.cursor for r in store.results("s1")] == [1, 2, 3, 4]
     with pytest.raises(NotFound):
         store.cancel_session("nope", NOW)
 
@@ -304,8 +304,8 @@ def test_results_page_in_completion_order_without_gaps(store: TaskStore) -> None
     for lease in reversed(leases):
         store.complete("agent", [finish(lease.task_id, 1, str(lease.index).encode())], NOW)
     page1 = store.results("s1", 0, 4)
-    page2 = store.results("s1", page1[-1].done_seq or 0, 100)
-    assert [r.done_seq for r in page1 + page2] == list(range(1, 11))
+    page2 = store.results("s1", page1[-1].cursor or 0, 100)
+    assert [r.cursor for r in page1 + page2] == list(range(1, 11))
     assert [r.index for r in page1] == [9, 8, 7, 6]
     assert page2[0].output == b"5" and page2[0].state is TaskState.FINISHED
 
