@@ -2,8 +2,9 @@
 
 Every write is one ``BEGIN IMMEDIATE`` transaction, so compare-and-set is simply "update where
 the state still matches". Claims use ``UPDATE … RETURNING`` on a partial index of pending tasks.
-Waiting polls ``PRAGMA data_version``, which changes only when another connection commits and
-costs no disk I/O, so idle agents notice new work within a couple of milliseconds.
+Waiters are woken by the committer (``sqlite_wake``: a datagram to each waiter's unix socket),
+and look at ``PRAGMA data_version``, which changes only when another connection commits and
+costs no disk I/O, before they read anything.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from htcgrid.store.rows import (
     task_rows,
 )
 from htcgrid.store.sqlite_db import SQLiteFile
+from htcgrid.store.sqlite_wake import DONE, WORK
 from htcgrid.urls import local_path, query
 
 PURGEABLE = """
@@ -52,7 +54,8 @@ ORDER BY s.created_at LIMIT ?2
 
 
 class SQLiteTaskStore(SQLiteFile, TaskStore):
-    """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (wait granularity). With ``create``
+    """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (how often waiters look where push
+    wake-ups cannot work: no unix sockets, or a path too long for one). With ``create``
     False a missing file raises NotFound instead of becoming a new, empty grid."""
 
     def __init__(self, url: str, poll_seconds: float | None = None, create: bool = True) -> None:
@@ -86,6 +89,7 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                 f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 task_rows(spec, tasks, now),
             )
+        self.wakes.notify(WORK)
         return True
 
     def get_session(self, session_id: str) -> SessionInfo | None:
@@ -170,6 +174,7 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                 "UPDATE sessions SET done_count = done_count + ?, cancelled = 1 WHERE id = ?",
                 (total, session_id),
             )
+        self.wakes.notify(DONE)
         return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
 
     def delete_session(self, session_id: str) -> bool:
@@ -287,6 +292,8 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                             (session_id,),
                         )
                 applied.append(n == 1)
+        requeued = any(o.state is TaskState.PENDING for o in outcomes)
+        self.wakes.notify(*((DONE, WORK) if requeued else (DONE,)))
         return applied
 
     # ---- TTL checker -------------------------------------------------------------------
@@ -319,6 +326,8 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                     "UPDATE sessions SET done_count = done_count + 1 WHERE id = ?", (session_id,)
                 )
                 report.failed.append(task_id(session_id, index))
+        if report.requeued or report.failed:
+            self.wakes.notify(DONE, WORK)
         return report
 
     # ---- waiting and metrics ------------------------------------------------------------
@@ -328,7 +337,11 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
     ) -> bool:
         where, args = self._function_filter(functions)
         sql = f"SELECT 1 FROM tasks WHERE state = 'pending' {where} LIMIT 1"
-        return bool(self._poll(lambda: self._conn().execute(sql, args).fetchone(), timeout_seconds))
+
+        def pending() -> object:
+            return self._conn().execute(sql, args).fetchone()
+
+        return bool(self._poll(pending, timeout_seconds, WORK))
 
     def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
         def done_count() -> int | None:
@@ -337,7 +350,7 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                 raise NotFound(f"no session {session_id}")
             return info.done_count if info.done_count > cursor else None
 
-        value = self._poll(done_count, timeout_seconds)
+        value = self._poll(done_count, timeout_seconds, DONE)
         return value if value is not None else cursor
 
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """The SQLite file under the task store: its schema, one connection per thread in WAL mode,
-write transactions, waiting for another connection's commit, and the grid's metadata table."""
+write transactions, waiting for another connection's commit (woken by ``sqlite_wake``), and
+the grid's metadata table."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from htcgrid.errors import BackendUnavailable, ConfigurationError, StorageFull
 from htcgrid.store.sqlite_errors import connect
+from htcgrid.store.sqlite_wake import WakeBoard, wake_folder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -72,6 +74,7 @@ class SQLiteFile:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.wakes = WakeBoard(wake_folder(path), poll_seconds)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.is_file() or self.path.stat().st_size == 0:
@@ -129,23 +132,28 @@ class SQLiteFile:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+        self.wakes.close()
 
-    def _poll(self, probe: Any, timeout_seconds: float) -> Any:
+    def _poll(self, probe: Any, timeout_seconds: float, topic: str) -> Any:
         """Evaluate ``probe`` now and again after every commit by another connection,
-        until it returns something truthy or the timeout passes; returns its last value."""
+        until it returns something truthy or the timeout passes; returns its last value.
+        Commits of ``topic`` wake the wait at once (``WakeBoard.notify``); others are seen
+        within the board's fallback period."""
         conn = self._conn()
         deadline = time.monotonic() + timeout_seconds
         version = None
-        while True:
-            current = conn.execute("PRAGMA data_version").fetchone()[0]
-            if current != version:
-                version = current
-                value = probe()
-                if value:
+        with self.wakes.listening(topic) as listener:
+            while True:
+                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                if current != version:
+                    version = current
+                    value = probe()
+                    if value:
+                        return value
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return value
-            if time.monotonic() >= deadline:
-                return value
-            time.sleep(self.poll_seconds)
+                listener.wait(left)
 
     # ---- grid metadata ------------------------------------------------------------------
 
