@@ -8,7 +8,6 @@ only translates; the direct client calls this class.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -19,12 +18,9 @@ from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
 from htcgrid.models import (
-    DEFAULT_FUNCTION,
     MAX_ATTEMPTS,
     MAX_PRIORITY,
-    MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
-    NAME_PATTERN,
     SESSION_ID_PATTERN,
     CancelCounts,
     NewTask,
@@ -39,6 +35,9 @@ from htcgrid.models import (
 from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
+from htcgrid.submission import NO_TASKS as NO_TASKS  # importable from here, as before
+from htcgrid.submission import SubmitRequest as SubmitRequest
+from htcgrid.submission import check, check_names, int_in, task_priorities, timeout_seconds
 from htcgrid.uploads import SessionUploads
 from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
 from htcgrid.wire import result_dict as result_dict
@@ -47,22 +46,9 @@ from htcgrid.wire import status_dict
 from htcgrid.wire import task_dict as task_dict
 
 MAX_WAIT_SECONDS = 60.0
-NO_TASKS = "at least one task is needed"  # the one wording, on HTTP and in-process
 MAX_PAGE = 10_000
 PURGE_BATCH = 100  # sessions per store call when purging: bounded transactions
 PAGE_BYTES = 8 * 1024 * 1024  # outputs and logs in one results page, give or take one task
-
-
-@dataclass(frozen=True)
-class SubmitRequest:
-    tasks: Sequence[Any]
-    session_id: str | None = None
-    priority: int = 0
-    task_priorities: Sequence[int] | None = None
-    function: str = DEFAULT_FUNCTION
-    max_attempts: int | None = None
-    timeout_seconds: float | None = None
-    retry_on_error: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,17 +86,6 @@ class ResultsPage:
     complete: bool
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValidationError(message)
-
-
-def _int_in(name: str, value: Any, low: int, high: int) -> int:
-    _check(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer")
-    _check(low <= value <= high, f"{name} must be between {low} and {high}, not {value}")
-    return int(value)
-
-
 class GridService:
     def __init__(
         self,
@@ -146,7 +121,7 @@ class GridService:
         """Validate a submission and turn it into a session spec and its tasks."""
         self._check_tasks(request.tasks)
         spec = self.spec(request, owner, len(request.tasks))
-        priorities = self._priorities(request.task_priorities, len(request.tasks), spec.priority)
+        priorities = task_priorities(request.task_priorities, len(request.tasks), spec.priority)
         payloads = [self.encode(i, t) for i, t in enumerate(request.tasks)]
         digests = zip(priorities, map(payload_digest, payloads), strict=True)
         spec = replace(spec, content_hash=content_hash(spec, digests))
@@ -156,27 +131,22 @@ class GridService:
         """The session ``request`` describes, its options checked; ``content_hash`` is left
         empty for the caller, who has the tasks (``request.tasks`` is not read)."""
         session_id = request.session_id or str(uuid.uuid4())
-        _check(
-            isinstance(session_id, str) and bool(SESSION_ID_PATTERN.fullmatch(session_id)),
-            "session_id must be 1-64 letters, digits or '-'",
-        )
-        _check(
-            isinstance(request.function, str) and bool(NAME_PATTERN.fullmatch(request.function)),
-            "function must be 1-64 letters, digits, '.', '_' or '-'",
-        )
+        check_names(session_id, request.function)
         self.functions.require(request.function)
-        priority = _int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
+        priority = int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
         attempts = request.max_attempts
         attempts = self.settings.max_attempts if attempts is None else attempts
-        max_attempts = _int_in("max_attempts", attempts, 1, MAX_ATTEMPTS)
-        _check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
+        max_attempts = int_in("max_attempts", attempts, 1, MAX_ATTEMPTS)
+        check(isinstance(request.retry_on_error, bool), "retry_on_error must be true or false")
+        timeout = request.timeout_seconds
+        timeout = self.settings.task_timeout_seconds if timeout is None else timeout
         return SessionSpec(
             id=session_id,
             task_count=task_count,
             function=request.function,
             priority=priority,
             max_attempts=max_attempts,
-            timeout_seconds=self._timeout(request.timeout_seconds),
+            timeout_seconds=timeout_seconds(timeout),
             retry_on_error=request.retry_on_error,
             owner=owner,
             content_hash="",
@@ -184,37 +154,16 @@ class GridService:
         )
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:
-        _check(isinstance(tasks, list | tuple), "tasks must be a list")
+        check(isinstance(tasks, list | tuple), "tasks must be a list")
         self.check_task_count(len(tasks))
 
     def check_task_count(self, count: int) -> None:
         """The one rule on a session's size, however it is sent: 400 for none, 413 (send
         fewer) for more than ``max_tasks_per_submit``."""
-        _check(count > 0, f"tasks: {NO_TASKS}")
+        check(count > 0, f"tasks: {NO_TASKS}")
         limit = self.settings.max_tasks_per_submit
         if count > limit:
             raise PayloadTooLarge(f"at most {limit} tasks per submit, not {count}")
-
-    def _timeout(self, given: float | None) -> float:
-        timeout = self.settings.task_timeout_seconds if given is None else given
-        _check(
-            isinstance(timeout, int | float)
-            and not isinstance(timeout, bool)
-            and math.isfinite(timeout)
-            and 0 < timeout <= MAX_TIMEOUT_SECONDS,
-            f"timeout_seconds must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:.0f}",
-        )
-        return float(timeout)
-
-    @staticmethod
-    def _priorities(given: Sequence[int] | None, n: int, default: int) -> list[int]:
-        if given is None:
-            return [default] * n
-        _check(
-            isinstance(given, list | tuple) and len(given) == n,
-            "task_priorities needs one entry per task",
-        )
-        return [_int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
 
     def encode(self, index: int, task: Any) -> bytes:
         """Task ``index`` as its JSON payload; refused if over the payload limit."""
@@ -265,7 +214,7 @@ class GridService:
         owner: str | None = None,
     ) -> ResultsPage:
         info = self.session(session_id, owner)
-        _check(cursor >= 0, "cursor must not be negative")
+        check(cursor >= 0, "cursor must not be negative")
         limit = max(1, min(limit, MAX_PAGE))
         if wait_seconds > 0 and info.done_count <= cursor < info.spec.task_count:
             self.store.wait_for_session(session_id, cursor, min(wait_seconds, MAX_WAIT_SECONDS))

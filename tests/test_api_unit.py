@@ -107,7 +107,7 @@ def test_each_submit_rule_is_refused_with_the_services_status_and_code(
     assert service.store.list_sessions() == []
 
 
-@pytest.mark.parametrize("case", params(CASES, "http_drift"))
+@pytest.mark.parametrize("case", params(CASES))
 def test_each_submit_rule_says_what_the_service_says(
     limited: tuple[GridService, TestClient], case: Case
 ) -> None:

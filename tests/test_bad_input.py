@@ -151,7 +151,7 @@ CASES = [
     submit_case("session_id: too long", {"tasks": [T], "session_id": "a" * 65}),
     submit_case("priority: a string", {"tasks": [T], "priority": "5"}, says="priority"),
     submit_case("priority: a float", {"tasks": [T], "priority": 1.5}, says="priority"),
-    submit_case("priority: out of range", {"tasks": [T], "priority": 10}, says="less than or equal to 9"),
+    submit_case("priority: out of range", {"tasks": [T], "priority": 10}, says="priority must be between 0 and 9, not 10"),
     submit_case("priority: a bool", {"tasks": [T], "priority": True}, says="priority"),
     submit_case("task_priorities: a string", {"tasks": [T], "task_priorities": "9"}),
     submit_case("task_priorities: wrong length", {"tasks": [T], "task_priorities": [1, 2]}),

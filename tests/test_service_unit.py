@@ -80,7 +80,7 @@ def run_all(service: GridService, n: int) -> None:
 # ---- submit: one error per rule ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", params(CASES + SERVICE_ONLY, "service_drift"))
+@pytest.mark.parametrize("case", params(CASES + SERVICE_ONLY))
 def test_each_submit_rule_refuses_with_its_error_and_changes_nothing(case: Case) -> None:
     service = make_service(LIMITS)
     with pytest.raises(case.error) as raised:

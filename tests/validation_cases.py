@@ -1,9 +1,9 @@
 """One table of submit rules, run through the service (tests/test_service_unit.py) and the HTTP
 API (tests/test_api_unit.py): each rule must give the same error on every path.
 
-``message`` is the service's wording, the one copy of each rule; ``names`` is the part of it
-both paths name today (the field, or the limit). Where a path does not follow the rule yet,
-``service_drift`` or ``http_drift`` says how, and its test is a strict xfail until it does.
+``message`` is the service's wording (htcgrid/submission.py), the one copy of each rule, and
+both paths answer with it; ``names`` is the part of it an upload's commit names too (the field,
+or the limit).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from htcgrid.settings import Settings
 LIMITS = Settings(max_tasks_per_submit=3, max_payload_bytes=100)
 """The limits the table is written for: three tasks per submit, 100 bytes per task."""
 
-PYDANTIC = "the API answers with its schema's wording, not the service's"
-
 
 @dataclass(frozen=True)
 class Case:
@@ -29,28 +27,16 @@ class Case:
     error: type[GridError]
     message: str
     names: str
-    service_drift: str = ""
-    http_drift: str = ""
 
 
 def _c(name: str, error: type[GridError], message: str, names: str, **body: Any) -> Case:
     return Case(name, {"tasks": [1], **body}, error, message, names)
 
 
-def _drift(case: Case, service: str = "", http: str = "") -> Case:
-    return Case(case.name, case.body, case.error, case.message, case.names, service, http)
-
-
 RANGE = "must be between"
 CASES: list[Case] = [
-    _drift(
-        Case("tasks: a string", {"tasks": "abc"}, ValidationError, "tasks must be a list", "tasks"),
-        http=PYDANTIC,
-    ),
-    _drift(
-        Case("tasks: an object", {"tasks": {"a": 1}}, ValidationError, "tasks must be a list", "tasks"),
-        http=PYDANTIC,
-    ),
+    Case("tasks: a string", {"tasks": "abc"}, ValidationError, "tasks must be a list", "tasks"),
+    Case("tasks: an object", {"tasks": {"a": 1}}, ValidationError, "tasks must be a list", "tasks"),
     Case("tasks: empty", {"tasks": []}, ValidationError, "tasks: at least one task is needed", "tasks"),
     Case("tasks: over the count limit", {"tasks": [1, 2, 3, 4]}, PayloadTooLarge,
          "at most 3 tasks per submit, not 4", "at most 3 tasks per submit"),
@@ -58,62 +44,56 @@ CASES: list[Case] = [
          "task 1 is 202 bytes; the limit is 100", "the limit is 100"),
     Case("tasks: a lone surrogate", {"tasks": ["a\ud800"]}, ValidationError,
          "task 0 holds text that is not valid Unicode (a lone surrogate \\ud800)", "not valid Unicode"),
-    _drift(_c("priority: above 9", ValidationError, f"priority {RANGE} 0 and 9, not 10", "priority",
-              priority=10), http=PYDANTIC),
-    _drift(_c("priority: below 0", ValidationError, f"priority {RANGE} 0 and 9, not -1", "priority",
-              priority=-1), http=PYDANTIC),
-    _drift(_c("priority: a string", ValidationError, "priority must be an integer", "priority",
-              priority="5"), http=PYDANTIC),
-    _drift(_c("priority: a fraction", ValidationError, "priority must be an integer", "priority",
-              priority=1.5), http=PYDANTIC),
-    _drift(_c("priority: a bool", ValidationError, "priority must be an integer", "priority",
-              priority=True), http=PYDANTIC),
+    _c("priority: above 9", ValidationError, f"priority {RANGE} 0 and 9, not 10", "priority",
+              priority=10),
+    _c("priority: below 0", ValidationError, f"priority {RANGE} 0 and 9, not -1", "priority",
+              priority=-1),
+    _c("priority: a string", ValidationError, "priority must be an integer", "priority",
+              priority="5"),
+    _c("priority: a fraction", ValidationError, "priority must be an integer", "priority",
+              priority=1.5),
+    _c("priority: a bool", ValidationError, "priority must be an integer", "priority",
+              priority=True),
     _c("task_priorities: too many", ValidationError, "task_priorities needs one entry per task",
        "task_priorities", task_priorities=[1, 2]),
-    _drift(_c("task_priorities: a string", ValidationError, "task_priorities needs one entry per task",
-              "task_priorities", task_priorities="9"), http=PYDANTIC),
-    _drift(_c("task_priorities: out of range", ValidationError,
+    _c("task_priorities: a string", ValidationError, "task_priorities needs one entry per task",
+              "task_priorities", task_priorities="9"),
+    _c("task_priorities: out of range", ValidationError,
               f"task_priorities[] {RANGE} 0 and 9, not 10", "task_priorities", task_priorities=[10]),
-           http=PYDANTIC),
-    _drift(_c("function: a path", ValidationError,
+    _c("function: a path", ValidationError,
               "function must be 1-64 letters, digits, '.', '_' or '-'", "function", function="../x"),
-           http="the API puts a colon after the field and adds to the wording"),
-    _drift(_c("function: too long", ValidationError,
+    _c("function: too long", ValidationError,
               "function must be 1-64 letters, digits, '.', '_' or '-'", "function", function="f" * 65),
-           http="the API puts a colon after the field and adds to the wording"),
-    _drift(_c("function: a number", ValidationError,
+    _c("function: a number", ValidationError,
               "function must be 1-64 letters, digits, '.', '_' or '-'", "function", function=5),
-           http=PYDANTIC),
     _c("function: not deployed", UnknownFunction,
        "no function named 'nosuch' is deployed (deployed: none yet)", "'nosuch'", function="nosuch"),
-    _drift(_c("session_id: an underscore", ValidationError,
+    _c("session_id: an underscore", ValidationError,
               "session_id must be 1-64 letters, digits or '-'", "session_id", session_id="a_b"),
-           http="the API puts a colon after the field"),
-    _drift(_c("session_id: too long", ValidationError,
+    _c("session_id: too long", ValidationError,
               "session_id must be 1-64 letters, digits or '-'", "session_id", session_id="s" * 65),
-           http="the API puts a colon after the field"),
-    _drift(_c("max_attempts: 0", ValidationError, f"max_attempts {RANGE} 1 and 100, not 0",
-              "max_attempts", max_attempts=0), http=PYDANTIC),
-    _drift(_c("max_attempts: 101", ValidationError, f"max_attempts {RANGE} 1 and 100, not 101",
-              "max_attempts", max_attempts=101), http=PYDANTIC),
-    _drift(_c("max_attempts: a string", ValidationError, "max_attempts must be an integer",
-              "max_attempts", max_attempts="3"), http=PYDANTIC),
-    _drift(_c("max_attempts: a bool", ValidationError, "max_attempts must be an integer",
-              "max_attempts", max_attempts=True), http=PYDANTIC),
-    _drift(_c("timeout_seconds: 0", ValidationError,
+    _c("max_attempts: 0", ValidationError, f"max_attempts {RANGE} 1 and 100, not 0",
+              "max_attempts", max_attempts=0),
+    _c("max_attempts: 101", ValidationError, f"max_attempts {RANGE} 1 and 100, not 101",
+              "max_attempts", max_attempts=101),
+    _c("max_attempts: a string", ValidationError, "max_attempts must be an integer",
+              "max_attempts", max_attempts="3"),
+    _c("max_attempts: a bool", ValidationError, "max_attempts must be an integer",
+              "max_attempts", max_attempts=True),
+    _c("timeout_seconds: 0", ValidationError,
               "timeout_seconds must be a number of seconds between 0 and 604800", "timeout_seconds",
-              timeout_seconds=0), http=PYDANTIC),
-    _drift(_c("timeout_seconds: negative", ValidationError,
+              timeout_seconds=0),
+    _c("timeout_seconds: negative", ValidationError,
               "timeout_seconds must be a number of seconds between 0 and 604800", "timeout_seconds",
-              timeout_seconds=-1), http=PYDANTIC),
-    _drift(_c("timeout_seconds: over a week", ValidationError,
+              timeout_seconds=-1),
+    _c("timeout_seconds: over a week", ValidationError,
               "timeout_seconds must be a number of seconds between 0 and 604800", "timeout_seconds",
-              timeout_seconds=7 * 86400 + 1), http=PYDANTIC),
-    _drift(_c("timeout_seconds: a string", ValidationError,
+              timeout_seconds=7 * 86400 + 1),
+    _c("timeout_seconds: a string", ValidationError,
               "timeout_seconds must be a number of seconds between 0 and 604800", "timeout_seconds",
-              timeout_seconds="10"), http=PYDANTIC),
-    _drift(_c("retry_on_error: a string", ValidationError, "retry_on_error must be true or false",
-              "retry_on_error", retry_on_error="yes"), http=PYDANTIC),
+              timeout_seconds="10"),
+    _c("retry_on_error: a string", ValidationError, "retry_on_error must be true or false",
+              "retry_on_error", retry_on_error="yes"),
 ]  # fmt: skip
 
 SERVICE_ONLY: list[Case] = [
@@ -150,12 +130,6 @@ def request_body(case: Case) -> dict[str, Any]:
     return case.body
 
 
-def params(cases: list[Case], drift: str | None = None) -> list[Any]:
-    """``cases`` as pytest parameters; ``drift`` ("service_drift" or "http_drift") names the
-    field whose reason turns a case into a strict xfail."""
-    out = []
-    for case in cases:
-        reason = getattr(case, drift) if drift else ""
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        out.append(pytest.param(case, id=case.name, marks=marks))
-    return out
+def params(cases: list[Case]) -> list[Any]:
+    """``cases`` as pytest parameters, each named by its case."""
+    return [pytest.param(case, id=case.name) for case in cases]

@@ -1,10 +1,12 @@
 """The API's request and answer bodies, as its OpenAPI schema states them. The bounds come
-from the models' constants; the service checks every rule again, on every path."""
+from the models' constants; the service checks every rule of a submission (``htcgrid.submission``),
+on every path, and its answer is the one a caller gets."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from htcgrid.models import (
@@ -15,6 +17,7 @@ from htcgrid.models import (
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
+    json_loads,
 )
 
 
@@ -39,8 +42,8 @@ Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS), BeforeValidator(
 
 
 class SubmitBody(BaseModel):
-    """A session. The schema states the shape; the service checks every rule (the bounds
-    here are its constants), the limits a server is configured with too."""
+    """A session, as the OpenAPI document states it. The route reads the body itself and the
+    service checks every rule (the bounds here are its constants), a server's limits too."""
 
     model_config = ConfigDict(extra="forbid")
     tasks: list[Any] = Field(
@@ -57,6 +60,36 @@ class SubmitBody(BaseModel):
     max_attempts: Attempts | None = Field(None, description="Default: the grid's setting.")
     timeout_seconds: Seconds | None = Field(None, description="Default: the grid's setting.")
     retry_on_error: StrictBool = False
+
+
+def json_body(raw: bytes) -> Any:
+    """A request body decoded with the fast JSON reader; not JSON is an ``invalid_request``."""
+    try:
+        return json_loads(raw)
+    except (ValueError, RecursionError):
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+        ) from None
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body itself: ``model``'s schema, with its
+    ``$defs`` written in place (OpenAPI has no ``$defs``)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    content = {"application/json": {"schema": resolve(schema)}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 class SubmitAnswer(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from htcgrid.api.auth import PrincipalDependency
-from htcgrid.api.schemas import Attempts, Priority, Seconds
+from htcgrid.api.schemas import Attempts, Priority, Seconds, json_body, request_body
 from htcgrid.auth.principals import Principal
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -21,7 +21,6 @@ from htcgrid.models import (
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
-    json_loads,
 )
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.settings import Settings
@@ -89,41 +88,13 @@ def _part_body(raw: bytes) -> PartBody:
     """A part, parsed with the fast JSON reader (parts are most of a big session's bytes)
     and checked against ``PartBody`` as a declared body would be."""
     try:
-        data = json_loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
-        ) from None
-    try:
-        return PartBody.model_validate(data)
+        return PartBody.model_validate(json_body(raw))
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from None
 
 
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its ``$defs`` written in place (OpenAPI has no ``$defs``)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return resolve(dict(defs[ref.removeprefix("#/$defs/")]))
-            return {k: resolve(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [resolve(v) for v in node]
-        return node
-
-    return resolve(schema)  # type: ignore[no-any-return]
-
-
-PART_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": _inline(PartBody.model_json_schema())}},
-    }
-}
+PART_BODY = request_body(PartBody)
 
 
 def uploads_router(service: GridService, principal: PrincipalDependency) -> APIRouter:

@@ -30,7 +30,7 @@ class DirectTransport:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         from htcgrid.service import SubmitRequest
 
-        return self.service.submit(SubmitRequest(**body)).as_dict()
+        return self.service.submit(SubmitRequest.from_json(body)).as_dict()
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self.service.status(session_id, wait_seconds=wait).as_dict()

@@ -1,0 +1,95 @@
+"""A submission and the rules on what it carries: one copy of each rule, with one wording.
+
+``GridService.submit`` and an upload's commit apply them on every path (the HTTP API, the
+in-process client, the command line), so a rule answers with the same error and the same
+status wherever a session comes from. The API's schema only documents the shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from htcgrid.errors import ValidationError
+from htcgrid.models import (
+    DEFAULT_FUNCTION,
+    MAX_PRIORITY,
+    MAX_TIMEOUT_SECONDS,
+    MIN_PRIORITY,
+    NAME_PATTERN,
+    SESSION_ID_PATTERN,
+)
+
+NO_TASKS = "at least one task is needed"
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    tasks: Sequence[Any]
+    session_id: str | None = None
+    priority: int = 0
+    task_priorities: Sequence[int] | None = None
+    function: str = DEFAULT_FUNCTION
+    max_attempts: int | None = None
+    timeout_seconds: float | None = None
+    retry_on_error: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any) -> SubmitRequest:
+        """The submission a decoded JSON body describes. Only its shape is checked here (an
+        object, known fields, tasks present); the values are checked when it is submitted."""
+        check(isinstance(body, dict), 'the body must be a JSON object: {"tasks": [...], ...}')
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(body) - set(known))
+        check(
+            not unknown, f"unknown field {', '.join(map(str, unknown))} (known: {', '.join(known)})"
+        )
+        check("tasks" in body, f"tasks: {NO_TASKS}")
+        return cls(**body)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValidationError(message)
+
+
+def int_in(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an integer (not a bool, not 2.0) from ``low`` to ``high``."""
+    check(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an integer")
+    check(low <= value <= high, f"{name} must be between {low} and {high}, not {value}")
+    return int(value)
+
+
+def check_names(session_id: Any, function: Any) -> None:
+    check(
+        isinstance(session_id, str) and bool(SESSION_ID_PATTERN.fullmatch(session_id)),
+        "session_id must be 1-64 letters, digits or '-'",
+    )
+    check(
+        isinstance(function, str) and bool(NAME_PATTERN.fullmatch(function)),
+        "function must be 1-64 letters, digits, '.', '_' or '-'",
+    )
+
+
+def timeout_seconds(given: Any) -> float:
+    check(
+        isinstance(given, int | float)
+        and not isinstance(given, bool)
+        and math.isfinite(given)
+        and 0 < given <= MAX_TIMEOUT_SECONDS,
+        f"timeout_seconds must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:.0f}",
+    )
+    return float(given)
+
+
+def task_priorities(given: Any, n: int, default: int) -> list[int]:
+    """One priority per task: ``default`` for each, or the ``n`` given."""
+    if given is None:
+        return [default] * n
+    check(
+        isinstance(given, list | tuple) and len(given) == n,
+        "task_priorities needs one entry per task",
+    )
+    return [int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
