@@ -186,12 +186,24 @@ class TaskRecord:
 @dataclass(frozen=True)
 class SessionInfo:
     spec: SessionSpec
-    done_count: int = 0
+    done_count: int = 0  # tasks terminal now
     cancelled: bool = False
+    retried: int = 0  # terminal tasks that ``retry`` sent back to the queue, over all retries
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    @property
+    def cursor(self) -> int:
+        """The last completion number given: every terminal transition took one, and a
+        retried task gives its number up (``done_count`` drops) but takes a new one."""
+        return self.done_count + self.retried
+
+    @property
+    def last_cursor(self) -> int:
+        """The completion number that will complete the session (unless tasks are retried)."""
+        return self.cursor + self.spec.task_count - self.done_count
 
     @property
     def complete(self) -> bool:

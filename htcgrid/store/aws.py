@@ -49,6 +49,7 @@ from htcgrid.store.aws_items import B, N, S, lease_from_item, text
 from htcgrid.store.aws_layout import state_of, status
 from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import Message
+from htcgrid.store.aws_retry import Retries
 from htcgrid.store.aws_sessions import Sessions
 from htcgrid.store.aws_ttl import Sweeper
 from htcgrid.store.base import TaskStore
@@ -64,6 +65,7 @@ class AwsTaskStore(TaskStore):
         self.sessions = Sessions(self.grid)
         self.meta = Meta(self.grid)
         self.ttl = Sweeper(self.grid, self.sessions)
+        self.retries = Retries(self.grid, self.sessions)
         # one conditional write per task: claims and heartbeats of a batch run side by side
         self._pool = ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="htcgrid-aws")
 
@@ -84,13 +86,16 @@ class AwsTaskStore(TaskStore):
         return self.sessions.count_states(session_id)
 
     def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
-        return self.sessions.results(session_id, cursor, limit)
+        return self.retries.results(session_id, cursor, limit)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         return self.sessions.get_task(task_id)
 
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
         return self.sessions.cancel(session_id, now)
+
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        return self.retries.retry(session_id, task_ids, now)
 
     def delete_session(self, session_id: str) -> bool:
         return self.sessions.delete(session_id)

@@ -92,7 +92,9 @@ def session_from_item(item: Item) -> SessionInfo:
         content_hash=text(item, "content_hash", "") or "",
         created_at=num(item, "created_at") or 0.0,
     )
-    return SessionInfo(spec, integer(item, "done_count"), bool(item["cancelled"]["BOOL"]))
+    retried = integer(item, "retried") if "retried" in item else 0  # see aws_retry
+    done = integer(item, "done_count") - retried
+    return SessionInfo(spec, done, bool(item["cancelled"]["BOOL"]), retried=retried)
 
 
 def task_item(spec: SessionSpec, task: NewTask, now: float, queues: int, resend_at: float) -> Item:

@@ -22,7 +22,24 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
+    split_task_id,
 )
+
+
+def wanted_indexes(session_id: str, task_ids: Sequence[str] | None) -> set[int] | None:
+    """The indexes of ``task_ids`` that belong to ``session_id`` (None: every task), for
+    ``retry``; ids of other sessions and malformed ids name nothing."""
+    if task_ids is None:
+        return None
+    found: set[int] = set()
+    for tid in task_ids:
+        try:
+            sid, index = split_task_id(tid)
+        except ValueError:
+            continue
+        if sid == session_id:
+            found.add(index)
+    return found
 
 
 class TaskStore(ABC):
@@ -77,6 +94,16 @@ class TaskStore(ABC):
         Idempotent: a second call cancels nothing more and returns zero counts.
         Raises ``NotFound`` for an unknown session.
         """
+
+    @abstractmethod
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        """Send the session's ``failed`` tasks (all, or those of ``task_ids`` that are
+        failed; other ids are ignored) back to the queue as if new: ``pending``, attempt 0, no
+        owner, output, error, log or completion number, at their original queue place. The
+        session's ``done_count`` drops by their number and its ``retried`` count rises by it,
+        so the completion numbers they take when they end again follow the last one given
+        (a client paging results sees their new outcome). Atomic; returns the ids sent back,
+        in index order. Raises ``NotFound`` for an unknown session."""
 
     @abstractmethod
     def delete_session(self, session_id: str) -> bool:
@@ -178,8 +205,9 @@ class TaskStore(ABC):
 
     @abstractmethod
     def wait_for_session(self, session_id: str, cursor: int, timeout_seconds: float) -> int:
-        """Block until the session's completion count exceeds ``cursor`` or the timeout
-        passes; returns the count then. Raises ``NotFound`` for an unknown session."""
+        """Block until the session's last completion number (``SessionInfo.cursor``)
+        exceeds ``cursor`` or the timeout passes; returns it then. Raises ``NotFound`` for an
+        unknown session."""
 
     @abstractmethod
     def queue_depth(self, functions: Sequence[str] | None = None) -> int:

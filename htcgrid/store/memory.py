@@ -31,6 +31,7 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.base import TaskStore
+from htcgrid.store.memory_meta import MemoryMeta
 
 T = TypeVar("T")
 
@@ -38,12 +39,16 @@ T = TypeVar("T")
 @dataclass
 class _Session:
     spec: SessionSpec
-    done_count: int = 0
+    done_count: int = 0  # completion numbers given: terminal tasks + ``retried``
     cancelled: bool = False
     order: int = 0
+    retried: int = 0
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(self.spec, self.done_count - self.retried, self.cancelled, self.retried)
 
 
-class MemoryTaskStore(TaskStore):
+class MemoryTaskStore(MemoryMeta, TaskStore):
     def __init__(self, url: str = "memory://", create: bool = True) -> None:
         self.url = url
         self._cond = threading.Condition()
@@ -121,7 +126,7 @@ class MemoryTaskStore(TaskStore):
     def get_session(self, session_id: str) -> SessionInfo | None:
         with self._cond:
             s = self._sessions.get(session_id)
-            return None if s is None else SessionInfo(s.spec, s.done_count, s.cancelled)
+            return None if s is None else s.info()
 
     def list_sessions(
         self, owner: str | None = None, limit: int = 100, offset: int = 0
@@ -129,10 +134,7 @@ class MemoryTaskStore(TaskStore):
         with self._cond:
             chosen = [s for s in self._sessions.values() if owner is None or s.spec.owner == owner]
             chosen.sort(key=lambda s: (s.spec.created_at, s.order), reverse=True)
-            return [
-                SessionInfo(s.spec, s.done_count, s.cancelled)
-                for s in chosen[offset : offset + limit]
-            ]
+            return [s.info() for s in chosen[offset : offset + limit]]
 
     def _session_tasks(self, session_id: str) -> list[TaskRecord]:
         s = self._sessions.get(session_id)
@@ -177,6 +179,25 @@ class MemoryTaskStore(TaskStore):
 
         return self._changed(cancel)
 
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        def send_back() -> list[str]:
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id}")
+            wanted = None if task_ids is None else set(task_ids)
+            chosen = [
+                t
+                for t in self._session_tasks(session_id)
+                if t.state is TaskState.FAILED and (wanted is None or t.task_id in wanted)
+            ]
+            for t in chosen:
+                fresh = dict(attempt=0, output=None, output_ref=None, error=None, log="")
+                self._requeue(t, cursor=None, started_at=None, finished_at=None, **fresh)
+            session.retried += len(chosen)
+            return [t.task_id for t in chosen]
+
+        return self._changed(send_back)
+
     def delete_session(self, session_id: str) -> bool:
         def delete() -> bool:
             tasks = self._session_tasks(session_id)
@@ -195,9 +216,7 @@ class MemoryTaskStore(TaskStore):
             old = [
                 s
                 for sid, s in self._sessions.items()
-                if s.spec.created_at < before
-                and ended.get(sid, 0.0) < before
-                and s.done_count >= s.spec.task_count
+                if s.spec.created_at < before and ended.get(sid, 0.0) < before and s.info().complete
             ]
         old.sort(key=lambda s: s.spec.created_at)
         return [s.spec.id for s in old[:limit] if self.delete_session(s.spec.id)]
@@ -373,25 +392,3 @@ class MemoryTaskStore(TaskStore):
             for t in self._tasks.values():
                 found[self._sessions[t.session_id].spec.function, t.state, t.priority] += 1
         return dict(found)
-
-    # ---- grid metadata ------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        with self._cond:
-            return self._meta.get(key)
-
-    def set_meta_if_absent(self, key: str, value: str) -> str:
-        with self._cond:
-            return self._meta.setdefault(key, value)
-
-    def put_meta(self, key: str, value: str) -> None:
-        with self._cond:
-            self._meta[key] = value
-
-    def list_meta(self, prefix: str) -> dict[str, str]:
-        with self._cond:
-            return {k: v for k, v in self._meta.items() if k.startswith(prefix)}
-
-    def delete_meta(self, key: str) -> None:
-        with self._cond:
-            self._meta.pop(key, None)

@@ -41,7 +41,7 @@ from htcgrid.models import (
     split_task_id,
     task_id,
 )
-from htcgrid.store.base import TaskStore
+from htcgrid.store.base import TaskStore, wanted_indexes
 from htcgrid.store.postgres_listen import RECHECK_SECONDS, Listener, channel_names
 from htcgrid.store.postgres_migrations import Database
 from htcgrid.store.postgres_sql import (
@@ -54,6 +54,7 @@ from htcgrid.store.postgres_sql import (
     INSERT_SESSION,
     LOCK_EXPIRED,
     PURGEABLE,
+    RETRY,
 )
 from htcgrid.store.rows import (
     SESSION_COLUMNS,
@@ -211,6 +212,20 @@ class PostgresTaskStore(TaskStore):
         if row is None or not row[0]:
             raise NotFound(f"no session {session_id}")
         return CancelCounts(pending=row[1], processing=row[2])
+
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        wanted = wanted_indexes(session_id, task_ids)
+        params = {
+            "session": session_id,
+            "every": wanted is None,
+            "idxs": sorted(wanted or ()),
+            "tasks_channel": self._tasks_channel,
+            "sessions_channel": self._sessions_channel,
+        }
+        row = self._row(RETRY, params)
+        if row is None or not row[0]:
+            raise NotFound(f"no session {session_id}")
+        return [task_id(session_id, i) for i in row[1] or ()]
 
     def delete_session(self, session_id: str) -> bool:
         with self._connection() as conn:

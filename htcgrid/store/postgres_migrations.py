@@ -108,6 +108,10 @@ MIGRATIONS: list[str] = [
         value text NOT NULL
     );
     """,
+    # 4: how many of a session's tasks ``retry`` sent back; done_count - retried are terminal.
+    """
+    ALTER TABLE sessions ADD COLUMN retried integer NOT NULL DEFAULT 0;
+    """,
 ]
 
 

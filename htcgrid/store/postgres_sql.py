@@ -9,7 +9,7 @@ from htcgrid.store.rows import NEW_TASK_COLUMNS, SESSION_COLUMNS
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0)
 ON CONFLICT (id) DO NOTHING RETURNING true
 """
 COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"
@@ -139,6 +139,30 @@ SELECT (SELECT count(*) FROM bumped),
        pg_notify(%(channel)s, %(session)s)
 """
 
+# Failed tasks back to the queue as new (their seq keeps their queue place); tasks are locked
+# before their session, in the order APPLY takes them.
+RETRY = """
+WITH chosen AS MATERIALIZED (
+    SELECT idx FROM tasks
+    WHERE session_id = %(session)s AND state = 'failed'
+      AND (%(every)s OR idx = ANY(%(idxs)s::int[]))
+    ORDER BY session_id, idx
+    FOR UPDATE
+), reopened AS (
+    UPDATE tasks t
+    SET state = 'pending', attempt = 0, output = NULL, output_ref = NULL, error = NULL,
+        log = NULL, done_seq = NULL, started_at = NULL, finished_at = NULL
+    FROM chosen c WHERE t.session_id = %(session)s AND t.idx = c.idx
+    RETURNING t.idx
+), counted AS (
+    UPDATE sessions SET retried = retried + (SELECT count(*) FROM reopened)
+    WHERE id = %(session)s
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM counted), (SELECT array_agg(idx ORDER BY idx) FROM reopened),
+       pg_notify(%(tasks_channel)s, ''), pg_notify(%(sessions_channel)s, %(session)s)
+"""
+
 DELETE_SESSION = """
 WITH doomed AS MATERIALIZED (
     SELECT idx FROM tasks WHERE session_id = %(session)s ORDER BY session_id, idx FOR UPDATE
@@ -151,7 +175,7 @@ RETURNING pg_notify(%(channel)s, id)  -- its waiters learn at once that it is go
 
 PURGEABLE = """
 SELECT s.id FROM sessions s
-WHERE s.created_at < %(before)s AND s.done_count >= s.task_count AND NOT EXISTS (
+WHERE s.created_at < %(before)s AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
     SELECT 1 FROM tasks t
     WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= %(before)s)
 )

@@ -58,9 +58,10 @@ from htcgrid.models import (
     TaskRecord,
     TaskState,
     split_task_id,
+    task_id,
 )
 from htcgrid.store import redis_scripts as lua
-from htcgrid.store.base import TaskStore
+from htcgrid.store.base import TaskStore, wanted_indexes
 from htcgrid.store.redis_connect import (
     connect,
     translate_errors,
@@ -73,6 +74,7 @@ from htcgrid.store.redis_layout import (
     task_record,
     text_of,
 )
+from htcgrid.store.redis_retry import RETRY
 from htcgrid.store.redis_wait import Waiter
 
 FINAL_STATES = frozenset({TaskState.PENDING, TaskState.FINISHED, TaskState.FAILED})
@@ -104,6 +106,7 @@ class RedisTaskStore(TaskStore):
         self._expire = register(lua.writing(lua.EXPIRE))
         self._cancel = register(lua.writing(lua.CANCEL))
         self._delete = register(lua.writing(lua.DELETE))
+        self._retry = register(lua.writing(RETRY))
         self._depth = register(lua.reading(lua.DEPTH))
         self._results = register(lua.reading(lua.RESULTS))
         self._waiter = Waiter(self._client)
@@ -199,6 +202,15 @@ class RedisTaskStore(TaskStore):
         return CancelCounts(pending=int(counts[0]), processing=int(counts[1]))
 
     @translate_errors
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        wanted = wanted_indexes(session_id, task_ids)
+        every = "1" if wanted is None else "0"
+        sent = self._run(self._retry, session_id, every, *sorted(wanted or ()))
+        if sent is None:
+            raise NotFound(f"no session {session_id}")
+        return [task_id(session_id, int(i)) for i in sent]
+
+    @translate_errors
     def delete_session(self, session_id: str) -> bool:
         return bool(self._run(self._delete, session_id) == 1)
 
@@ -215,13 +227,13 @@ class RedisTaskStore(TaskStore):
             page = [m[20:].decode() for m in members]
             pipe = self._client.pipeline(transaction=False)
             for session_id in page:
-                pipe.hmget(self.keys.session(session_id), "at", "tc", "done")
+                pipe.hmget(self.keys.session(session_id), "at", "tc", "done", "rt")
             ended = [
                 sid
-                for sid, (at, tc, done) in zip(page, pipe.execute(), strict=True)
+                for sid, (at, tc, done, rt) in zip(page, pipe.execute(), strict=True)
                 if at is not None
                 and float(at) < before
-                and int(done) >= int(tc)
+                and int(done) - int(rt or 0) >= int(tc)
                 and self._last_ended_before(sid, int(done), before)
             ]
             purged = [sid for sid in ended[: limit - len(gone)] if self.delete_session(sid)]

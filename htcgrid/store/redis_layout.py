@@ -104,4 +104,5 @@ def session_info(session_id: str, h: Mapping[bytes, bytes]) -> SessionInfo:
         content_hash=get("hash"),
         created_at=float(get("at")),
     )
-    return SessionInfo(spec, done_count=int(get("done")), cancelled=get("cx") == "1")
+    retried = int(h.get(b"rt", b"0"))  # "done" counts completion numbers: retried ones too
+    return SessionInfo(spec, int(get("done")) - retried, get("cx") == "1", retried=retried)

@@ -21,7 +21,7 @@ from htcgrid.models import (
 
 SESSION_COLUMNS = (
     "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
-    "task_count, content_hash, created_at, done_count, cancelled"
+    "task_count, content_hash, created_at, done_count, cancelled, retried"
 )
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
@@ -52,7 +52,8 @@ def session_from_row(row: Row) -> SessionInfo:
         content_hash=row[8],
         created_at=row[9],
     )
-    return SessionInfo(spec, done_count=row[10], cancelled=bool(row[11]))
+    # done_count counts the completion numbers given; ``retried`` of them were given up
+    return SessionInfo(spec, row[10] - row[12], bool(row[11]), retried=row[12])
 
 
 def task_from_row(row: Row, payload: Row = (None, None)) -> TaskRecord:

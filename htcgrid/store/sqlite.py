@@ -27,7 +27,7 @@ from htcgrid.models import (
     split_task_id,
     task_id,
 )
-from htcgrid.store.base import TaskStore
+from htcgrid.store.base import TaskStore, wanted_indexes
 from htcgrid.store.rows import (
     LEASE_COLUMNS,
     NEW_TASK_COLUMNS,
@@ -45,7 +45,7 @@ from htcgrid.urls import local_path, query
 
 PURGEABLE = """
 SELECT s.id FROM sessions s
-WHERE s.created_at < ?1 AND s.done_count >= s.task_count AND NOT EXISTS (
+WHERE s.created_at < ?1 AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
     SELECT 1 FROM tasks t
     WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= ?1)
 )
@@ -82,7 +82,7 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                     raise Conflict(f"session {spec.id} exists with different content")
                 return False
             db.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0)",
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0)",
                 session_row(spec, now),
             )
             db.executemany(
@@ -176,6 +176,29 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
             )
         self.wakes.notify(DONE)
         return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
+
+    def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
+        wanted = wanted_indexes(session_id, task_ids)
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                raise NotFound(f"no session {session_id}")
+            failed = db.execute(
+                "SELECT idx FROM tasks WHERE session_id = ? AND state = 'failed' ORDER BY idx",
+                (session_id,),
+            )
+            chosen = [i for (i,) in failed if wanted is None or i in wanted]
+            db.executemany(
+                "UPDATE tasks SET state = 'pending', attempt = 0, output = NULL, output_ref = NULL, "
+                "error = NULL, log = NULL, done_seq = NULL, started_at = NULL, finished_at = NULL "
+                "WHERE session_id = ? AND idx = ?",
+                [(session_id, i) for i in chosen],
+            )
+            db.execute(
+                "UPDATE sessions SET retried = retried + ? WHERE id = ?", (len(chosen), session_id)
+            )
+        if chosen:
+            self.wakes.notify(WORK, DONE)
+        return [task_id(session_id, i) for i in chosen]
 
     def delete_session(self, session_id: str) -> bool:
         with self._write() as db:
@@ -348,7 +371,7 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
             info = self.get_session(session_id)
             if info is None:
                 raise NotFound(f"no session {session_id}")
-            return info.done_count if info.done_count > cursor else None
+            return info.cursor if info.cursor > cursor else None
 
         value = self._poll(done_count, timeout_seconds, DONE)
         return value if value is not None else cursor

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     content_hash TEXT NOT NULL,
     created_at REAL NOT NULL,
     done_count INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    retried INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -80,6 +81,7 @@ class SQLiteFile:
             if not self.path.is_file() or self.path.stat().st_size == 0:
                 _create(self.path)
             self._conn().executescript(SCHEMA)
+            _add_new_columns(self._conn())
         except StorageFull:
             raise
         except (OSError, sqlite3.Error, BackendUnavailable) as exc:
@@ -188,3 +190,14 @@ def _create(path: Path) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
     finally:
         conn.close()
+
+
+def _add_new_columns(db: sqlite3.Connection) -> None:
+    """Columns added since a grid file was made (``CREATE TABLE IF NOT EXISTS`` leaves an old
+    table as it is); two processes opening an old file at once may both try: one wins."""
+    if "retried" not in {row[1] for row in db.execute("PRAGMA table_info(sessions)")}:
+        try:
+            db.execute("ALTER TABLE sessions ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
