@@ -199,9 +199,8 @@ class GridService:
     ) -> SessionStatus:
         info = self.session(session_id, owner)
         if wait_seconds > 0 and not info.complete:
-            self.store.wait_for_session(
-                session_id, info.spec.task_count - 1, min(wait_seconds, MAX_WAIT_SECONDS)
-            )
+            wait = min(wait_seconds, MAX_WAIT_SECONDS)
+            self.store.wait_for_session(session_id, info.last_cursor - 1, wait)
             info = self.session(session_id, owner)
         return SessionStatus(info, self.store.count_states(session_id))
 
@@ -216,12 +215,12 @@ class GridService:
         info = self.session(session_id, owner)
         check(cursor >= 0, "cursor must not be negative")
         limit = max(1, min(limit, MAX_PAGE))
-        if wait_seconds > 0 and info.done_count <= cursor < info.spec.task_count:
+        if wait_seconds > 0 and cursor >= info.cursor and not info.complete:
             self.store.wait_for_session(session_id, cursor, min(wait_seconds, MAX_WAIT_SECONDS))
+            info = self.session(session_id, owner)  # for ``complete`` below
         records = self._page_by_bytes(self.store.results(session_id, cursor, limit))
-        if records:
-            cursor = records[-1].cursor or cursor
-        return ResultsPage(records, cursor, cursor >= info.spec.task_count)
+        cursor = records[-1].cursor or cursor if records else cursor
+        return ResultsPage(records, cursor, info.complete and cursor >= info.cursor)
 
     def _page_by_bytes(self, found: list[TaskRecord]) -> list[TaskRecord]:
         """Resolve outputs from the data plane while the page stays within PAGE_BYTES; a
@@ -286,6 +285,12 @@ class GridService:
         if self.session(session_id, owner).complete:
             return CancelCounts()
         return self.store.cancel_session(session_id, self.clock())
+
+    def retry(
+        self, session_id: str, task_ids: Sequence[str] | None = None, owner: str | None = None
+    ) -> list[str]:
+        """Run the session's failed tasks (all, or those of ``task_ids``) again, in place."""
+        return self.store.retry(self.session(session_id, owner).id, task_ids, self.clock())
 
     def delete(self, session_id: str, owner: str | None = None) -> None:
         """Forget a session: cancel what still runs, then remove its tasks and data."""

@@ -1,8 +1,9 @@
-"""``htcgrid delete``, ``purge`` and ``db vacuum``: removing what is no longer needed.
+"""``htcgrid retry``, ``delete``, ``purge`` and ``db vacuum``: a session after the fact.
 
-The server purges sessions past their retention by itself (``--retention-seconds``); these
-commands do it now: one session, every session older than a duration, and the one-off
-``VACUUM`` that lets a SQLite file made before htcgrid reclaimed space shrink after a purge.
+``retry`` runs a session's failed tasks again, in place. The server purges sessions past their
+retention by itself (``--retention-seconds``); the others do it now: one session, every session
+older than a duration, and the one-off ``VACUUM`` that lets a SQLite file made before htcgrid
+reclaimed space shrink after a purge.
 """
 
 from __future__ import annotations
@@ -25,6 +26,38 @@ def seconds_of(text: str) -> float:
         raise click.BadParameter(f"{text!r} is not a duration like 7d, 12h, 30m or 90s")
     number, unit = found.groups()
     return float(number) * UNITS[unit or "s"]
+
+
+@click.command(short_help="Run a session's failed tasks again, in place.")
+@click.argument("session_id")
+@click.option(
+    "--failed", is_flag=True, help="Failed tasks only (the default: finished and cancelled ones never run again)."
+)
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    help="Only this task: its id or its index in the session (repeatable).",
+)
+@url_option()
+@token_option
+@json_option
+def retry(
+    session_id: str,
+    failed: bool,
+    tasks: tuple[str, ...],
+    url: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Send the session's failed tasks back to the queue, each with a fresh set of attempts:
+    all of them, or those named with --task. Finished and cancelled tasks are left as they are.
+    `htcgrid wait` and `htcgrid results` then show the new outcomes."""
+    chosen = [int(t) if t.isdigit() else t for t in tasks] if tasks else None
+    with _client(url, token, create=False) as grid:
+        retried = grid.session(session_id).retry(chosen)
+    answer = {"session_id": session_id, "retried": retried}
+    click.echo(to_json(answer) if as_json else f"{session_id}: {len(retried)} task(s) retried")
 
 
 @click.command(short_help="Delete a session, its tasks and data.")
@@ -83,4 +116,4 @@ def vacuum(url: str) -> None:
     click.echo(f"{store.path}: {before // 1024} KiB -> {after // 1024} KiB")
 
 
-COMMANDS = [delete, purge, db]
+COMMANDS = [retry, delete, purge, db]

@@ -49,6 +49,9 @@ class DirectTransport:
     def delete(self, session_id: str) -> None:
         self.service.delete(session_id)
 
+    def retry(self, session_id: str, task_ids: list[str] | None) -> dict[str, Any]:
+        return {"session_id": session_id, "retried": self.service.retry(session_id, task_ids)}
+
     def purge(self, older_than_seconds: float) -> dict[str, Any]:
         return {"purged": self.service.purge(older_than_seconds)}
 

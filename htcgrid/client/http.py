@@ -179,6 +179,10 @@ class HTTPTransport:
     def delete(self, session_id: str) -> None:
         self._call("DELETE", f"/v1/sessions/{session_id}")
 
+    def retry(self, session_id: str, task_ids: list[str] | None) -> dict[str, Any]:
+        body = {"task_ids": task_ids}
+        return self._call("POST", f"/v1/sessions/{session_id}/retry", json=body)  # type: ignore[no-any-return]
+
     def purge(self, older_than_seconds: float) -> dict[str, Any]:
         return self._call("POST", "/v1/purge", params={"older_than": older_than_seconds})  # type: ignore[no-any-return]
 

@@ -53,6 +53,7 @@ class Transport(Protocol):
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> dict[str, Any]: ...
     def delete(self, session_id: str) -> None: ...
+    def retry(self, session_id: str, task_ids: list[str] | None) -> dict[str, Any]: ...
     def purge(self, older_than_seconds: float) -> dict[str, Any]: ...
     def sessions(self, limit: int, offset: int) -> dict[str, Any]: ...
     def task(self, tid: str) -> dict[str, Any]: ...
@@ -108,7 +109,8 @@ class Session:
         ``cursor`` skips the first results already seen (results come in completion order).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        while cursor < self.task_count:
+        complete = False  # the grid says so: after a retry, numbers run past task_count
+        while not complete:
             left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"session {self.id} not complete after {timeout} s")
@@ -117,13 +119,12 @@ class Session:
                 if item.get("output_url"):  # too big for a page: fetched on its own, now
                     item = {**item, "output": json_loads(self._t.task_json(item["output_url"]))}
                 yield TaskResult.from_dict(item)
-            cursor = page["cursor"]
+            cursor, complete = page["cursor"], page["complete"]
 
     def results(self, timeout: float | None = None) -> list[TaskResult]:
         """Every task's result in submission order, waiting for the session to complete."""
-        collected = list(self.as_completed(timeout))
-        collected.sort(key=lambda r: r.index)
-        return collected
+        latest = {r.index: r for r in self.as_completed(timeout)}  # a retried task's last
+        return [latest[i] for i in sorted(latest)]
 
     def outputs(self, timeout: float | None = None) -> list[Any]:
         """Every task's output in order; raises ``TaskFailed`` if any task did not finish."""
@@ -136,6 +137,17 @@ class Session:
     def cancel(self) -> dict[str, Any]:
         """Cancel every task not yet terminal; running ones are killed by their agents."""
         return self._t.cancel(self.id)
+
+    def retry(self, tasks: Iterable[str | int] | None = None) -> list[str]:
+        """Run the failed tasks again, in place: all of them, or those of ``tasks`` (ids or
+        indexes) that failed; returns the ids sent back. Cancelled and finished tasks are
+        left as they are. The session's results then show each retried task's new outcome."""
+        ids = (
+            None
+            if tasks is None
+            else [t if isinstance(t, str) else task_id(self.id, t) for t in tasks]
+        )
+        return self._t.retry(self.id, ids)["retried"]  # type: ignore[no-any-return]
 
 
 class Client:
