@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,6 +138,7 @@ def moto_endpoint() -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _quicker_moto_sqs_clock()
         _moto_transactions_copy_each_table_once()
+        _moto_dynamodb_one_request_at_a_time()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
@@ -202,6 +204,41 @@ def _moto_transactions_copy_each_table_once() -> None:
 
     models.copy = CopyOncePerTransaction()  # type: ignore[assignment]
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _moto_dynamodb_one_request_at_a_time() -> None:
+    """DynamoDB applies a conditional write atomically and a transaction in isolation; moto's
+    threaded server does neither: it checks a condition, then writes, in Python, and another
+    request thread can pass the same check in between (two conditional requeues of one task
+    both succeed), and a cancelled transaction puts back a copy of whole tables taken before
+    it, undoing the writes other threads made meanwhile. One lock around moto's DynamoDB
+    requests gives the guarantees DynamoDB documents (moto runs under one GIL anyway, so
+    nothing is slower). Our code and boto3 are untouched; SQS and S3 requests are not held."""
+    import threading
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+@contextmanager
+def threads_interleave_often() -> Iterator[None]:
+    """Switch Python threads every 0.1 ms instead of every 5 ms: a check-then-write
+    that is not atomic (in a store, or in moto's server, which runs in the test process) then
+    loses its race in every run instead of one run in two."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 @contextmanager
