@@ -31,7 +31,9 @@ def seconds_of(text: str) -> float:
 @click.command(short_help="Run a session's failed tasks again, in place.")
 @click.argument("session_id")
 @click.option(
-    "--failed", is_flag=True, help="Failed tasks only (the default: finished and cancelled ones never run again)."
+    "--failed",
+    is_flag=True,
+    help="Failed tasks only: the default (finished and cancelled tasks never run again).",
 )
 @click.option(
     "--task",
