@@ -43,6 +43,13 @@ class ConfigurationError(GridError):
     status = 500
 
 
+class RuntimeMismatch(ConfigurationError):
+    """A Python callable cannot run on the grid's agents: their Python or cloudpickle
+    (major.minor) differs from the client's. The message names both."""
+
+    code = "runtime_mismatch"
+
+
 class ResourceMissing(ConfigurationError):
     """A table, queue or bucket of the grid does not exist: ``htcgrid aws create`` makes it."""
 

@@ -29,6 +29,7 @@ from htcgrid.dataplane import DataPlane, keys
 from htcgrid.dataplane.document import Document
 from htcgrid.errors import NotFound, PackageCorrupt, UnknownFunction, ValidationError
 from htcgrid.models import DEFAULT_FUNCTION, NAME_PATTERN
+from htcgrid.pickled import PYTHON_FUNCTION
 
 RUNTIMES = ("python", "provided")
 NAMES_CACHE_SECONDS = 2.0
@@ -162,7 +163,7 @@ class FunctionRegistry:
     def require(self, name: str) -> None:
         """Raise UnknownFunction unless ``name`` is the default or deployed. Known names are
         remembered for a moment, so a busy submit path reads the catalog rarely."""
-        if name == DEFAULT_FUNCTION:
+        if name in (DEFAULT_FUNCTION, PYTHON_FUNCTION):  # built in, never deployed
             return
         checked_at, known = self._names_cache
         if name in known and self.clock() - checked_at < NAMES_CACHE_SECONDS:
@@ -206,6 +207,8 @@ class FunctionRegistry:
 def _validate(name: str, handler: str, runtime: str) -> None:
     if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(f"function names are letters, digits, '.', '_', '-': {name!r}")
+    if name == PYTHON_FUNCTION:
+        raise ValidationError(f"{name!r} is built in (pickled Python calls): choose another name")
     if runtime not in RUNTIMES:
         raise ValidationError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
     if runtime == "python" and not handler:

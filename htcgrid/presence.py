@@ -14,10 +14,11 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from htcgrid import __version__
+from htcgrid.pickled import local_versions
 from htcgrid.store.base import TaskStore
 from htcgrid.urls import redact
 
@@ -38,6 +39,7 @@ class AgentInfo:
     version: str
     started_at: float
     last_seen: float
+    runtimes: dict[str, str] = field(default_factory=dict)  # e.g. python, cloudpickle versions
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -48,7 +50,8 @@ class AgentInfo:
     def from_json(cls, text: str) -> AgentInfo:
         raw = json.loads(text)
         functions = raw.get("functions")
-        return cls(**{**raw, "functions": tuple(functions) if functions is not None else None})
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}  # a newer agent's
+        return cls(**{**known, "functions": tuple(functions) if functions is not None else None})
 
 
 class AgentPresence:
@@ -92,6 +95,7 @@ class AgentPresence:
             __version__,
             self.started_at,
             now,
+            local_versions(),
         )
         self.store.put_meta(self.key, json.dumps(info.as_dict(), sort_keys=True))
         self.written_at = now

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from htcgrid.auth.code_policy import PickledCode
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
@@ -32,6 +33,7 @@ from htcgrid.models import (
     split_task_id,
     task_json,
 )
+from htcgrid.pickled import PYTHON_FUNCTION
 from htcgrid.presence import PresenceCheck
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
@@ -103,6 +105,7 @@ class GridService:
         self.clock = clock
         self.functions = FunctionRegistry(data)
         self.presence = PresenceCheck(store, grace_seconds=agent_grace_seconds)
+        self.pickled = PickledCode(store, data, clock)
         self.uploads = SessionUploads(self)
 
     # ---- submit ------------------------------------------------------------------------
@@ -133,6 +136,8 @@ class GridService:
         session_id = request.session_id or str(uuid.uuid4())
         check_names(session_id, request.function)
         self.functions.require(request.function)
+        if request.function == PYTHON_FUNCTION:
+            self.pickled.check(owner)
         priority = int_in("priority", request.priority, MIN_PRIORITY, MAX_PRIORITY)
         attempts = request.max_attempts
         attempts = self.settings.max_attempts if attempts is None else attempts

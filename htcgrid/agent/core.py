@@ -14,7 +14,7 @@ from collections.abc import Callable
 from htcgrid.agent.completer import Completer
 from htcgrid.agent.heartbeat import LoopWatch
 from htcgrid.agent.messages import Result
-from htcgrid.agent.packages import PackageCache
+from htcgrid.agent.packages import PackageCache, pickled_config
 from htcgrid.agent.pool import PoolSet, WorkerSlot
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane
@@ -25,6 +25,7 @@ from htcgrid.models import (
     Outcome,
     after_infrastructure_failure,
 )
+from htcgrid.pickled import PYTHON_FUNCTION
 from htcgrid.retry import Retrier
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
@@ -79,6 +80,8 @@ class AgentCore:
         return 1 + min(MAX_DEPTH - 1, extra)
 
     def _current_config(self, function: str) -> WorkerConfig:
+        if function == PYTHON_FUNCTION:  # built in: pickled calls, nothing to fetch
+            return pickled_config(self.worker)
         if self.packages is None:
             return self.worker
         self.watch.doing = f"fetching the package of function {function}"

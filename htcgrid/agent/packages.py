@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from htcgrid import pickled
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.functions import FunctionRegistry, FunctionVersion, unpack
 
 log = logging.getLogger("htcgrid.agent")
+
+
+def pickled_config(base: WorkerConfig) -> WorkerConfig:
+    """The config of the built-in function ``htcgrid.python``: the agent's own (its paths
+    too, so pickled code may import what the agent's machine has), running pickled calls."""
+    return replace(
+        base,
+        handler=pickled.HANDLER,
+        function_name=pickled.PYTHON_FUNCTION,
+        function_version="{}.{}".format(*sys.version_info[:2]),
+        runtime="python",
+        timeout_seconds=None,
+    )
 
 
 class PackageCache:
@@ -52,7 +67,9 @@ class PackageCache:
 
     def is_current(self, config: WorkerConfig) -> bool:
         known = self._checked.get(config.function_name)
-        return config == self.base or (known is not None and known[1] == config)
+        if config == self.base or config == pickled_config(self.base):
+            return True
+        return known is not None and known[1] == config
 
     def _prepare(self, version: FunctionVersion) -> WorkerConfig:
         folder = self.cache_dir / version.name / f"v{version.version}-{version.sha256[:16]}"

@@ -25,6 +25,7 @@ class AgentAnswer(BaseModel):
     version: str
     started_at: float
     last_seen: float
+    runtimes: dict[str, str] = {}  # versions of what pickled Python calls need (htcgrid.pickled)
 
 
 class AgentList(BaseModel):

@@ -54,13 +54,16 @@ def agents(url: str, data_url: str | None, token: str | None, as_json: bool) -> 
         )
         return
     now = time.time()
-    click.echo(f"{'AGENT':<36} {'HOST':<20} {'PID':>7} {'SLOTS':>5} {'SEEN':>8}  FUNCTIONS")
+    click.echo(
+        f"{'AGENT':<36} {'HOST':<20} {'PID':>7} {'SLOTS':>5} {'SEEN':>8} {'PYTHON':>7}  FUNCTIONS"
+    )
     for a in found:
         seen = f"{now - a['last_seen']:.0f}s ago"
         functions = ",".join(a["functions"]) if a["functions"] is not None else "all"
+        python = a.get("runtimes", {}).get("python", "?")
         click.echo(
-            f"{a['agent_id']:<36} {a['host']:<20} {a['pid']:>7} {a['slots']:>5} {seen:>8}  "
-            f"{functions}"
+            f"{a['agent_id']:<36} {a['host']:<20} {a['pid']:>7} {a['slots']:>5} {seen:>8} "
+            f"{python:>7}  {functions}"
         )
 
 
