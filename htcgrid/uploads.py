@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from htcgrid.dataplane import keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
-from htcgrid.models import MAX_PRIORITY, MIN_PRIORITY, NewTask, SessionSpec, json_dumps
+from htcgrid.models import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    SESSION_ID_PATTERN,
+    NewTask,
+    SessionSpec,
+    json_dumps,
+)
 
 if TYPE_CHECKING:
     from htcgrid.service import GridService, SubmitRequest, SubmitResult
@@ -57,6 +64,26 @@ class SessionUploads:
         self.store = service.store
         self._next_sweep = 0.0
         self._slot_hint: dict[int, int] = {}
+
+    # ---- common data --------------------------------------------------------------------
+
+    def put_common(self, session_id: str, blob: bytes, owner: str) -> dict[str, Any]:
+        """Store a session's common data (``htcgrid.common_data.encode``), before its submit.
+        Once set it never changes: the same blob again is a no-op, another is a Conflict."""
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise ValidationError("session_id must be 1-64 letters, digits or '-'")
+        limit = self.service.settings.max_payload_bytes
+        if len(blob) > limit:
+            raise PayloadTooLarge(f"common data is {len(blob)} bytes; the limit is {limit}")
+        if blob[:1] not in (b"b", b"j"):
+            raise ValidationError("common data must be encoded by htcgrid.common_data")
+        found = self.store.get_session(session_id)
+        if found is not None and found.spec.owner != owner:
+            raise Conflict(f"session id {session_id} is already in use")
+        key = keys.session_common(session_id)
+        if not self.data.put_if_absent(key, blob) and self.data.get(key) != blob:
+            raise Conflict(f"session {session_id} has other common data already")
+        return {"session_id": session_id, "bytes": len(blob)}
 
     # ---- the three steps ------------------------------------------------------------------
 

@@ -13,16 +13,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "htcgrid"
 # The first name under htcgrid -> its layer; a module may import its own layer and those below.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["models", "errors", "settings", "urls", "registry", "retry"], 0),
-    **dict.fromkeys(["datadir", "handlers", "metrics"], 0),
+    **dict.fromkeys(["datadir", "handlers", "metrics", "pickled", "common_data"], 0),
     **dict.fromkeys(["store", "dataplane"], 1),
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
-    **dict.fromkeys(["auth", "backends", "wire", "submission"], 2),
+    **dict.fromkeys(["auth", "backends", "wire", "submission", "session_pages"], 2),
     **dict.fromkeys(["api", "agent", "client", "local_agents"], 3),
     **dict.fromkeys(["cli", "connector", "compat", "__init__", "__main__"], 4),
 }
 # Within layer 3 the planes stay apart: the API, the agents and the client share nothing.
 APART = {"api", "agent", "client"}
-CLIENT_SIDE = {"models", "errors", "settings", "urls", "retry", "client"}
+CLIENT_SIDE = {"models", "errors", "settings", "urls", "retry", "client", "pickled", "common_data"}
 IN_PROCESS_TRANSPORT = "client/direct.py"
 
 

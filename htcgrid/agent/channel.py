@@ -82,6 +82,20 @@ class AgentChannel:
             error = ErrorInfo(type(exc).__name__, f"cannot store the task's result: {exc}")
             return Result(task.task_id, task.attempt, False, error=error, infrastructure=True)
 
+    def common(self, session_id: str) -> bytes | None:
+        """The session's common data blob, or None if it has none (one data-plane read)."""
+        from htcgrid.dataplane import keys
+        from htcgrid.errors import ConfigurationError, NotFound
+
+        if self.data_url is None:
+            raise ConfigurationError(
+                "context.common needs a data plane the workers can open (not memory://)"
+            )
+        try:
+            return self._data_plane().get(keys.session_common(session_id))
+        except NotFound:
+            return None
+
     def _data_plane(self) -> DataPlane:
         if self._data is None:
             from htcgrid.dataplane import open_data_plane

@@ -64,6 +64,7 @@ class LambdaContext:
     region: str = DEFAULT_REGION
     identity: Any = None
     client_context: Any = None
+    common_loader: Callable[[], Any] | None = field(default=None, repr=False)
 
     @property
     def invoked_function_arn(self) -> str:
@@ -72,6 +73,12 @@ class LambdaContext:
     @property
     def log_group_name(self) -> str:
         return log_group_name(self.function_name)
+
+    @property
+    def common(self) -> Any:
+        """The session's common data (None if it has none): read from the data plane on
+        first use, once per worker per session (``htcgrid.common_data``)."""
+        return None if self.common_loader is None else self.common_loader()
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))

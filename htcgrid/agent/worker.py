@@ -25,6 +25,7 @@ from htcgrid.agent.channel import AgentChannel
 from htcgrid.agent.leftovers import become_subreaper, end_leftovers
 from htcgrid.agent.messages import InitError, Ready, Task
 from htcgrid.agent.runtime import Handler, LambdaContext, error_info, load_handler
+from htcgrid.common_data import WorkerCommon
 from htcgrid.models import ErrorInfo, json_dumps, json_loads
 
 
@@ -97,8 +98,9 @@ def main(conn: Connection, config: WorkerConfig) -> None:
     channel.start()
     capture = FdCapture()
     become_subreaper()
+    common = WorkerCommon(channel.common)
     while (task := channel.next_task()) is not None:
-        result = channel.run(task, lambda t, p: run_one(handler, config, t, p, capture))
+        result = channel.run(task, lambda t, p: run_one(handler, config, t, p, capture, common))
         channel.send(result)
         end_leftovers()  # before the next task starts; the result need not wait for it
 
@@ -109,6 +111,7 @@ def run_one(
     task: Task,
     payload: bytes,
     capture: FdCapture | None = None,
+    common: WorkerCommon | None = None,
 ) -> tuple[bool, bytes | ErrorInfo, str]:
     """Call the handler on one task: (True, output JSON, log) or (False, error, log)."""
     context = LambdaContext(
@@ -117,6 +120,7 @@ def run_one(
         task_id=task.task_id,
         attempt=task.attempt,
         deadline=time.monotonic() + task.timeout_seconds,
+        common_loader=None if common is None else lambda: common.get(task.session_id),
     )
     captured = io.StringIO()
     ok = True

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from htcgrid.client.auth import choose_auth
+from htcgrid.client.common import put_common
 from htcgrid.client.direct import DirectTransport
 from htcgrid.client.http import RETRY_SECONDS, HTTPTransport
 from htcgrid.client.progress import Progress
@@ -174,6 +176,7 @@ class Client:
         timeout_seconds: float | None = None,
         retry_on_error: bool = False,
         session_id: str | None = None,
+        common: Any = None,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
 
@@ -182,6 +185,7 @@ class Client:
         that become visible together. ``session_id`` (default: a new UUID) makes a repeated
         submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
         ``max_attempts`` and ``timeout_seconds`` left None are the grid's (its settings).
+        ``common`` (a JSON value or bytes) is stored once and is every task's ``context.common``.
         """
         options: dict[str, Any] = {
             "priority": priority,
@@ -192,6 +196,9 @@ class Client:
             options["max_attempts"] = max_attempts
         if timeout_seconds is not None:
             options["timeout_seconds"] = timeout_seconds
+        if common is not None:
+            session_id = session_id or str(uuid.uuid4())
+            put_common(self._t, session_id, common)
         answer = send_session(self._t, tasks, task_priorities, options, session_id)
         if answer.get("warning"):
             warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)

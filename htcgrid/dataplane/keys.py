@@ -15,6 +15,11 @@ def session_prefix(session_id: str) -> str:
     return f"sessions/{_session(session_id)}/"
 
 
+def session_common(session_id: str) -> str:
+    """The session's common data (``htcgrid.common_data``), removed with the session."""
+    return f"{session_prefix(session_id)}common"
+
+
 def task_input(session_id: str, index: int) -> str:
     return f"{session_prefix(session_id)}{task_id(session_id, index)}/input"
 
