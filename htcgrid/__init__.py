@@ -12,6 +12,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from htcgrid.client import Client, Session, TaskResult, connect
+from htcgrid.client.executor import Executor
 from htcgrid.errors import (
     AuthError,
     BackendUnavailable,
@@ -25,6 +26,7 @@ from htcgrid.errors import (
     PayloadTooLarge,
     RemoteError,
     ResourceMissing,
+    RuntimeMismatch,
     StorageFull,
     TaskFailed,
     TokenExpired,
@@ -41,6 +43,7 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "Conflict",
+    "Executor",
     "Forbidden",
     "GridError",
     "NoAgentWarning",
@@ -49,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "RemoteError",
     "ResourceMissing",
+    "RuntimeMismatch",
     "Session",
     "StorageFull",
     "TaskFailed",
