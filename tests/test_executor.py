@@ -16,6 +16,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 from backends import backend_url
+from click.testing import CliRunner
 from sample_handlers_path import HERE
 
 import htcgrid
@@ -23,6 +24,7 @@ from htcgrid import pickled
 from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.auth.principals import Authenticator
+from htcgrid.cli import main
 from htcgrid.client.executor import runtime_info
 from htcgrid.client.session import Client
 from htcgrid.errors import Forbidden, RuntimeMismatch, ValidationError
@@ -293,3 +295,19 @@ def _submit_and_map(client: Client) -> None:
     finally:
         stop()
         client.close()
+
+
+# ---- the admin's command ------------------------------------------------------------------
+
+
+def test_the_pickled_code_command_shows_and_sets_the_setting(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    htcgrid.connect(url).close()
+    run = CliRunner().invoke
+    shown = run(main, ["pickled-code", "--url", url], catch_exceptions=False)
+    assert shown.exit_code == 0 and "role (only admins and deployers); you may" in shown.output
+    assert "off (nobody); you may not" in run(main, ["pickled-code", "off", "--url", url]).output
+    client = htcgrid.connect(url)
+    assert service_of(client).pickled.policy() == "off"
+    client.close()
+    assert run(main, ["pickled-code", "sometimes", "--url", url]).exit_code == 2

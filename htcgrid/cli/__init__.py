@@ -23,7 +23,18 @@ from typing import Any, NoReturn
 import click
 
 from htcgrid import __version__
-from htcgrid.cli import agents, aws, config, functions, logs, retention, run, sessions, users
+from htcgrid.cli import (
+    agents,
+    aws,
+    config,
+    functions,
+    logs,
+    retention,
+    run,
+    runtimes,
+    sessions,
+    users,
+)
 from htcgrid.cli.options import EXIT_ERROR, EXIT_TIMEOUT, FullHelpGroup, env
 from htcgrid.errors import GridError
 
@@ -123,7 +134,7 @@ def main(log_level: str, debug: bool) -> None:
     )
 
 
-for _module in (run, sessions, retention, logs, functions, users, config, agents, aws):
+for _module in (run, sessions, retention, logs, functions, users, config, agents, runtimes, aws):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

@@ -173,6 +173,16 @@ def runtime_info(client: Client) -> dict[str, Any]:
 RUNTIME_PATH = "/v1/runtimes/python"
 
 
+def set_pickle_policy(client: Client, policy: str) -> dict[str, Any]:
+    """Set who may send pickled code to the grid (``role``, ``all`` or ``off``; admins only
+    over HTTP); returns ``runtime_info``'s answer."""
+    transport = client._t
+    if isinstance(transport, HTTPTransport):
+        return transport.call("PUT", RUNTIME_PATH, json={"policy": policy})  # type: ignore[no-any-return]
+    transport.service.pickled.set_policy(policy)  # type: ignore[attr-defined]
+    return runtime_info(client)
+
+
 def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while chunk := list(itertools.islice(iterator, size)):
@@ -199,4 +209,4 @@ def _results(
             future.cancel()
 
 
-__all__ = ["Executor", "GridFuture", "runtime_info"]
+__all__ = ["Executor", "GridFuture", "runtime_info", "set_pickle_policy"]
