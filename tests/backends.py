@@ -138,7 +138,7 @@ def moto_endpoint() -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _quicker_moto_sqs_clock()
         _moto_transactions_copy_each_table_once()
-        _moto_dynamodb_one_request_at_a_time()
+        _moto_dynamodb_and_s3_one_request_at_a_time()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
@@ -206,26 +206,33 @@ def _moto_transactions_copy_each_table_once() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
-def _moto_dynamodb_one_request_at_a_time() -> None:
+def _moto_dynamodb_and_s3_one_request_at_a_time() -> None:
     """DynamoDB applies a conditional write atomically and a transaction in isolation; moto's
     threaded server does neither: it checks a condition, then writes, in Python, and another
     request thread can pass the same check in between (two conditional requeues of one task
     both succeed), and a cancelled transaction puts back a copy of whole tables taken before
-    it, undoing the writes other threads made meanwhile. One lock around moto's DynamoDB
-    requests gives the guarantees DynamoDB documents (moto runs under one GIL anyway, so
-    nothing is slower). Our code and boto3 are untouched; SQS and S3 requests are not held."""
+    it, undoing the writes other threads made meanwhile. Its S3 is the same: two
+    ``If-None-Match: *`` puts of one key can both succeed, and a read or write of a key being
+    replaced can fail on the old object's closed buffer. One lock around moto's DynamoDB
+    requests and one around its S3 requests give the guarantees AWS documents (moto runs
+    under one GIL anyway, so nothing is slower). Our code and boto3 are untouched; SQS
+    requests are not held."""
     import threading
 
     from moto.dynamodb.responses import DynamoHandler
+    from moto.s3.responses import S3Response
 
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
+    def held(method: Any, lock: threading.RLock) -> Any:
+        def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
 
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
+        return one_at_a_time
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    DynamoHandler.call_action = held(DynamoHandler.call_action, threading.RLock())  # type: ignore[method-assign]
+    s3_lock = threading.RLock()
+    S3Response.key_response = held(S3Response.key_response, s3_lock)  # type: ignore[method-assign]
+    S3Response.bucket_response = held(S3Response.bucket_response, s3_lock)  # type: ignore[method-assign]
 
 
 @contextmanager
