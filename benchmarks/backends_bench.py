@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from grid_bench import round_trips, throughput
+from grid_bench import cpu_seconds, round_trips, throughput, tree
 
 import htcgrid
 
@@ -100,14 +100,25 @@ def grid_on(url: str, slots: int) -> Iterator[str]:
             proc.wait(timeout=60)
 
 
-def measure(
-    kind: str, tasks: int, trips: int, repeat: int, slots: int
-) -> tuple[float, float, float]:
+def measure(kind: str, tasks: int, trips: int, repeat: int, slots: int) -> list[float]:
+    """W1 tasks/s (median of ``repeat``), W5 p50 and p99 in ms, and the CPU of this process,
+    the server, the agent and its workers per W1 task and per W5 round trip, in ms (the
+    database server's own CPU is not counted: other clients may share it)."""
     with backend(kind) as url, grid_on(url, slots) as api, htcgrid.connect(api) as grid:
         round_trips(grid, 5)
-        best = min(throughput(grid, tasks) for _ in range(repeat))
+        pids = tree(os.getpid())
+        cpu0 = cpu_seconds(pids)
+        w1 = statistics.median(throughput(grid, tasks) for _ in range(repeat))
+        cpu1 = cpu_seconds(pids)
         rtt = sorted(round_trips(grid, trips))
-    return tasks / best, statistics.median(rtt) * 1000, rtt[int(len(rtt) * 0.99) - 1] * 1000
+        cpu2 = cpu_seconds(pids)
+    return [
+        tasks / w1,
+        statistics.median(rtt) * 1000,
+        rtt[int(len(rtt) * 0.99) - 1] * 1000,
+        (cpu1 - cpu0) / (tasks * repeat) * 1000,
+        (cpu2 - cpu1) / trips * 1000,
+    ]
 
 
 def main() -> None:
@@ -117,23 +128,30 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql,redis")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=200)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="W1 runs (median)")
     parser.add_argument("--slots", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     rows = []
     for kind in args.backends.split(","):
-        rate, p50, p99 = measure(kind, args.tasks, args.round_trips, args.repeat, args.slots)
-        rows.append((kind, rate, p50, p99))
+        rate, p50, p99, cpu_task, cpu_trip = measure(
+            kind, args.tasks, args.round_trips, args.repeat, args.slots
+        )
+        rows.append((kind, rate, p50, p99, cpu_task, cpu_trip))
         print(
-            f"{kind}: {rate:,.0f} tasks/s, round trip median {p50:.1f} ms, p99 {p99:.1f} ms",
+            f"{kind}: {rate:,.0f} tasks/s ({cpu_task:.3f} ms CPU a task), round trip median "
+            f"{p50:.1f} ms, p99 {p99:.1f} ms ({cpu_trip:.2f} ms CPU); load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-    base = rows[0][1]
+    base = rows[0]
     print(
-        f"\n{'backend':<12}{'tasks/s':>10}{'vs ' + rows[0][0]:>12}{'rtt p50 ms':>12}{'rtt p99 ms':>12}"
+        f"\n{'backend':<12}{'tasks/s':>10}{'vs ' + base[0]:>12}{'CPU/task':>10}"
+        f"{'rtt p50 ms':>12}{'vs ' + base[0]:>12}{'rtt p99 ms':>12}{'CPU/rtt':>9}"
     )
-    for kind, rate, p50, p99 in rows:
-        print(f"{kind:<12}{rate:>10,.0f}{rate / base:>11.2f}x{p50:>12.1f}{p99:>12.1f}")
+    for kind, rate, p50, p99, cpu_task, cpu_trip in rows:
+        print(
+            f"{kind:<12}{rate:>10,.0f}{rate / base[1]:>11.2f}x{cpu_task:>10.3f}"
+            f"{p50:>12.1f}{p50 / base[2]:>11.2f}x{p99:>12.1f}{cpu_trip:>9.2f}"
+        )
 
 
 if __name__ == "__main__":
