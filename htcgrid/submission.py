@@ -23,6 +23,7 @@ from htcgrid.models import (
 )
 
 NO_TASKS = "at least one task is needed"
+FROM_PARTS = ("tasks", "task_priorities", "session_id")  # a commit has them from its upload
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,18 @@ class SubmitRequest:
         )
         check("tasks" in body, f"tasks: {NO_TASKS}")
         return cls(**body)
+
+
+def commit_from_json(body: Any, session_id: str) -> tuple[SubmitRequest, Any, Any]:
+    """An upload's commit as a decoded JSON body gives it: the session's options, and its
+    ``task_count`` and ``parts`` (checked by the commit). Its tasks come from the parts."""
+    check(isinstance(body, dict), 'the body must be a JSON object: {"task_count": n, "parts": n}')
+    options = dict(body)
+    task_count, parts = options.pop("task_count", None), options.pop("parts", None)
+    misplaced = sorted(set(options) & set(FROM_PARTS))
+    check(not misplaced, f"unknown field {', '.join(misplaced)}: a commit's tasks are its parts")
+    request = SubmitRequest.from_json({**options, "tasks": (), "session_id": session_id})
+    return request, task_count, parts
 
 
 def check(condition: bool, message: str) -> None:

@@ -38,6 +38,7 @@ from htcgrid.models import (
     SessionSpec,
     json_dumps,
 )
+from htcgrid.submission import int_in
 
 if TYPE_CHECKING:
     from htcgrid.service import GridService, SubmitRequest, SubmitResult
@@ -47,12 +48,6 @@ SWEEP_GRACE_SECONDS = 600.0  # between refusing a commit and deleting the upload
 SWEEP_EVERY_SECONDS = 60.0
 INLINE_BUDGET_BYTES = 64 * 1024 * 1024  # small payloads a commit keeps in memory; the rest
 MAX_PARTS = 1_000_000  # go to the data plane
-
-
-def _whole(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValidationError(f"{name} must be an integer between {low} and {high}")
-    return value
 
 
 class SessionUploads:
@@ -107,7 +102,7 @@ class SessionUploads:
         """Record part ``part`` of the task list: ``{"index", "priority"?, "payload"}`` or
         ``{"index", "priority"?, "staged": true}`` each (no payload: null). Returns how many
         tasks it holds. What a commit then finds missing or twice is a Conflict (409)."""
-        _whole("part", part, 0, MAX_PARTS)
+        int_in("part", part, 0, MAX_PARTS)
         if not isinstance(tasks, list | tuple) or not tasks:
             raise ValidationError("a part needs a non-empty list of tasks")
         rows = [self._row(entry) for entry in tasks]
@@ -131,8 +126,8 @@ class SessionUploads:
 
         if not request.session_id:
             raise ValidationError("a commit needs the session_id its parts were uploaded to")
-        self.service.check_task_count(_whole("task_count", task_count, 0, 2**63 - 1))
-        _whole("parts", parts, 1, MAX_PARTS)
+        self.service.check_task_count(int_in("task_count", task_count, 0, 2**63 - 1))
+        int_in("parts", parts, 1, MAX_PARTS)
         session_id = request.session_id
         existing = self.store.get_session(session_id)
         if existing is not None and existing.spec.owner != owner:
@@ -154,7 +149,7 @@ class SessionUploads:
     # ---- helpers ---------------------------------------------------------------------------
 
     def _index(self, index: Any) -> int:
-        return _whole("index", index, 0, self.service.settings.max_tasks_per_submit - 1)
+        return int_in("index", index, 0, self.service.settings.max_tasks_per_submit - 1)
 
     def _row(self, entry: Any) -> list[Any]:
         """One task of a part as stored: ``[index, priority or None, payload text or None,
@@ -164,7 +159,7 @@ class SessionUploads:
         index = self._index(entry["index"])
         priority = entry.get("priority")
         if priority is not None:
-            _whole("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+            int_in("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
         if entry.get("staged") is True:
             return [index, priority, None, None]
         return [index, priority, self.service.encode(index, entry.get("payload")), None]

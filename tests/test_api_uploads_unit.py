@@ -83,7 +83,7 @@ def test_each_option_rule_refuses_a_commit_as_it_refuses_a_submit(
     assert staged.status_code == 200, staged.text
     options = {k: v for k, v in case.body.items() if k != "tasks"}
     answer = http.post(f"/v1/sessions/{sid}/commit", json={"task_count": 1, "parts": 1, **options})
-    assert case.names in error_of(answer, case.error.status, case.error.code)
+    assert case.message in error_of(answer, case.error.status, case.error.code)  # the same words
     with pytest.raises(NotFound):
         service.session(sid)
 
@@ -203,12 +203,19 @@ def test_a_bad_part_is_refused(http: TestClient, body: dict[str, Any], says: str
         ([{"index": 0, "payload": 1}], {"task_count": 2, "parts": 1}, 409, "missing"),
         ([{"index": 0, "payload": 1}], {"task_count": 1, "parts": 2}, 409, "part 1"),
         ([{"index": 0, "staged": True}], {"task_count": 1, "parts": 1}, 409, "not uploaded"),
-        ([{"index": 0, "payload": 1}], {"task_count": 0, "parts": 1}, 400, "task_count"),
+        ([{"index": 0, "payload": 1}], {"task_count": 0, "parts": 1}, 400, "at least one task is needed"),
         ([{"index": 0, "payload": 1}], {"parts": 1}, 400, "task_count"),
-        ([{"index": 0, "payload": 1}], {"task_count": 1, "parts": 1, "x": 1}, 400, "x"),
+        ([{"index": 0, "payload": 1}], {"task_count": 1, "parts": 1, "x": 1}, 400, "unknown field x"),
+        ([{"index": 0, "payload": 1}], {"task_count": 1, "parts": 1, "tasks": [2]}, 400,
+         "unknown field tasks: a commit's tasks are its parts"),
+        ([{"index": 0, "payload": 1}], {"task_count": True, "parts": 1}, 400,
+         "task_count must be an integer"),
+        ([{"index": 0, "payload": 1}], {"task_count": 1, "parts": 1.5}, 400,
+         "parts must be an integer"),
     ],
     ids=["nothing uploaded", "a task missing", "a part missing", "a payload not staged",
-         "no tasks", "no count", "unknown field"],
+         "no tasks", "no count", "unknown field", "tasks in a commit", "a count that is a bool",
+         "a fraction of a part"],
 )  # fmt: skip
 def test_a_commit_that_does_not_add_up_is_refused_and_creates_nothing(
     http: TestClient, service: GridService, entries: list[dict[str, Any]],

@@ -77,7 +77,7 @@ def test_the_client_reaches_the_server_side_only_through_its_in_process_transpor
 ) -> None:
     server_side = imported(path) - CLIENT_SIDE
     if path.relative_to(PACKAGE).as_posix() == IN_PROCESS_TRANSPORT:
-        assert server_side == {"backends", "service", "wire"}
+        assert server_side == {"backends", "service", "submission", "wire"}
     else:
         assert not server_side, f"{path.name} imports {sorted(server_side)}"
 

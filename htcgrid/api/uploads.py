@@ -22,8 +22,9 @@ from htcgrid.models import (
     NAME_PATTERN,
     SESSION_ID_PATTERN,
 )
-from htcgrid.service import GridService, SubmitRequest
+from htcgrid.service import GridService, SubmitResult
 from htcgrid.settings import Settings
+from htcgrid.submission import commit_from_json
 from htcgrid.uploads import MAX_PARTS
 
 SESSION_IN_PATH = Path(pattern=SESSION_ID_PATTERN.pattern)
@@ -48,7 +49,8 @@ class PartBody(BaseModel):
 
 
 class CommitBody(BaseModel):
-    """The session's options, as in a one-request submit, and the shape of its upload."""
+    """The session's options, as in a one-request submit, and the shape of its upload (as the
+    OpenAPI document states it: the route reads the body itself, the service checks it)."""
 
     model_config = ConfigDict(extra="forbid")
     task_count: int = Field(
@@ -95,6 +97,7 @@ def _part_body(raw: bytes) -> PartBody:
 
 
 PART_BODY = request_body(PartBody)
+COMMIT_BODY = request_body(CommitBody)
 
 
 def uploads_router(service: GridService, principal: PrincipalDependency) -> APIRouter:
@@ -138,14 +141,18 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
         )
         return {"part": part, "tasks": count}
 
-    @router.post("/v1/sessions/{session_id}/commit", status_code=201)
-    def commit(
-        body: CommitBody, session_id: str = SESSION_IN_PATH, caller: Principal = Caller
+    def commit_raw(raw: bytes, session_id: str, owner: str) -> SubmitResult:
+        request, task_count, parts = commit_from_json(json_body(raw), session_id)
+        return uploads.commit(request, task_count, parts, owner)
+
+    @router.post("/v1/sessions/{session_id}/commit", status_code=201, openapi_extra=COMMIT_BODY)
+    async def commit(
+        request: Request, session_id: str = SESSION_IN_PATH, caller: Principal = Caller
     ) -> JSONResponse:
-        """Create the session from its parts: all its tasks appear together, or none."""
-        options = body.model_dump(exclude={"task_count", "parts"})
-        request = SubmitRequest(tasks=(), session_id=session_id, **options)
-        result = uploads.commit(request, body.task_count, body.parts, caller.name)
+        """Create the session from its parts: all its tasks appear together, or none. The
+        service checks the body, with the words of a one-request submit."""
+        raw = await request.body()
+        result = await anyio.to_thread.run_sync(commit_raw, raw, session_id, caller.name)
         return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 
     @router.get("/v1/tasks/{task_id}/output", tags=["tasks"], responses=RAW_JSON_ANSWER)

@@ -77,11 +77,9 @@ class DirectTransport:
         return {"part": part, "tasks": count}
 
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        from htcgrid.service import SubmitRequest
+        from htcgrid.submission import commit_from_json
 
-        options = dict(body)
-        count, parts = options.pop("task_count"), options.pop("parts")
-        request = SubmitRequest(tasks=(), session_id=session_id, **options)
+        request, count, parts = commit_from_json(body, session_id)
         return self.service.uploads.commit(request, count, parts, "").as_dict()
 
     def close(self) -> None:
