@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-long lint bench clean
+.PHONY: demo test test-long chaos lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP) lint  ## the suite CI runs (PostgreSQL and Redis on loopback; ski
 
 test-long: $(STAMP)  ## the long runs: the AWS backend end to end against moto (minutes)
 	$(PY) -m pytest -q -p no:cacheprovider -m long
+
+chaos: $(STAMP)  ## the chaos suite's long runs on every backend, then its table (docs/reliability.md)
+	rm -f chaos-report.jsonl
+	HTCGRID_CHAOS=long HTCGRID_CHAOS_REPORT=chaos-report.jsonl $(PY) -m pytest -q -p no:cacheprovider \
+		-m chaos -o timeout=1800 tests/chaos
+	$(PY) tests/chaos/table.py chaos-report.jsonl
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check htcgrid tests examples benchmarks scripts
