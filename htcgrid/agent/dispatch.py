@@ -39,8 +39,8 @@ class Dispatch(AgentCore):
         """Each task goes to the least loaded slot running its function's current package
         (or the agent's own handler); slots follow the demand; idle slots take work back
         from busy ones."""
-        if not self.backlog and not any(s.idle for s in self.slots):
-            return
+        if not self.backlog and not self._could_take_back():
+            return  # the common turn: nothing to place, nothing to move (a fifth of the loop)
         depth = self._depth()
         routed: list[tuple[Lease, WorkerConfig]] = []
         waiting: deque[Lease] = deque()
@@ -103,6 +103,10 @@ class Dispatch(AgentCore):
             slot.send(lease, task, now)
         except OSError:  # the worker died under us: its sentinel tells the rest
             self._on_crash(slot)
+
+    def _could_take_back(self) -> bool:
+        """Whether a slot is idle while another has a task queued behind its running one."""
+        return any(s.idle for s in self.slots) and any(len(s.inflight) > 1 for s in self.slots)
 
     def _take_back_for_idle(self) -> None:
         """Ask busy workers to give back queued tasks that an idle slot of the same config
