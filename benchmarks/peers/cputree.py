@@ -53,16 +53,15 @@ class Tree:
     def _descendants(self) -> set[int]:
         return {p.pid for p in psutil.Process(self.me).children(recursive=True)}
 
-    def processes(self, client: bool = True) -> list[psutil.Process]:
-        """The system's live processes (with the harness itself when ``client``)."""
+    def processes(self) -> list[psutil.Process]:
+        """The system's live processes, the harness (the client) included."""
         mine, postgres = [], []
         kids = self._descendants()
         for proc in psutil.process_iter(["name", "create_time"]):
             name = proc.info["name"] or ""
-            if proc.pid == self.me:
-                if client:
-                    mine.append(proc)
-            elif "redis" in self.services and name.startswith("redis-server"):
+            if proc.pid == self.me or (
+                "redis" in self.services and name.startswith("redis-server")
+            ):
                 mine.append(proc)
             elif "postgres" in self.services and name.startswith("postgres"):
                 postgres.append(proc)
@@ -89,9 +88,11 @@ class Tree:
         return found
 
     def rss_bytes(self) -> int:
-        """Resident memory of the system's processes, the harness (the client) left out."""
+        """Resident memory of the processes the system started (its servers, agents, workers):
+        neither the harness (the client) nor the database servers, whose processes share memory
+        that a sum of RSS would count once per process."""
         total = 0
-        for proc in self.processes(client=False):
+        for proc in self.marked():
             try:
                 total += proc.memory_info().rss
             except psutil.Error:

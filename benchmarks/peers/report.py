@@ -18,7 +18,7 @@ HEADLINES = [
     ("W5", "p99_ms", "W5 round trip p99, ms", False),
     ("W5", "cpu_ms_per_round_trip", "W5 CPU per round trip, ms", False),
     ("W6", "us_per_task", "W6 {size:,} no-op tasks, µs per task", False),
-    ("W6", "rss_peak_mb", "W6 {size:,} tasks, peak RSS of the system, MB", False),
+    ("W6", "rss_peak_mb", "W6 {size:,} tasks, peak RSS of servers, agents, workers, MB", False),
     ("W7", "efficiency", "W7 long-tailed, efficiency vs LPT", True),
     ("W8", "round_trip_p50_ms", "W8 20 clients, round trip p50, ms", False),
     ("W8", "round_trip_p99_ms", "W8 20 clients, round trip p99, ms", False),
