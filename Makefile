@@ -35,5 +35,15 @@ lint: $(STAMP)
 bench: $(STAMP)  ## throughput and round trip of `htcgrid up`
 	$(PY) benchmarks/grid_bench.py
 
+.PHONY: bench-peers
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP)  ## htcgrid side by side with Ray, Dask, Celery, RQ, a process pool (PEERS_ARGS=--quick)
+	mkdir -p .htcgrid
+	PYTHONPATH=benchmarks $(PY) -m peers --json .htcgrid/peers-$$(date -u +%Y%m%d-%H%M).jsonl $(PEERS_ARGS)
+
 clean:
 	rm -rf $(VENV) .htcgrid .mypy_cache .ruff_cache
