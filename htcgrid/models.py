@@ -130,6 +130,7 @@ class Lease:
     expires_at: float
     payload: bytes | None = None
     payload_ref: str | None = None
+    submitted_at: float | None = None  # when the session was submitted (the queue wait's start)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_thread import running
 from fastapi.testclient import TestClient
 from procs import until
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,8 +24,10 @@ from prometheus_client.samples import Sample
 from sample_handlers_path import HERE
 
 from htcgrid import metrics as m
+from htcgrid.agent.agent import Agent
 from htcgrid.agent.messages import Result
 from htcgrid.agent.metrics_http import AgentMetrics
+from htcgrid.agent.worker import WorkerConfig
 from htcgrid.api import create_app
 from htcgrid.auth.principals import Authenticator
 from htcgrid.dataplane import open_data_plane
@@ -177,6 +181,38 @@ def test_an_agents_outcomes_and_retries_follow_the_lifecycle_rules() -> None:
     assert value(found, "htcgrid_slots", state="busy") == 0  # no agent watched yet
 
 
+def test_a_killed_worker_counts_a_retry_and_a_lease_gives_the_queue_wait() -> None:
+    agent = AgentMetrics()
+    crash = Result("s_0", 1, ok=False, error=ErrorInfo("WorkerCrashed", "exit 9"))
+    agent.observe(lease(1), crash, None)  # attempt 1 of 3: it runs again
+    agent.observe(lease(3), crash, None)  # the last attempt: failed, not retried
+    waited = replace(lease(), submitted_at=time.time() - 5.0)
+    agent.observe(waited, Result("s_0", 1, ok=True), 1.0)
+    found = families(m.exposition(agent.registry).decode())
+    assert value(found, "htcgrid_task_retries", reason="infrastructure") == 1
+    assert value(found, "htcgrid_tasks_finished", outcome="infrastructure") == 2
+    assert observations(found, "htcgrid_task_run_seconds") == 1  # a killed one has no run time
+    assert observations(found, "htcgrid_task_queue_wait_seconds") == 1
+    family = samples(found, "htcgrid_task_queue_wait_seconds")
+    wait = sum(s.value for s in family if s.name.endswith("_sum"))
+    assert 3.9 < wait < 4.5
+
+
+def test_a_worker_that_crashes_reaches_the_retries_counter(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path / 'grid.db'}")
+    grid = GridService(store, open_data_plane(f"file://{tmp_path / 'blobs'}"), Settings())
+    metrics = AgentMetrics()
+    worker = WorkerConfig(handler="sample_handlers.crash_on_first_attempt", paths=(HERE,))
+    sid = grid.submit(SubmitRequest(tasks=["a", "b"])).session_id
+    with running(Agent(store, grid.data, Settings(), worker, 2, observer=metrics.observe)):
+        until(lambda: grid.session(sid).complete, 60, "the session to finish")
+    store.close()
+    found = families(m.exposition(metrics.registry).decode())
+    assert value(found, "htcgrid_task_retries", reason="infrastructure") == 2
+    assert value(found, "htcgrid_tasks_finished", outcome="succeeded") == 2
+    assert observations(found, "htcgrid_task_queue_wait_seconds") == 2
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,6 +269,7 @@ def test_a_real_agent_serves_its_metrics_and_health(
     check_types(found, m.AGENT)
     assert value(found, "htcgrid_tasks_finished", function="default", outcome="succeeded") == 4
     assert observations(found, "htcgrid_task_run_seconds") == 4
+    assert observations(found, "htcgrid_task_queue_wait_seconds") == 4  # leases carry submitted_at
     assert value(found, "htcgrid_slots") == 2  # busy and idle
     assert _get(f"{base}/nothing-here") is None  # a 404
     proc.send_signal(signal.SIGTERM)

@@ -82,11 +82,12 @@ class Agent(Dispatch, Events):
         packages: PackageCache | None = None,
         autoscale: ScalingPolicy | None = None,
         worker_memory_mb: int = 0,
-        observer: Callable[[Lease, Result, float], None] | None = None,
+        observer: Callable[[Lease, Result, float | None], None] | None = None,
     ) -> None:
         """``slots`` worker processes, or with ``autoscale`` between its min and max (at
         most ``slots``), following the backlog: idle workers are retired, busy ones never.
-        ``observer`` is called with each attempt a worker ended and its run seconds (metrics)."""
+        ``observer`` is called with each attempt a worker ended and its run seconds, and with
+        each attempt ended by killing or losing its worker (run seconds None) (metrics)."""
         self.store = store
         self.data = data
         self.settings = settings

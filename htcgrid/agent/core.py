@@ -45,7 +45,7 @@ class AgentCore:
     worker: WorkerConfig
     functions: list[str] | None
     clock: Callable[[], float]
-    observer: Callable[[Lease, Result, float], None] | None
+    observer: Callable[[Lease, Result, float | None], None] | None
     worker_memory_mb: int
     retry: Retrier
     packages: PackageCache | None
@@ -115,6 +115,9 @@ class AgentCore:
         head, rest = held[0], held[1:]
         if not self._forget_doomed(head.task_id):
             poison = self.settings.poison_after
+            if self.observer is not None:
+                error = ErrorInfo(kind, reason)
+                self.observer(head, Result(head.task_id, head.attempt, False, error=error), None)
             self._settle(after_infrastructure_failure(head, kind, reason, poison_after=poison))
         for lease in rest:
             self._forget_doomed(lease.task_id)

@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -71,11 +72,16 @@ class AgentMetrics:
     def watch(self, agent: Observed) -> None:
         self.agent = agent
 
-    def observe(self, lease: Lease, result: Result, run_seconds: float) -> None:
-        self.run_seconds.observe(run_seconds)
-        submitted_at = getattr(lease, "submitted_at", None)  # when leases carry it
-        if submitted_at is not None:
-            self.queue_wait.observe(max(0.0, time.time() - run_seconds - submitted_at))
+    def observe(self, lease: Lease, result: Result, run_seconds: float | None) -> None:
+        """``run_seconds`` None: the worker was killed or died (a crash, a timeout, a cancel,
+        memory), so the attempt counts as an infrastructure failure without a run time."""
+        if run_seconds is not None:
+            self.run_seconds.observe(run_seconds)
+            if lease.submitted_at is not None:
+                wait = time.time() - run_seconds - lease.submitted_at
+                self.queue_wait.observe(max(0.0, wait))
+        else:
+            result = replace(result, infrastructure=True)
         outcome, again = _outcome(lease, result)
         self.finished.labels(lease.function, outcome).inc()
         if again:

@@ -171,4 +171,5 @@ def lease_from_item(item: Item) -> Lease:
         expires_at=num(item, "heartbeat_expiration_timestamp") or 0.0,
         payload=blob(item, "payload"),
         payload_ref=text(item, "payload_ref"),
+        submitted_at=num(item, "submitted_at"),
     )

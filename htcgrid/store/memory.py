@@ -265,6 +265,7 @@ class MemoryTaskStore(MemoryMeta, TaskStore):
                         expires_at=now + lease_seconds,
                         payload=t.payload,
                         payload_ref=t.payload_ref,
+                        submitted_at=t.submitted_at,
                     )
                 )
             for entry in skipped:

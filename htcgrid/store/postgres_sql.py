@@ -28,7 +28,7 @@ WHERE ctid = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error,
-          lease_expires_at, payload, payload_ref, priority, seq
+          lease_expires_at, payload, payload_ref, priority, seq, submitted_at
 """
 
 HEARTBEAT = """

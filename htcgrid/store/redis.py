@@ -261,7 +261,7 @@ class RedisTaskStore(TaskStore):
         expires = float(now + lease_seconds)
         rows = self._run(self._claim, agent_id, max_tasks, expires, float(now), *(functions or ()))
         leases = []
-        for tid, attempt, max_attempts, timeout, function, retry, payload, ref in rows:
+        for tid, attempt, max_attempts, timeout, function, retry, payload, ref, sub in rows:
             session_id, index = split_task_id(tid.decode())
             leases.append(
                 Lease(
@@ -276,6 +276,7 @@ class RedisTaskStore(TaskStore):
                     expires_at=expires,
                     payload=payload,
                     payload_ref=text_of(ref),
+                    submitted_at=float(sub) if sub else None,
                 )
             )
         return leases

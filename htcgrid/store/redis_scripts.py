@@ -151,7 +151,8 @@ return 1
 """
 
 # ARGV: P, agent, max_tasks, expires_at, now, function... (none: every function).
-# Returns per lease: tid, attempt, max_attempts, timeout, function, retry, payload, ref.
+# Returns per lease: tid, attempt, max_attempts, timeout, function, retry, payload, ref,
+# submitted_at.
 CLAIM = r"""
 local agent, max, expires, now = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local functions = {}
@@ -192,9 +193,9 @@ for _, member in ipairs(popped) do
   local attempt = redis.call('HINCRBY', key, 'at', 1)
   redis.call('HSET', key, 'st', 'processing', 'ow', agent, 'le', expires, 'sta', now)
   redis.call('ZADD', P .. 'leases', expires, tid)
-  local data = redis.call('HMGET', key, 'pl', 'pr')
+  local data = redis.call('HMGET', key, 'pl', 'pr', 'sub')
   move(sid, 'pending', 'processing')
-  leases[#leases + 1] = {tid, attempt, s.ma, s.to, s.fn, s.re, data[1], data[2]}
+  leases[#leases + 1] = {tid, attempt, s.ma, s.to, s.fn, s.re, data[1], data[2], data[3]}
 end
 flush()
 return leases

@@ -33,7 +33,7 @@ NEW_TASK_COLUMNS = (
 )
 LEASE_COLUMNS = (
     "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
-    "lease_expires_at, payload, payload_ref, priority, seq"
+    "lease_expires_at, payload, payload_ref, priority, seq, submitted_at"
 )
 
 Row = Sequence[Any]
@@ -93,6 +93,7 @@ def lease_from_row(row: Row) -> Lease:
         expires_at=row[7],
         payload=None if row[8] is None else bytes(row[8]),
         payload_ref=row[9],
+        submitted_at=row[12],
     )
 
 

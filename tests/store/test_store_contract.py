@@ -107,6 +107,7 @@ def test_claim_leases_and_counts_attempts(store: TaskStore) -> None:
     assert [le.task_id for le in leases] == ["s1_0", "s1_1"]
     assert all(le.attempt == 1 and le.expires_at == NOW + LEASE for le in leases)
     assert leases[0].payload == b'{"i":0}' and leases[0].max_attempts == 6
+    assert all(le.submitted_at == NOW for le in leases)  # the queue wait's start, for metrics
     assert store.claim("a2", 5, LEASE, NOW) == []
     task = store.get_task("s1_0")
     assert task is not None and task.state is TaskState.PROCESSING and task.owner == "a1"
