@@ -478,7 +478,7 @@ def test_another_users_session_is_a_404_and_an_admin_sees_all(authed: Any) -> No
         assert f"no session {sid}" in error_of(answer, 404, "not_found")
     taken = http.post("/v1/sessions", json={"tasks": [1], "session_id": sid}, headers=creds["bob"])
     error_of(taken, 409, "conflict")
-    assert http.get("/v1/sessions", headers=creds["bob"]).json() == {"sessions": []}
+    assert http.get("/v1/sessions", headers=creds["bob"]).json() == {"sessions": [], "cursor": None}
     assert [s["session_id"] for s in http.get("/v1/sessions", headers=creds["alice"]).json()[
         "sessions"
     ]] == [sid]  # fmt: skip

@@ -103,7 +103,7 @@ def test_no_file_of_the_dashboard_loads_anything_from_elsewhere() -> None:
 
 def test_every_dashboard_answer_needs_a_signed_in_caller(users: tuple[TestClient, Any]) -> None:
     http, _ = users
-    for path in ("/v1/dashboard/overview", "/v1/dashboard/sessions", "/v1/dashboard/agents"):
+    for path in ("/v1/dashboard/overview", "/v1/dashboard/agents"):
         assert http.get(path).status_code == 401, path
 
 
@@ -115,14 +115,19 @@ def test_a_user_sees_only_their_sessions_and_an_admin_filters_by_owner(
 ) -> None:
     http, headers = users
     mine, theirs = submit(service, 3, "alice"), submit(service, 2, "bob")
-    page = http.get("/v1/dashboard/sessions", headers=headers["alice"]).json()
+    page = http.get("/v1/sessions", headers=headers["alice"]).json()
     assert [s["session_id"] for s in page["sessions"]] == [mine]
     assert page["cursor"] is None
-    asked = http.get("/v1/dashboard/sessions?owner=bob", headers=headers["alice"]).json()
+    asked = http.get("/v1/sessions?owner=bob", headers=headers["alice"]).json()
     assert asked["sessions"] == []
-    admin = http.get("/v1/dashboard/sessions?owner=bob", headers=headers["root"]).json()
+    admin = http.get("/v1/sessions?owner=bob", headers=headers["root"]).json()
     assert [s["session_id"] for s in admin["sessions"]] == [theirs]
     assert admin["sessions"][0]["counts"]["pending"] == 2
+    first = http.get("/v1/sessions?state=active&limit=1", headers=headers["root"]).json()
+    assert len(first["sessions"]) == 1 and first["cursor"] == 1
+    rest = http.get("/v1/sessions?state=active&cursor=1", headers=headers["root"]).json()
+    assert [s["session_id"] for s in first["sessions"] + rest["sessions"]] == [theirs, mine]
+    assert http.get("/v1/sessions?state=done", headers=headers["root"]).status_code == 400
     detail = http.get(f"/v1/dashboard/sessions/{theirs}", headers=headers["alice"])
     assert detail.status_code == 404
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from htcgrid import __version__
 from htcgrid.api.agents import agents_router
 from htcgrid.api.auth import auth_router, principal_dependency
+from htcgrid.api.dashboard import dashboard_router
 from htcgrid.api.functions import functions_router
 from htcgrid.api.metrics import install_metrics
 from htcgrid.api.middleware import BodyLimit, RateLimit, TokenBuckets
@@ -96,6 +97,7 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(sessions_router(service, principal))
+    app.include_router(dashboard_router(service, principal))
     return app
 
 

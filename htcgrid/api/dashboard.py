@@ -13,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from htcgrid.api.auth import PrincipalDependency, require_admin
 from htcgrid.api.dashboard_data import Grid, Sessions
 from htcgrid.auth.principals import Principal
 from htcgrid.service import GridService
-from htcgrid.session_pages import SessionFilter, session_page
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 TYPES = {
@@ -65,20 +64,6 @@ def dashboard_router(service: GridService, principal: PrincipalDependency) -> AP
     def overview(caller: Principal = Caller) -> dict[str, Any]:
         """Grid-wide counts, queue depth, agents, failure rate and an hour of throughput."""
         return grid.overview()
-
-    @router.get("/v1/dashboard/sessions")
-    def session_list(
-        owner: str | None = Query(None),
-        state: str | None = Query(None, description="active, complete or cancelled"),
-        function: str | None = Query(None),
-        cursor: int = Query(0, ge=0),
-        limit: int = Query(25, ge=1, le=1000),
-        caller: Principal = Caller,
-    ) -> dict[str, Any]:
-        """A page of sessions with their counts (as ``GET /v1/sessions``)."""
-        wanted = SessionFilter(owner or None, state or None, function or None)
-        found = session_page(service, caller.owner, wanted, limit, cursor)
-        return {"sessions": [s.as_dict() for s in found.sessions], "cursor": found.cursor}
 
     @router.get("/v1/dashboard/sessions/{session_id}")
     def session_detail(session_id: str, caller: Principal = Caller) -> dict[str, Any]:

@@ -125,6 +125,7 @@ class SessionAnswer(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionAnswer]
+    cursor: int | None = None  # where the next page starts (as ``offset``); null: no more
 
 
 class TaskError(BaseModel):

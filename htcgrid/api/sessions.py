@@ -25,6 +25,7 @@ from htcgrid.api.schemas import (
 from htcgrid.auth.principals import Principal
 from htcgrid.errors import ValidationError
 from htcgrid.service import GridService, SubmitRequest, SubmitResult
+from htcgrid.session_pages import SessionFilter, session_page
 from htcgrid.wire import cancel_dict, results_json, task_dict
 
 SUBMIT_BODY = request_body(SubmitBody)
@@ -64,11 +65,18 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
     @router.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, description="where to start (the `cursor` is the same)"),
+        cursor: int | None = Query(None, ge=0, description="the `cursor` of the previous page"),
+        owner: str | None = Query(None, description="only this owner's (admins)"),
+        state: str | None = Query(None, description="active, complete or cancelled"),
+        function: str | None = Query(None, description="only sessions of this function"),
         caller: Principal = Caller,
     ) -> dict[str, Any]:
-        found = service.sessions(caller.owner, limit, offset)
-        return {"sessions": [s.as_dict() for s in found]}
+        """Sessions newest first; ``cursor`` is null on the last page."""
+        wanted = SessionFilter(owner or None, state or None, function or None)
+        start = offset if cursor is None else cursor
+        page = session_page(service, caller.owner, wanted, limit, start)
+        return {"sessions": [s.as_dict() for s in page.sessions], "cursor": page.cursor}
 
     @router.get("/v1/sessions/{session_id}", response_model=SessionAnswer, tags=["sessions"])
     async def status(

@@ -163,7 +163,7 @@ async function refreshSessions() {
   const params = sessionFilter();
   params.set("cursor", state.cursors[state.cursors.length - 1]);
   params.set("limit", "25");
-  const page = await api("GET", "/v1/dashboard/sessions?" + params);
+  const page = await api("GET", "/v1/sessions?" + params);
   const body = $("sessions-table").tBodies[0];
   body.replaceChildren(...page.sessions.map((s) => {
     const tr = document.createElement("tr");
