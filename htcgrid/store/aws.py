@@ -155,9 +155,18 @@ class AwsTaskStore(TaskStore):
             adds={"attempt": N(1)},
         )
         try:
-            answer = self.grid.calls(self.grid.db.update_item, ReturnValues="ALL_NEW", **args)
-        except ConditionFailed:
-            return None
+            answer = self.grid.calls(
+                self.grid.db.update_item,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **args,
+            )
+        except ConditionFailed as exc:
+            # A retry after a reply lost in transit finds the task taken by this very claim
+            # (the message's receipt handle is unique): the lease is ours, not a lost race.
+            old = exc.item or {}
+            ours = text(old, "task_owner") == agent_id and text(old, "sqs_handler_id") == m.receipt
+            return lease_from_item(old) if ours else None
         return lease_from_item(answer["Attributes"])
 
     def heartbeat(

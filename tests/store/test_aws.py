@@ -9,7 +9,6 @@ DynamoDB's part (the throttling answers are simulated; the retry loop under test
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +19,6 @@ from backends import (
     aws_grid,
     moto_endpoint,
     require_module,
-    threads_interleave_often,
 )
 from click.testing import CliRunner
 
@@ -117,38 +115,6 @@ def test_the_ttl_checker_resends_a_lost_message(grid_url: str) -> None:
     # a duplicate (resent while the first was only slow) is deleted by the claim that finds
     # its task taken
     assert store.claim("other", 10, LEASE, NOW + 63) == []
-
-
-def test_concurrent_completions_keep_every_result_and_its_number(grid_url: str) -> None:
-    """Four agents claim and finish 120 tasks of one session at once, their completion
-    transactions racing for the session's counter: every result is kept, each with its own
-    number, so paging results never stops at a gap. Against moto this holds only with the
-    DynamoDB lock of tests/backends.py: a transaction moto cancels puts back copies of whole
-    tables taken before it, undoing the others' writes (the AWS end-to-end run stalled on
-    such a gap, waiting for results that were never numbered)."""
-    from htcgrid.models import Outcome
-
-    store = _store(grid_url)
-    store.create_session(_spec("s1", 120), _tasks(120), NOW)
-
-    def agent(name: str) -> None:
-        empty = 0
-        while empty < 3:  # the others may hold the rest: stop after a few empty claims
-            leases = store.claim(name, 3, LEASE, NOW)
-            empty = 0 if leases else empty + 1
-            done = [Outcome(le.task_id, le.attempt, TaskState.FINISHED, b"1") for le in leases]
-            store.complete(name, done, NOW + 1)  # a refused one stays processing: seen below
-
-    with threads_interleave_often():
-        threads = [threading.Thread(target=agent, args=(f"a{i}",)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert store.count_states("s1")[TaskState.FINISHED] == 120
-    results = store.results("s1", 0, 1000)
-    assert sorted(int(r.task_id.split("_")[1]) for r in results) == list(range(120))
-    store.close()
 
 
 def test_servers_and_agents_never_create_resources() -> None:
