@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,7 +133,14 @@ class Finisher:
             items = [self._task_update(c, count + i + 1, now) for i, c in enumerate(chunk)]
             items.append(self._session_update(session_id, count, len(chunk), cancel))
             try:
-                self.calls(self.db.transact_write_items, TransactItems=items)
+                # one token for this transaction, kept by the retries of ``calls``: DynamoDB
+                # answers a repeat of a committed transaction with success, so a reply lost
+                # after the commit does not turn our own completion into a lost race
+                self.calls(
+                    self.db.transact_write_items,
+                    TransactItems=items,
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
                 return {c.task_id for c in chunk}
             except TransactionCancelled as exc:
                 lost = {
