@@ -17,7 +17,7 @@ from htcgrid.models import TaskRecord, TaskState
 from htcgrid.store.aws_calls import TransactionCancelled
 from htcgrid.store.aws_grid import Grid
 from htcgrid.store.aws_items import N, S
-from htcgrid.store.aws_layout import NONE, status
+from htcgrid.store.aws_layout import NONE, queue_of, status
 from htcgrid.store.aws_sessions import RESEND_FIRST_SECONDS, Sessions
 from htcgrid.store.base import wanted_indexes
 
@@ -38,7 +38,10 @@ class Retries:
             if r.state is TaskState.FAILED and (wanted is None or r.index in wanted)
         ]
         sent = [r for r in chosen if self._send_back(r, now)]
-        self.grid.queues.send((r.priority, r.task_id, info.spec.function) for r in sent)
+        queues = self.grid.queues
+        queues.send(
+            (queue_of(r.priority, queues.count), r.task_id, info.spec.function) for r in sent
+        )
         return [r.task_id for r in sorted(sent, key=lambda r: r.index)]
 
     def results(self, session_id: str, cursor: int, limit: int) -> list[TaskRecord]:
