@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-long chaos lint bench clean
+.PHONY: demo test chaos lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,6 @@ demo: $(STAMP)  ## start a grid, run HTC-Grid's example client, print results an
 
 test: $(STAMP) lint  ## the suite CI runs (PostgreSQL and Redis on loopback; skipped locally when absent)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not long"
-
-test-long: $(STAMP)  ## the long runs: the AWS backend end to end against moto (minutes)
-	$(PY) -m pytest -q -p no:cacheprovider -m long
 
 chaos: $(STAMP)  ## the chaos suite's long runs on every backend, then its table (docs/reliability.md)
 	rm -f chaos-report.jsonl
