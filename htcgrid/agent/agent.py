@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import socket
 import threading
 import time
@@ -28,7 +29,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from multiprocessing.connection import wait
 from typing import Any
 
 from htcgrid.agent.completer import Completer
@@ -136,6 +136,8 @@ class Agent(Dispatch, Events):
         self._hungry = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self._selector = selectors.DefaultSelector()
+        self._selected: list[Any] = []
         os.set_blocking(self._wake_w, False)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
@@ -163,6 +165,7 @@ class Agent(Dispatch, Events):
             self.completer.close(self.settings.grace_seconds)
             self.pools.stop_all()
             waker.join(timeout=2)
+            self._selector.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
@@ -199,7 +202,7 @@ class Agent(Dispatch, Events):
             self._refill()
         self._apply_gone()
         self._dispatch(now)
-        ready = wait(self._waitables(), self._timeout(now))
+        ready = self._ready(self._timeout(now))
         now = time.monotonic()
         self._collect(ready, now)
         self._enforce_deadlines(now)
@@ -245,6 +248,19 @@ class Agent(Dispatch, Events):
         for slot in self.slots:
             items += [slot.conn, slot.sentinel]
         return items
+
+    def _ready(self, timeout_seconds: float) -> list[Any]:
+        """Which of ``_waitables`` can be read within ``timeout_seconds``. One selector is
+        kept while the slots stay the same: building one each turn, as ``multiprocessing``'s
+        ``wait`` does, was a tenth of the agent's time on short tasks."""
+        items = self._waitables()
+        if items != self._selected:
+            self._selector.close()
+            self._selector = selectors.DefaultSelector()
+            for item in items:
+                self._selector.register(item, selectors.EVENT_READ)
+            self._selected = items
+        return [key.fileobj for key, _ in self._selector.select(timeout_seconds)]
 
     def _timeout(self, now: float) -> float:
         deadlines: list[float | None] = [now + min(0.5, self.settings.heartbeat_seconds / 2)]
