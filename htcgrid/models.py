@@ -47,6 +47,7 @@ class HeartbeatStatus(StrEnum):
 MIN_PRIORITY, MAX_PRIORITY = 0, 9
 MAX_ATTEMPTS = 100  # the most runs a session may ask for one task
 MAX_TIMEOUT_SECONDS = 7 * 86400.0  # the longest time limit a session may set for one run
+MAX_RETENTION_SECONDS = 10 * 366 * 86400.0  # the longest a session may ask to be kept
 DEFAULT_FUNCTION = "default"
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -103,6 +104,7 @@ class SessionSpec:
     owner: str = ""
     content_hash: str = ""
     created_at: float = 0.0
+    retention_seconds: float | None = None  # its own; None: the server's retention_seconds
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,14 @@ from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 from htcgrid.submission import NO_TASKS as NO_TASKS  # importable from here, as before
 from htcgrid.submission import SubmitRequest as SubmitRequest
-from htcgrid.submission import check, check_names, int_in, task_priorities, timeout_seconds
+from htcgrid.submission import (
+    check,
+    check_names,
+    int_in,
+    retention_seconds,
+    task_priorities,
+    timeout_seconds,
+)
 from htcgrid.uploads import SessionUploads
 from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
 from htcgrid.wire import result_dict as result_dict
@@ -156,6 +163,7 @@ class GridService:
             owner=owner,
             content_hash="",
             created_at=self.clock(),
+            retention_seconds=retention_seconds(request.retention_seconds),
         )
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:
@@ -307,17 +315,21 @@ class GridService:
     def purge(
         self, older_than_seconds: float | None = None, max_sessions: int = 10_000
     ) -> list[str]:
-        """Delete the sessions that ended more than ``older_than_seconds`` ago (default: the
-        retention setting), their data-plane objects included, ``PURGE_BATCH`` at a time and
-        at most ``max_sessions``; returns their ids. Sessions not yet ended are never touched."""
+        """Delete the sessions that ended more than ``older_than_seconds`` ago (default: each
+        session's own ``retention_seconds``, else the server's), their data-plane objects
+        included, ``PURGE_BATCH`` at a time and at most ``max_sessions``; returns their ids.
+        Sessions not yet ended are never touched."""
+        own = older_than_seconds is None  # the sessions' own retention counts
         if older_than_seconds is None:
             older_than_seconds = self.settings.retention_seconds
         if older_than_seconds < 0:
             raise ValidationError("older_than must not be negative")
-        before = self.clock() - older_than_seconds
+        now = self.clock()
+        before = now - older_than_seconds
         gone: list[str] = []
         while len(gone) < max_sessions:
-            batch = self.store.purge(before, min(PURGE_BATCH, max_sessions - len(gone)))
+            size = min(PURGE_BATCH, max_sessions - len(gone))
+            batch = self.store.purge(before, size, now if own else None)
             for session_id in batch:
                 self._delete_data(session_id)
             gone.extend(batch)

@@ -16,6 +16,7 @@ from htcgrid.errors import ValidationError
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,
+    MAX_RETENTION_SECONDS,
     MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     NAME_PATTERN,
@@ -24,6 +25,7 @@ from htcgrid.models import (
 
 NO_TASKS = "at least one task is needed"
 FROM_PARTS = ("tasks", "task_priorities", "session_id")  # a commit has them from its upload
+INTEGERS = ("priority", "max_attempts", "task_count", "parts")
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,14 @@ class SubmitRequest:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     retry_on_error: bool = False
+    retention_seconds: float | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> SubmitRequest:
         """The submission a decoded JSON body describes. Only its shape is checked here (an
         object, known fields, tasks present); the values are checked when it is submitted."""
         check(isinstance(body, dict), 'the body must be a JSON object: {"tasks": [...], ...}')
+        body = json_integers(body)
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(body) - set(known))
         check(
@@ -55,12 +59,29 @@ def commit_from_json(body: Any, session_id: str) -> tuple[SubmitRequest, Any, An
     """An upload's commit as a decoded JSON body gives it: the session's options, and its
     ``task_count`` and ``parts`` (checked by the commit). Its tasks come from the parts."""
     check(isinstance(body, dict), 'the body must be a JSON object: {"task_count": n, "parts": n}')
-    options = dict(body)
+    options = json_integers(body)
     task_count, parts = options.pop("task_count", None), options.pop("parts", None)
     misplaced = sorted(set(options) & set(FROM_PARTS))
     check(not misplaced, f"unknown field {', '.join(misplaced)}: a commit's tasks are its parts")
     request = SubmitRequest.from_json({**options, "tasks": (), "session_id": session_id})
     return request, task_count, parts
+
+
+def json_integers(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with JSON's integers as Python's: in JSON (and so in the OpenAPI schema) 3.0
+    is the integer 3, so a whole float of an integer field becomes an int; anything else is
+    left as it is, for the rules to refuse."""
+    out = dict(body)
+    for name in INTEGERS:
+        if name in out:
+            out[name] = _whole(out[name])
+    if isinstance(out.get("task_priorities"), list):
+        out["task_priorities"] = [_whole(p) for p in out["task_priorities"]]
+    return out
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def check(condition: bool, message: str) -> None:
@@ -93,6 +114,21 @@ def timeout_seconds(given: Any) -> float:
         and math.isfinite(given)
         and 0 < given <= MAX_TIMEOUT_SECONDS,
         f"timeout_seconds must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:.0f}",
+    )
+    return float(given)
+
+
+def retention_seconds(given: Any) -> float | None:
+    """A session's own retention: None (the server's), or seconds from 0 to ten years."""
+    if given is None:
+        return None
+    check(
+        isinstance(given, int | float)
+        and not isinstance(given, bool)
+        and math.isfinite(given)
+        and 0 <= given <= MAX_RETENTION_SECONDS,
+        "retention_seconds must be a number of seconds between 0 and "
+        f"{MAX_RETENTION_SECONDS:.0f} (ten years)",
     )
     return float(given)
 

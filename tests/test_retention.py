@@ -4,6 +4,7 @@ data-plane objects, the TTL checker does it by itself, and the API and the CLI o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+import htcgrid
 from htcgrid.api import create_app
 from htcgrid.cli import main
 from htcgrid.cli.retention import seconds_of
@@ -130,3 +132,37 @@ def test_durations() -> None:
     assert seconds_of("12h") == 12 * 3600
     assert seconds_of("1.5m") == 90
     assert seconds_of("90") == 90
+
+
+@pytest.mark.filterwarnings("ignore::htcgrid.errors.NoAgentWarning")
+def test_a_session_sets_its_own_retention_on_every_path(
+    grid: GridService, clock: Clock, tmp_path: Path
+) -> None:
+    """Over HTTP, in process and from the CLI; the server's purge honours it, an explicit
+    purge --older-than applies to every session alike."""
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    clock.now = time.time()  # the client and the CLI stamp sessions with the real clock
+    with TestClient(create_app(grid)) as http:
+        body = {"tasks": [1], "retention_seconds": 3600}
+        answer = http.post("/v1/sessions", json=body)
+        assert answer.status_code == 201, answer.text
+        over_http = answer.json()["session_id"]
+        bad = http.post("/v1/sessions", json={"tasks": [1], "retention_seconds": -1})
+        assert bad.status_code == 400 and "retention_seconds" in bad.text
+    with htcgrid.connect(url) as client:
+        in_process = client.submit([1], retention_seconds=2 * DAY).id
+        plain = client.submit([1]).id
+    done = CliRunner().invoke(
+        main, ["submit", "--url", url, "--retention", "2h", "--json"], input="[1]"
+    )
+    assert done.exit_code == 0, done.output
+    from_cli = json.loads(done.output)["session_id"]
+    info = grid.store.get_session(from_cli)
+    assert info is not None and info.spec.retention_seconds == 7200
+    run_all(grid, clock.now)
+
+    clock.now += 3 * 3600  # past the hour and the two hours, within the server's day
+    assert sorted(grid.purge()) == sorted([over_http, from_cli])
+    clock.now += DAY  # past the server's retention, within the session's two days
+    assert grid.purge() == [plain]
+    assert grid.purge(older_than_seconds=0) == [in_process]

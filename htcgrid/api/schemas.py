@@ -13,6 +13,7 @@ from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_ATTEMPTS,
     MAX_PRIORITY,
+    MAX_RETENTION_SECONDS,
     MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     NAME_PATTERN,
@@ -60,6 +61,12 @@ class SubmitBody(BaseModel):
     max_attempts: Attempts | None = Field(None, description="Default: the grid's setting.")
     timeout_seconds: Seconds | None = Field(None, description="Default: the grid's setting.")
     retry_on_error: StrictBool = False
+    retention_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETENTION_SECONDS,
+        description="How long the session is kept after it ends (default: the server's).",
+    )
 
 
 def json_body(raw: bytes) -> Any:

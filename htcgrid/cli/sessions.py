@@ -30,6 +30,7 @@ from htcgrid.cli.output import (
     task_text,
     to_json,
 )
+from htcgrid.cli.retention import seconds_of
 from htcgrid.cli.tasks_file import read_tasks
 from htcgrid.models import MAX_ATTEMPTS
 
@@ -103,6 +104,14 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
     help="Time limit of one run of a task.",
 )
 @click.option(
+    "--retention",
+    default=None,
+    show_default="the server's",
+    envvar=env("RETENTION"),
+    show_envvar=True,
+    help="How long the grid keeps the session after it ends: 7d, 12h, 30m, 90s.",
+)
+@click.option(
     "--session-id",
     default=None,
     envvar=env("SESSION_ID"),
@@ -126,6 +135,7 @@ def submit(
     function: str,
     max_attempts: int | None,
     timeout_seconds: float | None,
+    retention: str | None,
     session_id: str | None,
     wait_: bool,
     as_json: bool,
@@ -141,6 +151,7 @@ def submit(
             max_attempts=max_attempts,
             timeout_seconds=timeout_seconds,
             session_id=session_id,
+            retention_seconds=None if retention is None else seconds_of(retention),
         )
         if not wait_:
             click.echo(to_json({"session_id": session.id}) if as_json else session.id)

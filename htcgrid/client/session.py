@@ -176,6 +176,7 @@ class Client:
         timeout_seconds: float | None = None,
         retry_on_error: bool = False,
         session_id: str | None = None,
+        retention_seconds: float | None = None,
         common: Any = None,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
@@ -184,7 +185,9 @@ class Client:
         and a session too big for one request is uploaded in parts (``htcgrid.client.upload``)
         that become visible together. ``session_id`` (default: a new UUID) makes a repeated
         submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
-        ``max_attempts`` and ``timeout_seconds`` left None are the grid's (its settings).
+        ``max_attempts`` and ``timeout_seconds`` left None are the grid's (its settings);
+        ``retention_seconds`` is how long the grid keeps the session once it has ended
+        (None: the server's ``retention_seconds``).
         ``common`` (a JSON value or bytes) is stored once and is every task's ``context.common``.
         """
         options: dict[str, Any] = {
@@ -196,6 +199,8 @@ class Client:
             options["max_attempts"] = max_attempts
         if timeout_seconds is not None:
             options["timeout_seconds"] = timeout_seconds
+        if retention_seconds is not None:
+            options["retention_seconds"] = retention_seconds
         if common is not None:
             session_id = session_id or str(uuid.uuid4())
             put_common(self._t, session_id, common)

@@ -76,6 +76,11 @@ def session_item(spec: SessionSpec, now: float) -> Item:
         "created_at": N(float(spec.created_at or now)),
         "done_count": N(0),
         "cancelled": BOOL(False),
+        **(
+            {}
+            if spec.retention_seconds is None
+            else {"retention_seconds": N(spec.retention_seconds)}
+        ),
     }
 
 
@@ -91,6 +96,7 @@ def session_from_item(item: Item) -> SessionInfo:
         owner=text(item, "owner", "") or "",
         content_hash=text(item, "content_hash", "") or "",
         created_at=num(item, "created_at") or 0.0,
+        retention_seconds=num(item, "retention_seconds"),
     )
     retried = integer(item, "retried") if "retried" in item else 0  # see aws_retry
     done = integer(item, "done_count") - retried

@@ -42,6 +42,13 @@ def wanted_indexes(session_id: str, task_ids: Sequence[str] | None) -> set[int] 
     return found
 
 
+def purge_cutoff(spec: SessionSpec, before: float, now: float | None) -> float:
+    """When a session's retention ends: ``before``, or with ``now`` its own retention's end."""
+    if now is None or spec.retention_seconds is None:
+        return before
+    return now - spec.retention_seconds
+
+
 class TaskStore(ABC):
     """Sessions, tasks and leases. Thread-safe; one instance per process."""
 
@@ -109,19 +116,24 @@ class TaskStore(ABC):
     def delete_session(self, session_id: str) -> bool:
         """Forget a session and its tasks. Returns False if it was unknown."""
 
-    def purge(self, before: float, limit: int = 100) -> list[str]:
+    def purge(self, before: float, limit: int = 100, now: float | None = None) -> list[str]:
         """Delete up to ``limit`` sessions that are complete and whose every task ended before
         ``before``, with all their tasks; returns their ids (oldest first) so the caller can
-        delete their data-plane objects. A session with any task not yet terminal is never
-        purged. This default is built from the other methods (it reads every session);
-        backends override it with one query."""
+        delete their data-plane objects. With ``now``, a session with its own
+        ``retention_seconds`` ends its retention at ``now - retention_seconds`` instead. A
+        session with any task not yet terminal is never purged. This default is built from the
+        other methods (it reads every session); backends override it with one query."""
         old = [s for s in self._all_sessions() if s.spec.created_at < before and s.complete]
+        if now is not None:  # sessions kept for less than the default are candidates too
+            old = [s for s in self._all_sessions() if s.complete]
         old.sort(key=lambda s: s.spec.created_at)
         gone: list[str] = []
         for info in old:
             if len(gone) >= limit:
                 break
-            if self._ended_before(info.id, before) and self.delete_session(info.id):
+            cutoff = purge_cutoff(info.spec, before, now)
+            old_enough = info.spec.created_at < cutoff and self._ended_before(info.id, cutoff)
+            if old_enough and self.delete_session(info.id):
                 gone.append(info.id)
         return gone
 

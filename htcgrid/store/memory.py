@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from htcgrid.models import (
     after_lease_expired,
     task_id,
 )
-from htcgrid.store.base import TaskStore
+from htcgrid.store.base import TaskStore, purge_cutoff
 from htcgrid.store.memory_meta import MemoryMeta
 
 T = TypeVar("T")
@@ -207,16 +208,18 @@ class MemoryTaskStore(MemoryMeta, TaskStore):
 
         return self._changed(delete)
 
-    def purge(self, before: float, limit: int = 100) -> list[str]:
+    def purge(self, before: float, limit: int = 100, now: float | None = None) -> list[str]:
         with self._cond:
             ended: dict[str, float] = {}
             for t in self._tasks.values():
-                end = t.finished_at if t.state.terminal and t.finished_at is not None else before
+                end = t.finished_at if t.state.terminal and t.finished_at is not None else math.inf
                 ended[t.session_id] = max(ended.get(t.session_id, end), end)
             old = [
                 s
                 for sid, s in self._sessions.items()
-                if s.spec.created_at < before and ended.get(sid, 0.0) < before and s.info().complete
+                if s.spec.created_at < (cutoff := purge_cutoff(s.spec, before, now))
+                and ended.get(sid, 0.0) < cutoff
+                and s.info().complete
             ]
         old.sort(key=lambda s: s.spec.created_at)
         return [s.spec.id for s in old[:limit] if self.delete_session(s.spec.id)]

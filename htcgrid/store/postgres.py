@@ -146,7 +146,8 @@ class PostgresTaskStore(TaskStore):
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         try:
             with self._transaction() as conn:
-                if conn.execute(INSERT_SESSION, session_row(spec, now)).fetchone() is None:
+                values = (*session_row(spec, now), spec.retention_seconds)
+                if conn.execute(INSERT_SESSION, values).fetchone() is None:
                     return self._resubmitted(conn, spec)
                 with conn.cursor().copy(COPY_TASKS) as copy:
                     for row in task_rows(spec, tasks, now):
@@ -232,8 +233,8 @@ class PostgresTaskStore(TaskStore):
             params = {"session": session_id, "channel": self._sessions_channel}
             return conn.execute(DELETE_SESSION, params).rowcount > 0
 
-    def purge(self, before: float, limit: int = 100) -> list[str]:
-        rows = self._rows(PURGEABLE, {"before": before, "limit": limit})
+    def purge(self, before: float, limit: int = 100, now: float | None = None) -> list[str]:
+        rows = self._rows(PURGEABLE, {"before": before, "limit": limit, "now": now})
         return [str(sid) for (sid,) in rows if self.delete_session(str(sid))]
 
     # ---- agents ------------------------------------------------------------------------

@@ -112,6 +112,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN retried integer NOT NULL DEFAULT 0;
     """,
+    # 5: a session's own retention (NULL: the server's retention_seconds).
+    """
+    ALTER TABLE sessions ADD COLUMN retention_seconds double precision;
+    """,
 ]
 
 

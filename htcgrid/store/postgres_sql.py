@@ -9,7 +9,7 @@ from htcgrid.store.rows import NEW_TASK_COLUMNS, SESSION_COLUMNS
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0, %s)
 ON CONFLICT (id) DO NOTHING RETURNING true
 """
 COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"
@@ -174,10 +174,12 @@ RETURNING pg_notify(%(channel)s, id)  -- its waiters learn at once that it is go
 """
 
 PURGEABLE = """
-SELECT s.id FROM sessions s
-WHERE s.created_at < %(before)s AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
+SELECT s.id FROM (
+    SELECT *, coalesce(%(now)s::float8 - retention_seconds, %(before)s) AS cutoff FROM sessions
+) s
+WHERE s.created_at < s.cutoff AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
     SELECT 1 FROM tasks t
-    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= %(before)s)
+    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= s.cutoff)
 )
 ORDER BY s.created_at LIMIT %(limit)s
 """

@@ -144,6 +144,8 @@ class RedisTaskStore(TaskStore):
         created = self._run(self._create, *args)
         if created == -1:
             raise Conflict(f"session {spec.id} exists with different content")
+        if created == 1 and spec.retention_seconds is not None:  # "rs": its own retention
+            self._client.hset(self.keys.session(spec.id), "rs", repr(spec.retention_seconds))
         return bool(created == 1)
 
     @translate_errors
@@ -215,7 +217,7 @@ class RedisTaskStore(TaskStore):
         return bool(self._run(self._delete, session_id) == 1)
 
     @translate_errors
-    def purge(self, before: float, limit: int = 100) -> list[str]:
+    def purge(self, before: float, limit: int = 100, now: float | None = None) -> list[str]:
         """Walks the sessions oldest first, a page at a time; a session ended when the task
         with its last completion number did."""
         gone: list[str] = []
@@ -227,14 +229,14 @@ class RedisTaskStore(TaskStore):
             page = [m[20:].decode() for m in members]
             pipe = self._client.pipeline(transaction=False)
             for session_id in page:
-                pipe.hmget(self.keys.session(session_id), "at", "tc", "done", "rt")
+                pipe.hmget(self.keys.session(session_id), "at", "tc", "done", "rt", "rs")
             ended = [
                 sid
-                for sid, (at, tc, done, rt) in zip(page, pipe.execute(), strict=True)
+                for sid, (at, tc, done, rt, rs) in zip(page, pipe.execute(), strict=True)
                 if at is not None
-                and float(at) < before
+                and float(at) < (cutoff := before if now is None or rs is None else now - float(rs))
                 and int(done) - int(rt or 0) >= int(tc)
-                and self._last_ended_before(sid, int(done), before)
+                and self._last_ended_before(sid, int(done), cutoff)
             ]
             purged = [sid for sid in ended[: limit - len(gone)] if self.delete_session(sid)]
             gone.extend(purged)

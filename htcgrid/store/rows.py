@@ -21,7 +21,7 @@ from htcgrid.models import (
 
 SESSION_COLUMNS = (
     "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
-    "task_count, content_hash, created_at, done_count, cancelled, retried"
+    "task_count, content_hash, created_at, done_count, cancelled, retried, retention_seconds"
 )
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
@@ -51,6 +51,7 @@ def session_from_row(row: Row) -> SessionInfo:
         task_count=row[7],
         content_hash=row[8],
         created_at=row[9],
+        retention_seconds=row[13],
     )
     # done_count counts the completion numbers given; ``retried`` of them were given up
     return SessionInfo(spec, row[10] - row[12], bool(row[11]), retried=row[12])
@@ -98,7 +99,8 @@ def lease_from_row(row: Row) -> Lease:
 
 
 def session_row(spec: SessionSpec, now: float) -> tuple[Any, ...]:
-    """A new session's values for the first ten of ``SESSION_COLUMNS``."""
+    """A new session's values for the first ten of ``SESSION_COLUMNS``; its counters start at
+    zero, then comes ``spec.retention_seconds``."""
     return (
         spec.id,
         spec.owner,

@@ -43,11 +43,14 @@ from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.store.sqlite_wake import DONE, WORK
 from htcgrid.urls import local_path, query
 
+# ?1 the default cutoff; ?3 now, or NULL when the sessions' own retention does not count
 PURGEABLE = """
-SELECT s.id FROM sessions s
-WHERE s.created_at < ?1 AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
+SELECT s.id FROM (
+    SELECT *, coalesce(?3 - retention_seconds, ?1) AS cutoff FROM sessions
+) s
+WHERE s.created_at < s.cutoff AND s.done_count - s.retried >= s.task_count AND NOT EXISTS (
     SELECT 1 FROM tasks t
-    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= ?1)
+    WHERE t.session_id = s.id AND (t.finished_at IS NULL OR t.finished_at >= s.cutoff)
 )
 ORDER BY s.created_at LIMIT ?2
 """
@@ -82,8 +85,8 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                     raise Conflict(f"session {spec.id} exists with different content")
                 return False
             db.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0)",
-                session_row(spec, now),
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0,?)",
+                (*session_row(spec, now), spec.retention_seconds),
             )
             db.executemany(
                 f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -205,11 +208,11 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
             db.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
-    def purge(self, before: float, limit: int = 100) -> list[str]:
+    def purge(self, before: float, limit: int = 100, now: float | None = None) -> list[str]:
         """As the ABC says; then gives the freed pages back to the file system (on a file
         made by an older htcgrid, only once ``htcgrid db vacuum`` has run)."""
         with self._write() as db:
-            ids = [str(sid) for (sid,) in db.execute(PURGEABLE, (before, limit))]
+            ids = [str(sid) for (sid,) in db.execute(PURGEABLE, (before, limit, now))]
             for sid in ids:
                 db.execute("DELETE FROM tasks WHERE session_id = ?", (sid,))
                 db.execute("DELETE FROM sessions WHERE id = ?", (sid,))

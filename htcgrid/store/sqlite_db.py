@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL,
     done_count INTEGER NOT NULL DEFAULT 0,
     cancelled INTEGER NOT NULL DEFAULT 0,
-    retried INTEGER NOT NULL DEFAULT 0
+    retried INTEGER NOT NULL DEFAULT 0,
+    retention_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -64,6 +65,9 @@ CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state 
 CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+NEW_COLUMNS = [("retried", "INTEGER NOT NULL DEFAULT 0"), ("retention_seconds", "REAL")]
 
 
 class SQLiteFile:
@@ -195,9 +199,11 @@ def _create(path: Path) -> None:
 def _add_new_columns(db: sqlite3.Connection) -> None:
     """Columns added since a grid file was made (``CREATE TABLE IF NOT EXISTS`` leaves an old
     table as it is); two processes opening an old file at once may both try: one wins."""
-    if "retried" not in {row[1] for row in db.execute("PRAGMA table_info(sessions)")}:
-        try:
-            db.execute("ALTER TABLE sessions ADD COLUMN retried INTEGER NOT NULL DEFAULT 0")
-        except sqlite3.OperationalError as exc:
-            if "duplicate column" not in str(exc):
-                raise
+    present = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+    for name, declaration in NEW_COLUMNS:
+        if name not in present:
+            try:
+                db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {declaration}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise

@@ -10,10 +10,11 @@ import pytest
 from test_store_contract import LEASE, NOW, finish, make_session
 
 from htcgrid.errors import NotFound
-from htcgrid.models import ErrorInfo, Outcome, TaskState, task_id
+from htcgrid.models import ErrorInfo, NewTask, Outcome, SessionSpec, TaskState, task_id
 from htcgrid.store import TaskStore, open_store
 
 BOOM = ErrorInfo("ValueError", "bad input")
+DAY = 86400.0
 
 
 def failed(tid: str, attempt: int) -> Outcome:
@@ -125,3 +126,22 @@ def test_a_grid_file_made_before_retry_gains_its_column(tmp_path: Path) -> None:
         assert info is not None and info.retried == 0 and info.done_count == 0
     finally:
         store.close()
+
+
+def test_a_session_keeps_its_own_retention(store: TaskStore) -> None:
+    short = SessionSpec(id="short", task_count=1, content_hash="h", retention_seconds=60.0)
+    kept = SessionSpec(id="kept", task_count=1, content_hash="k", retention_seconds=10 * DAY)
+    plain = SessionSpec(id="plain", task_count=1, content_hash="p")
+    for spec in (short, kept, plain):
+        assert store.create_session(spec, [NewTask(0, 0, b"0")], NOW)
+    run_all(store, fail=set())
+    info = store.get_session("short")
+    assert info is not None and info.spec.retention_seconds == 60.0
+    plain_info = store.get_session("plain")
+    assert plain_info is not None and plain_info.spec.retention_seconds is None
+    later = NOW + 2 * DAY  # the server's retention (7 days) has not passed yet
+    assert store.purge(later - 7 * DAY, 100, now=later) == ["short"]
+    assert store.purge(later - 7 * DAY, 100) == []  # without now: one cutoff for all
+    much_later = NOW + 8 * DAY
+    assert store.purge(much_later - 7 * DAY, 100, now=much_later) == ["plain"]
+    assert store.purge(much_later, 100) == ["kept"]  # an explicit purge takes every session
