@@ -17,6 +17,18 @@ def need(*modules: str) -> None:
         raise Missing(f"not installed: {', '.join(absent)} (pip install -e '.[bench]')")
 
 
+def unlink_matching(conn: Any, pattern: str) -> None:
+    """Remove a run's keys from Redis, a thousand per command."""
+    batch: list[bytes] = []
+    for key in conn.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) == 1000:
+            conn.unlink(*batch)
+            batch.clear()
+    if batch:
+        conn.unlink(*batch)
+
+
 class System(abc.ABC):
     """One system under test, started with ``workers`` worker processes.
 

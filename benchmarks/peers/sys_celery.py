@@ -9,7 +9,7 @@ import sys
 import uuid
 from typing import Any
 
-from peers.base import Missing, System, need
+from peers.base import Missing, System, need, unlink_matching
 
 URL = os.environ.get("HTCGRID_BENCH_CELERY_URL", "redis://127.0.0.1:6379/12")
 
@@ -51,8 +51,7 @@ class Celery(System):
         self.app.close()
         conn = redis.Redis.from_url(URL)
         for pattern in ("celery-task-meta-*", f"{self.queue}*", f"_kombu.binding.{self.queue}*"):
-            for key in conn.scan_iter(match=pattern, count=1000):
-                conn.unlink(key)
+            unlink_matching(conn, pattern)
 
     def map(self, fn: str, args: list[Any]) -> list[Any]:
         from celery import group

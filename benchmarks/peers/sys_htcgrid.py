@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from peers.base import Missing, System, need
+from peers.base import Missing, System, need, unlink_matching
 
 HERE = Path(__file__).resolve().parent
 WORKER = ["--handler", "peers.work.handler", "--path", str(HERE.parent)]
@@ -158,5 +158,4 @@ class HtcgridRedis(_Shared):
 
         super().stop()
         conn = redis.Redis.from_url(REDIS)
-        for key in conn.scan_iter(match=self.prefix + "*", count=1000):
-            conn.unlink(key)
+        unlink_matching(conn, self.prefix + "*")

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from peers import work
-from peers.base import Missing, System, need
+from peers.base import Missing, System, need, unlink_matching
 
 URL = os.environ.get("HTCGRID_BENCH_RQ_URL", "redis://127.0.0.1:6379/13")
 
@@ -50,8 +50,7 @@ class RQ(System):
             proc.terminate()
         for proc in self.procs:
             proc.wait(timeout=60)
-        for key in self.conn.scan_iter(match="rq:*", count=1000):
-            self.conn.unlink(key)
+        unlink_matching(self.conn, "rq:*")
         self.conn.close()
 
     def map(self, fn: str, args: list[Any]) -> list[Any]:
