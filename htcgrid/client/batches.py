@@ -74,6 +74,7 @@ class Batches:
         self.open: dict[str, OpenSession] = {}
         self.closing = False
         self.sending = 0  # batches taken from pending, not yet open
+        self.in_flight: list[GridFuture] = []  # their futures
         self.threads = [
             threading.Thread(target=self._send_loop, name="htcgrid-executor-send", daemon=True),
             threading.Thread(target=self._collect_loop, name="htcgrid-executor", daemon=True),
@@ -114,7 +115,8 @@ class Batches:
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         with self.cv:
             self.closing = True
-            doomed = [*self.pending, *(f for s in self.open.values() for f in s.futures)]
+            doomed = [*self.pending, *self.in_flight]
+            doomed += [f for found in self.open.values() for f in found.futures]
             self.cv.notify_all()
         if cancel_futures:
             for future in doomed:
@@ -146,10 +148,18 @@ class Batches:
             batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
             self.first_at = time.monotonic()
             self.sending += 1
+            self.in_flight += batch
             return batch
 
     def _send(self, batch: list[GridFuture]) -> None:
-        live = [f for f in batch if not f.done()]
+        try:
+            self._submit([f for f in batch if not f.done()])
+        finally:
+            with self.cv:
+                gone = set(map(id, batch))
+                self.in_flight = [f for f in self.in_flight if id(f) not in gone]
+
+    def _submit(self, live: list[GridFuture]) -> None:
         if not live:
             return
         try:
@@ -164,6 +174,8 @@ class Batches:
         with self.cv:
             self.open[session.id] = OpenSession(session.id, live)
             self.cv.notify_all()
+        if all(f.cancelled() for f in live):  # cancelled while on their way: cancel there too
+            self.cancelled(live[0])
 
     # ---- the collector ------------------------------------------------------------------
 
@@ -196,15 +208,19 @@ class Batches:
         transport = self.client._t
         try:
             page = transport.results(found.session_id, found.cursor, PAGE, wait)
-        except GridError as exc:
+        except Exception as exc:  # every future of the session learns why, from result()
             for future in found.futures:
                 _settle(future, exc=exc)
             self._close(found)
             return True
         for item in page["results"]:
-            if item.get("output_url"):
-                item = {**item, "output": json_loads(transport.task_json(item["output_url"]))}
-            _settle_from(found.futures[item["index"]], item)
+            future = found.futures[item["index"]]
+            try:
+                if item.get("output_url"):
+                    item = {**item, "output": json_loads(transport.task_json(item["output_url"]))}
+                _settle_from(future, item)
+            except Exception as exc:  # e.g. an output this client cannot unpickle
+                _settle(future, exc=exc)
             found.left -= 1
         found.cursor = page.get("cursor", page.get("next", found.cursor))
         if found.left <= 0 or page.get("complete"):
