@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException
 from htcgrid import __version__
 from htcgrid.api.agents import agents_router
 from htcgrid.api.auth import auth_router, principal_dependency
+from htcgrid.api.common import COMMON_PATH, common_router
 from htcgrid.api.dashboard import dashboard_router
 from htcgrid.api.functions import functions_router
 from htcgrid.api.metrics import install_metrics
 from htcgrid.api.middleware import BodyLimit, RateLimit, TokenBuckets
 from htcgrid.api.purge import purge_router
+from htcgrid.api.runtimes import runtimes_router
 from htcgrid.api.scaling import scaling_router
 from htcgrid.api.schemas import ERRORS
 from htcgrid.api.sessions import sessions_router
@@ -78,7 +80,7 @@ def create_app(
 
     app = FastAPI(title="htcgrid", version=__version__, lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
-    uploads = [(PAYLOAD_PATH, service.settings.max_payload_bytes)]
+    uploads = [(p, service.settings.max_payload_bytes) for p in (PAYLOAD_PATH, COMMON_PATH)]
     app.add_middleware(BodyLimit, max_body_bytes=security.max_body_bytes, uploads=uploads)
     if security.rate_limit_per_second > 0:
         buckets = TokenBuckets(security.rate_limit_per_second, security.rate_limit_burst)
@@ -89,6 +91,8 @@ def create_app(
     app.include_router(agents_router(service.store, principal))
     app.include_router(scaling_router(service, principal))
     app.include_router(purge_router(service, principal))
+    app.include_router(runtimes_router(service, principal))
+    app.include_router(common_router(service, principal))
     app.include_router(uploads_router(service, principal))
     install_metrics(app, service.store, auth)
 
