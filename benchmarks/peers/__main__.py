@@ -115,7 +115,7 @@ def run_group(
     system = cls(workers)
     tree = Tree(cls.services)
     start = time.perf_counter()
-    within(tree, args.timeout_seconds, system.start)
+    system.start()  # in the main thread: Ray's start-up installs signal handlers
     try:
         within(tree, args.timeout_seconds, lambda: system.call("noop", None))
         startup = time.perf_counter() - start
