@@ -145,6 +145,20 @@ def test_json_nested_too_deeply_is_an_invalid_request(http: TestClient) -> None:
 # ---- sessions --------------------------------------------------------------------------------
 
 
+def test_a_whole_float_is_an_integer_as_json_and_the_schema_say(
+    http: TestClient, service: GridService
+) -> None:
+    body = {"tasks": [1, 2], "priority": 3.0, "max_attempts": 2.0, "task_priorities": [1.0, 9.0]}
+    answer = http.post("/v1/sessions", json=body)
+    assert answer.status_code == 201, answer.text
+    spec = service.session(answer.json()["session_id"]).spec
+    assert (spec.priority, spec.max_attempts) == (3, 2) and type(spec.priority) is int
+    second = service.store.get_task(f"{spec.id}_1")
+    assert second is not None and second.priority == 9
+    fraction = http.post("/v1/sessions", json={**body, "priority": 3.5})
+    assert error_of(fraction, 400, "invalid_request") == "priority must be an integer"
+
+
 def test_submit_creates_then_is_a_no_op_then_conflicts(http: TestClient) -> None:
     body = {"tasks": [1, 2], "session_id": "s1", "priority": 3}
     first = http.post("/v1/sessions", json=body)

@@ -229,6 +229,18 @@ def test_a_commit_that_does_not_add_up_is_refused_and_creates_nothing(
     assert service.store.list_sessions() == []
 
 
+def test_a_commit_takes_whole_floats_as_integers(http: TestClient, service: GridService) -> None:
+    assert (
+        http.put("/v1/sessions/w/parts/0", json=part({"index": 0, "payload": 1})).status_code == 200
+    )
+    answer = http.post(
+        "/v1/sessions/w/commit", json={"task_count": 1.0, "parts": 1.0, "priority": 2.0}
+    )
+    assert answer.status_code == 201, answer.text
+    spec = service.session("w").spec
+    assert (spec.task_count, spec.priority) == (1, 2) and type(spec.task_count) is int
+
+
 def test_a_commit_of_a_session_that_exists_is_a_no_op_or_a_conflict(
     http: TestClient, service: GridService
 ) -> None:
