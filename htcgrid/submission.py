@@ -16,6 +16,7 @@ from htcgrid.errors import ValidationError
 from htcgrid.models import (
     DEFAULT_FUNCTION,
     MAX_PRIORITY,
+    MAX_RETENTION_SECONDS,
     MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     NAME_PATTERN,
@@ -37,6 +38,7 @@ class SubmitRequest:
     max_attempts: int | None = None
     timeout_seconds: float | None = None
     retry_on_error: bool = False
+    retention_seconds: float | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> SubmitRequest:
@@ -112,6 +114,21 @@ def timeout_seconds(given: Any) -> float:
         and math.isfinite(given)
         and 0 < given <= MAX_TIMEOUT_SECONDS,
         f"timeout_seconds must be a number of seconds between 0 and {MAX_TIMEOUT_SECONDS:.0f}",
+    )
+    return float(given)
+
+
+def retention_seconds(given: Any) -> float | None:
+    """A session's own retention: None (the server's), or seconds from 0 to ten years."""
+    if given is None:
+        return None
+    check(
+        isinstance(given, int | float)
+        and not isinstance(given, bool)
+        and math.isfinite(given)
+        and 0 <= given <= MAX_RETENTION_SECONDS,
+        "retention_seconds must be a number of seconds between 0 and "
+        f"{MAX_RETENTION_SECONDS:.0f} (ten years)",
     )
     return float(given)
 
