@@ -14,15 +14,20 @@ ON CONFLICT (id) DO NOTHING RETURNING true
 """
 COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"
 
+# Claims and lease extensions commit without waiting for the WAL to reach the disk (an
+# fdatasync per commit, milliseconds): a database crash that loses one only sends its task
+# round again, and the late result of that attempt is refused. Submits and outcomes wait.
+NO_FLUSH = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+
 # The row versions locked by SKIP LOCKED cannot move before this statement ends, so their
 # ctids address them directly (a TID scan, whatever the size of the table).
-CLAIM = """
+CLAIM = f"""
 UPDATE tasks
 SET state = 'processing', attempt = attempt + 1, owner = %(agent)s,
     lease_expires_at = %(expires)s, started_at = %(now)s
-WHERE ctid = ANY(ARRAY(
+WHERE {NO_FLUSH} AND ctid = ANY(ARRAY(
     SELECT ctid FROM tasks
-    WHERE state = 'pending' {filter}
+    WHERE state = 'pending' {{filter}}
     ORDER BY priority DESC, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -31,7 +36,7 @@ RETURNING session_id, idx, attempt, max_attempts, timeout_seconds, function, ret
           lease_expires_at, payload, payload_ref, priority, seq, submitted_at
 """
 
-HEARTBEAT = """
+HEARTBEAT = f"""
 WITH req AS (
     SELECT * FROM unnest(%(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[])
         AS r(session_id, idx, attempt)
@@ -46,7 +51,7 @@ WITH req AS (
     ) owned
 ), extended AS (
     UPDATE tasks t SET lease_expires_at = %(expires)s FROM mine
-    WHERE t.session_id = mine.session_id AND t.idx = mine.idx
+    WHERE {NO_FLUSH} AND t.session_id = mine.session_id AND t.idx = mine.idx
     RETURNING t.session_id, t.idx
 )
 SELECT r.session_id, r.idx, e.idx IS NOT NULL, CASE WHEN e.idx IS NULL THEN (

@@ -329,3 +329,26 @@ def test_completion_numbers_stay_gap_free_under_concurrent_writers(url: str) -> 
     finally:
         for s in stores:
             s.close()
+
+
+def test_claims_and_lease_extensions_commit_without_waiting_for_the_disk(
+    store: PostgresTaskStore, url: str
+) -> None:
+    """Their transaction, and only theirs, runs with synchronous_commit off: a crash that loses
+    one sends its task round again. Submits and outcomes keep the server's setting."""
+    from htcgrid.store.postgres_sql import CLAIM, HEARTBEAT
+
+    submit(store, "s1")
+    claim = {"limit": 1, "agent": "a1", "expires": NOW + LEASE, "now": NOW, "functions": []}
+    beat = {"sessions": ["s1"], "idxs": [0], "attempts": [1], "agent": "a1", "expires": NOW}
+    with psycopg.connect(parse_url(url).conninfo) as conn:  # one transaction per statement
+        default = conn.execute("SHOW synchronous_commit").fetchone()
+        conn.commit()
+        for query, params in ((CLAIM.format(filter=""), claim), (HEARTBEAT, beat)):
+            assert len(conn.execute(query, params).fetchall()) == 1
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+            conn.commit()
+            assert conn.execute("SHOW synchronous_commit").fetchone() == default
+            conn.commit()
+    record = store.get_task("s1_0")
+    assert record is not None and record.state is TaskState.PROCESSING and record.attempt == 1
