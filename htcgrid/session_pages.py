@@ -10,16 +10,57 @@ unbounded scan. Counts per state are read only for the sessions of the page.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from htcgrid.errors import ValidationError
-from htcgrid.models import SessionInfo
+from htcgrid.models import SessionInfo, TaskState
 from htcgrid.service import GridService, SessionStatus
+from htcgrid.store.base import TaskStore
 
 STATES = ("active", "complete", "cancelled")  # not yet complete; complete, not cancelled; …
 MAX_PAGE = 1000
 SCAN_LIMIT = 5000
 BATCH = 500
+KEPT = 10_000  # counts of complete sessions remembered per store
+
+
+class EndedCounts:
+    """The counts per state of complete sessions, which change only when ``retry`` sends
+    tasks back (and so moves ``done_count``): read once, not on every page that shows them."""
+
+    def __init__(self, store: TaskStore, kept: int = KEPT) -> None:
+        self.store = store
+        self.kept = kept
+        self._lock = threading.Lock()
+        self._found: OrderedDict[tuple[str, int, int], dict[TaskState, int]] = OrderedDict()
+
+    def __call__(self, info: SessionInfo) -> dict[TaskState, int]:
+        if not info.complete:
+            return self.store.count_states(info.id)
+        key = (info.id, info.done_count, info.retried)
+        with self._lock:
+            found = self._found.get(key)
+        if found is None:
+            found = self.store.count_states(info.id)
+            with self._lock:
+                self._found[key] = found
+                while len(self._found) > self.kept:
+                    self._found.popitem(last=False)
+        return found
+
+
+_counts: weakref.WeakKeyDictionary[TaskStore, EndedCounts] = weakref.WeakKeyDictionary()
+
+
+def counts_of(store: TaskStore) -> EndedCounts:
+    """The one ``EndedCounts`` of ``store`` in this process."""
+    found = _counts.get(store)
+    if found is None:
+        found = _counts.setdefault(store, EndedCounts(store))
+    return found
 
 
 @dataclass(frozen=True)
@@ -88,4 +129,5 @@ def session_page(
 
 
 def _statuses(service: GridService, found: list[SessionInfo]) -> list[SessionStatus]:
-    return [SessionStatus(info, service.store.count_states(info.id)) for info in found]
+    counts = counts_of(service.store)
+    return [SessionStatus(info, counts(info)) for info in found]

@@ -210,12 +210,15 @@ def test_a_big_session_opens_with_a_bounded_number_of_reads(
         return page
 
     monkeypatch.setattr(service.store, "results", counted)
-    sessions = dd.Sessions(service.store)
+    sessions = dd.Sessions(service.store, clock)
     first = sessions.detail(service.session(sid))
     assert sum(reads) <= dd.PROBES * dd.PROBE_TASKS + 1 + dd.SCAN_PER_CALL
     assert first["scanned"] == dd.SCAN_PER_CALL and not first["scan_complete"]
     assert first["completion"][-1][1] == 3000
     reads.clear()
+    assert sessions.detail(service.session(sid))["scanned"] == dd.SCAN_PER_CALL
+    assert reads == []  # within REFRESH_SECONDS: nothing read again
+    clock.now += dd.REFRESH_SECONDS
     again = sessions.detail(service.session(sid))  # same completion number: charts cached
     assert sum(reads) <= dd.SCAN_PER_CALL and again["scanned"] == 2 * dd.SCAN_PER_CALL
 
@@ -255,3 +258,24 @@ def test_agents_are_for_admins_and_a_silent_one_is_lost(
     overview = http.get("/v1/dashboard/overview", headers=headers["root"]).json()
     assert overview["agents"] == 0 and overview["lost_agents"] == 1
     json.dumps(overview)
+
+
+def test_an_ended_sessions_counts_are_read_once_until_a_retry_moves_them(
+    service: GridService, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = submit(service, 4)
+    run(service, clock, 4, fail_every=2)
+    reads: list[str] = []
+    count_states = service.store.count_states
+
+    def counted(session_id: str) -> Any:
+        reads.append(session_id)
+        return count_states(session_id)
+
+    monkeypatch.setattr(service.store, "count_states", counted)
+    for _ in range(3):
+        [status] = session_page(service, None, SessionFilter(), 10).sessions
+    assert reads == [sid] and status.counts[TaskState.FAILED] == 2
+    service.retry(sid, owner="alice")
+    [status] = session_page(service, None, SessionFilter(), 10).sessions
+    assert status.counts[TaskState.PENDING] == 2 and len(reads) == 2

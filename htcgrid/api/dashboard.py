@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, Response
 from htcgrid.api.auth import PrincipalDependency, require_admin
 from htcgrid.api.dashboard_data import Grid, Sessions
 from htcgrid.auth.principals import Principal
-from htcgrid.service import GridService
+from htcgrid.service import GridService, SessionStatus
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 TYPES = {
@@ -69,8 +69,9 @@ def dashboard_router(service: GridService, principal: PrincipalDependency) -> AP
     def session_detail(session_id: str, caller: Principal = Caller) -> dict[str, Any]:
         """A session's status, completion curve, duration and queue-wait histograms (from a
         bounded sample), and its failed and retried tasks found so far."""
-        status = service.status(session_id, caller.owner)
-        return {"session": status.as_dict(), **sessions.detail(status.info)}
+        info = service.session(session_id, caller.owner)
+        status = SessionStatus(info, sessions.counts(info))
+        return {"session": status.as_dict(), **sessions.detail(info)}
 
     @router.get("/v1/dashboard/agents")
     def agents(caller: Principal = Caller) -> dict[str, Any]:

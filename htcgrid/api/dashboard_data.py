@@ -1,9 +1,14 @@
 """What the dashboard's pages show, computed by the server with bounded reads.
 
+Whoever asks, and however many viewers poll, the store is read at most once per period:
+
 - The overview reads the grid-wide counts (``TaskStore.task_counts``, one query on the SQL
-  stores) at most once per ``CACHE_SECONDS`` whoever asks, and keeps an hour of them, one
-  sample every ``SAMPLE_SECONDS`` while someone has looked at the dashboard in the last hour,
-  to draw throughput.
+  stores) at most once per ``CACHE_SECONDS``, and keeps an hour of them, one sample every
+  ``SAMPLE_SECONDS`` while someone has looked at the dashboard in the last hour, to draw
+  throughput.
+- A running session's counts are read at most once per ``COUNTS_SECONDS``, an ended one's
+  once (``session_pages.EndedCounts``); its charts and failed-task scan at most once per
+  ``REFRESH_SECONDS``.
 - A session's charts come from ``PROBES`` short reads of its results at evenly spaced
   completion numbers: the completion number of a result *is* how many tasks had ended when it
   ended, so the probes draw the completion curve, and their tasks are a sample for the
@@ -26,14 +31,17 @@ from typing import Any
 
 from htcgrid.models import SessionInfo, TaskRecord, TaskState
 from htcgrid.presence import list_agents
+from htcgrid.session_pages import counts_of
 from htcgrid.store.base import TaskStore
 
-CACHE_SECONDS = 1.0
+CACHE_SECONDS = 4.0
+REFRESH_SECONDS = 4.0  # a running session's charts and failed-task scan, at most this often
+COUNTS_SECONDS = 1.0  # a running session's counts, shared by every viewer
 SAMPLE_SECONDS = 5.0
 HISTORY_SECONDS = 3600.0
-PROBES = 40
-PROBE_TASKS = 20
-SCAN_PER_CALL = 5000
+PROBES = 30
+PROBE_TASKS = 10
+SCAN_PER_CALL = 2000
 SCAN_PAGE = 1000
 LISTED = 100  # failed or retried tasks kept per session
 SESSIONS_KEPT = 64
@@ -155,6 +163,7 @@ class Scan:
 
     cursor: int = 0
     read: int = 0
+    at: float = -REFRESH_SECONDS
     failed: list[dict[str, Any]] = field(default_factory=list)
     retried: list[dict[str, Any]] = field(default_factory=list)
 
@@ -162,11 +171,30 @@ class Scan:
 class Sessions:
     """A session's charts and lists, cached while its completion number stays the same."""
 
-    def __init__(self, store: TaskStore) -> None:
+    def __init__(self, store: TaskStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.clock = clock
         self._lock = threading.Lock()
         self._scans: OrderedDict[str, Scan] = OrderedDict()
-        self._charts: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._charts: OrderedDict[str, tuple[int, float, dict[str, Any]]] = OrderedDict()
+        self._counts: dict[str, tuple[float, dict[TaskState, int]]] = {}
+        self.ended = counts_of(store)
+
+    def counts(self, info: SessionInfo) -> dict[TaskState, int]:
+        """The session's counts per state: a running one's read at most once per
+        ``COUNTS_SECONDS`` whoever watches it, an ended one's once."""
+        if info.complete:
+            return self.ended(info)
+        now = self.clock()
+        with self._lock:
+            found = self._counts.get(info.id)
+            if found is not None and 0 <= now - found[0] < COUNTS_SECONDS:
+                return found[1]
+        counts = self.store.count_states(info.id)
+        with self._lock:
+            self._counts = {k: v for k, v in self._counts.items() if now - v[0] < COUNTS_SECONDS}
+            self._counts[info.id] = (now, counts)
+        return counts
 
     def detail(self, info: SessionInfo) -> dict[str, Any]:
         with self._lock:
@@ -182,11 +210,12 @@ class Sessions:
 
     def _charts_of(self, info: SessionInfo) -> dict[str, Any]:
         cached = self._charts.get(info.id)
-        if cached is not None and cached[0] == info.cursor:
+        now = self.clock()
+        if cached is not None and (cached[0] == info.cursor or now - cached[1] < REFRESH_SECONDS):
             self._charts.move_to_end(info.id)
-            return cached[1]
+            return cached[2]
         charts = self._probe(info)
-        self._charts[info.id] = (info.cursor, charts)
+        self._charts[info.id] = (info.cursor, now, charts)
         while len(self._charts) > SESSIONS_KEPT:
             self._charts.popitem(last=False)
         return charts
@@ -223,6 +252,10 @@ class Sessions:
         self._scans[info.id] = scan
         while len(self._scans) > SESSIONS_KEPT:
             self._scans.popitem(last=False)
+        now = self.clock()
+        if 0 <= now - scan.at < REFRESH_SECONDS:
+            return scan
+        scan.at = now
         budget = SCAN_PER_CALL
         while budget > 0 and scan.cursor < info.cursor:
             page = self.store.results(info.id, scan.cursor, min(SCAN_PAGE, budget))
