@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -21,25 +21,10 @@ from htcgrid.models import (
     json_loads,
 )
 
-
-def _whole_number(value: Any) -> Any:
-    """JSON's idea of an integer: 3 or 3.0, never "3" or true."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("must be an integer")
-    return value
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be a number")
-    return value
-
-
-Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_whole_number)]
-Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS), BeforeValidator(_whole_number)]
-Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS), BeforeValidator(_number)]
+# The bounds a submit's options document; htcgrid.submission checks them (and says so).
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
+Attempts = Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_TIMEOUT_SECONDS)]
 
 
 class SubmitBody(BaseModel):
