@@ -40,6 +40,7 @@ class AgentInfo:
     started_at: float
     last_seen: float
     runtimes: dict[str, str] = field(default_factory=dict)  # e.g. python, cloudpickle versions
+    running: int | None = None  # tasks it held (running or next in a worker) when it wrote this
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -80,8 +81,9 @@ class AgentPresence:
         self.started_at: float | None = None
         self.written_at: float | None = None
 
-    def beat(self, now: float) -> bool:
-        """Record that this agent is alive at ``now``; returns whether it wrote the record."""
+    def beat(self, now: float, running: int | None = None) -> bool:
+        """Record that this agent is alive at ``now``, holding ``running`` tasks; returns
+        whether it wrote the record."""
         if self.started_at is None:
             self.started_at = now
         elif self.written_at is not None and now - self.written_at < self.min_interval_seconds:
@@ -96,6 +98,7 @@ class AgentPresence:
             self.started_at,
             now,
             local_versions(),
+            running,
         )
         self.store.put_meta(self.key, json.dumps(info.as_dict(), sort_keys=True))
         self.written_at = now

@@ -248,10 +248,11 @@ def test_agents_are_for_admins_and_a_silent_one_is_lost(
     service: GridService, clock: Clock, users: tuple[TestClient, Any]
 ) -> None:
     http, headers = users
-    AgentPresence(service.store, "a1", slots=4, host="h", pid=1).beat(clock.now)
+    AgentPresence(service.store, "a1", slots=4, host="h", pid=1).beat(clock.now, running=3)
     assert http.get("/v1/dashboard/agents", headers=headers["alice"]).status_code == 403
     [alive] = http.get("/v1/dashboard/agents", headers=headers["root"]).json()["agents"]
     assert alive["agent_id"] == "a1" and alive["slots"] == 4 and not alive["lost"]
+    assert alive["running"] == 3
     clock.now += 5.5  # past max(3 heartbeats, a lease)
     [lost] = http.get("/v1/dashboard/agents", headers=headers["root"]).json()["agents"]
     assert lost["lost"] and lost["heartbeat_age"] == pytest.approx(5.5)

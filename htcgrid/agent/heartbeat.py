@@ -95,7 +95,7 @@ class Heartbeat:
         if self.presence is None:
             return
         try:
-            self.presence.beat(self.clock())
+            self.presence.beat(self.clock(), running=len(self.leases()))
         except GridError as exc:  # the next heartbeat tries again
             log.debug("could not announce the agent: %s", exc)
 

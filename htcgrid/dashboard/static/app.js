@@ -137,6 +137,7 @@ async function refreshOverview() {
   $("ov-failure-rate").textContent = o.failure_rate === null ? "–" : (100 * o.failure_rate).toFixed(2) + " %";
   $("ov-agents").textContent = o.agents + (o.lost_agents ? ` (+${o.lost_agents} lost)` : "");
   $("ov-slots").textContent = `${o.busy_slots} / ${o.slots}`;
+  $("ov-counted").textContent = `tasks counted at ${clock(o.counted_at)} (every 15 s)`;
   const series = [
     { cls: "submitted", points: o.throughput.map((p) => [p.t, p.submitted_per_second]) },
     { cls: "finished", points: o.throughput.map((p) => [p.t, p.finished_per_second]) },
@@ -259,6 +260,7 @@ async function refreshAgents() {
     tr.dataset.agentId = a.agent_id;
     if (a.lost) tr.className = "lost";
     tr.append(td(a.agent_id), td(a.lost ? "lost" : "alive", "status"), td(a.host), td(a.pid), td(a.slots),
+      td(a.running === null || a.running === undefined ? "" : a.running, "running"),
       td(a.functions ? a.functions.join(", ") : "all"), td(a.version), td(when(a.started_at)), td(seconds(a.heartbeat_age)));
     return tr;
   }));
