@@ -14,6 +14,7 @@ Safe from many servers at once: every write is conditional.
 from __future__ import annotations
 
 import math
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -47,23 +48,36 @@ class Sweeper:
         released: bool = False,
     ) -> bool:
         """Back to ``pending`` if ``condition`` holds, then a fresh message. A ``released``
-        task never started: its claim is undone (attempt - 1) instead of counted as a retry."""
+        task never started: its claim is undone (attempt - 1) instead of counted as a retry.
+
+        The write carries a token of its own (``requeue_token``): when its reply is lost and
+        the retry finds the condition failed, the token tells our own requeue (count it, send
+        the message) from another checker's (theirs to count and send)."""
+        token = uuid.uuid4().hex
         sets = {
             "task_status": S(status(TaskState.PENDING, session_id)),
             "task_owner": S(NONE),
             "sqs_handler_id": S(NONE),
             "heartbeat_expiration_timestamp": N(float(now + RESEND_FIRST_SECONDS)),
             "resends": N(0),
+            "requeue_token": S(token),
         }
         if log is not None:
             sets["log"] = S(log)
         adds = {"attempt": N(-1)} if released else {"retries": N(1)}
         args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values, adds=adds)
         try:
-            answer = self.grid.calls(self.grid.db.update_item, ReturnValues="ALL_NEW", **args)
-        except ConditionFailed:
-            return False
-        item = answer["Attributes"]
+            answer = self.grid.calls(
+                self.grid.db.update_item,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **args,
+            )
+            item = answer["Attributes"]
+        except ConditionFailed as exc:
+            item = exc.item or {}
+            if text(item, "requeue_token") != token:
+                return False
         self.grid.queues.send([(integer(item, "task_priority"), tid, str(text(item, "function")))])
         return True
 

@@ -121,6 +121,23 @@ def test_a_claim_whose_reply_was_lost_is_still_ours(grid_url: str) -> None:
     store.close()
 
 
+def test_a_requeue_whose_reply_was_lost_is_counted_and_sent(grid_url: str) -> None:
+    """The TTL checker's requeue is applied but its reply lost; the retry finds the task
+    pending, requeued by this very write (its token): it is counted once and its message sent
+    now, instead of neither, leaving the task to wait a minute for the lost-message sweep."""
+    store = _store(grid_url)
+    store.create_session(_spec(n=1), _tasks(1), NOW)
+    assert len(store.claim("dead", 1, LEASE, NOW)) == 1
+    flaky = ReplyLost(store.grid.db, "update_item")
+    store.grid.db = flaky
+    assert store.expire_leases(NOW + LEASE + 1).requeued == ["s1_0"]
+    assert flaky.lost == 1
+    assert [(le.task_id, le.attempt) for le in store.claim("alive", 1, LEASE, NOW + 12)] == [
+        ("s1_0", 2)
+    ]
+    store.close()
+
+
 def test_a_completion_whose_reply_was_lost_is_still_applied(grid_url: str) -> None:
     """The completion transaction commits but its reply is lost; our retry repeats it with
     the same ClientRequestToken, which DynamoDB answers with success: the agent is told its
