@@ -137,7 +137,7 @@ async function refreshOverview() {
   $("ov-failure-rate").textContent = o.failure_rate === null ? "–" : (100 * o.failure_rate).toFixed(2) + " %";
   $("ov-agents").textContent = o.agents + (o.lost_agents ? ` (+${o.lost_agents} lost)` : "");
   $("ov-slots").textContent = `${o.busy_slots} / ${o.slots}`;
-  $("ov-counted").textContent = `tasks counted at ${clock(o.counted_at)} (every 15 s)`;
+  $("ov-counted").textContent = `tasks of the newest 10,000 sessions, counted at ${clock(o.counted_at)}`;
   const series = [
     { cls: "submitted", points: o.throughput.map((p) => [p.t, p.submitted_per_second]) },
     { cls: "finished", points: o.throughput.map((p) => [p.t, p.finished_per_second]) },
