@@ -33,10 +33,10 @@ from htcgrid.presence import list_agents
 from htcgrid.session_pages import counts_of
 from htcgrid.store.base import TaskStore
 
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 10.0
 MAX_SESSIONS = 10_000  # the overview counts the tasks of the newest sessions
 PAGE = 1000
-REFRESH_SECONDS = 4.0  # a running session's charts and failed-task scan, at most this often
+REFRESH_SECONDS = 10.0  # a running session's charts and failed-task scan, at most this often
 COUNTS_SECONDS = 1.0  # a running session's counts, shared by every viewer
 SAMPLE_SECONDS = CACHE_SECONDS
 HISTORY_SECONDS = 3600.0
