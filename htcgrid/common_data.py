@@ -15,19 +15,20 @@ from typing import Any
 from htcgrid.models import json_dumps, json_loads
 
 SESSIONS_KEPT = 4  # sessions whose common data a worker keeps
+BYTES, JSON = b"b", b"j"  # the blob's first byte: what follows
 
 
 def encode(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
-        return b"b" + bytes(value)
-    return b"j" + json_dumps(value)
+        return BYTES + bytes(value)
+    return JSON + json_dumps(value)
 
 
 def decode(blob: bytes) -> Any:
     kind, body = blob[:1], memoryview(blob)[1:]
-    if kind == b"b":
+    if kind == BYTES:
         return bytes(body)
-    if kind == b"j":
+    if kind == JSON:
         return json_loads(bytes(body))
     raise ValueError("not common data")
 

@@ -65,6 +65,13 @@ def weighted(i: int) -> int:
 def test_common_data_reaches_pickled_calls_over_http(grid: GridProcess) -> None:
     with executor(grid, common={"weights": [1, 2, 3]}) as ex:
         assert list(ex.map(weighted, range(4))) == [0, 6, 12, 18]
+    with executor(grid, common=b"\x00\xffraw") as ex:
+        assert ex.submit(common_bytes).result(60) == b"\x00\xffraw"
+
+
+def common_bytes() -> bytes:
+    common: bytes = pickled.context().common
+    return common
 
 
 def test_a_named_function_over_http(grid: GridProcess) -> None:

@@ -11,9 +11,11 @@ from htcgrid.client.http import Chunks, HTTPTransport
 def put_common(transport: Any, session_id: str, value: Any) -> None:
     """Store ``value`` (a JSON value or bytes) as ``session_id``'s common data."""
     blob = common_data.encode(value)
-    if isinstance(transport, HTTPTransport):
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(blob))}
+    if isinstance(transport, HTTPTransport):  # the body is the value; its type says which kind
+        kind = "json" if blob[:1] == common_data.JSON else "octet-stream"
+        body = blob[1:]
+        headers = {"Content-Type": f"application/{kind}", "Content-Length": str(len(body))}
         path = f"/v1/sessions/{session_id}/common"
-        transport.call("PUT", path, content=Chunks(blob), headers=headers)
+        transport.call("PUT", path, content=Chunks(body), headers=headers)
     else:  # the in-process transport
         transport.service.uploads.put_common(session_id, blob, "")
