@@ -202,7 +202,7 @@ async function refreshSession() {
     : `${d.scanned.toLocaleString()} ended tasks read so far; more on the next refresh`;
   $("failed-table").tBodies[0].replaceChildren(...d.failed.map((t) => taskRow(t, [t.attempts, t.error && t.error.type, t.error && t.error.message])));
   $("retried-table").tBodies[0].replaceChildren(...d.retried.map((t) => taskRow(t, [t.state, t.attempts,
-    t.error ? `${t.error.type}: ${t.error.message}` : "ran again after an infrastructure failure (lost lease, crash or timeout)"])));
+    t.error ? `${t.error.type}: ${t.error.message}` : "not recorded: a crash, timeout, lost lease or (with retry_on_error) a handler error"])));
 }
 
 function taskRow(t, cells) {
