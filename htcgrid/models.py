@@ -105,6 +105,7 @@ class SessionSpec:
     content_hash: str = ""
     created_at: float = 0.0
     retention_seconds: float | None = None  # its own; None: the server's retention_seconds
+    poison_after: int | None = None  # its own; None: the agent's poison_after
 
 
 @dataclass(frozen=True)

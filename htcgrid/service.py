@@ -43,6 +43,7 @@ from htcgrid.submission import (
     check,
     check_names,
     int_in,
+    poison_after,
     retention_seconds,
     task_priorities,
     timeout_seconds,
@@ -164,6 +165,7 @@ class GridService:
             content_hash="",
             created_at=self.clock(),
             retention_seconds=retention_seconds(request.retention_seconds),
+            poison_after=poison_after(request.poison_after),
         )
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from htcgrid.errors import ValidationError
 from htcgrid.models import (
     DEFAULT_FUNCTION,
+    MAX_ATTEMPTS,
     MAX_PRIORITY,
     MAX_RETENTION_SECONDS,
     MAX_TIMEOUT_SECONDS,
@@ -39,6 +40,7 @@ class SubmitRequest:
     timeout_seconds: float | None = None
     retry_on_error: bool = False
     retention_seconds: float | None = None
+    poison_after: int | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> SubmitRequest:
@@ -131,6 +133,12 @@ def retention_seconds(given: Any) -> float | None:
         f"{MAX_RETENTION_SECONDS:.0f} (ten years)",
     )
     return float(given)
+
+
+def poison_after(given: Any) -> int | None:
+    """A session's own poison rule: None (the agent's), or the worker deaths (1 to
+    ``MAX_ATTEMPTS``) after which a task is failed as poison."""
+    return None if given is None else int_in("poison_after", given, 1, MAX_ATTEMPTS)
 
 
 def task_priorities(given: Any, n: int, default: int) -> list[int]:

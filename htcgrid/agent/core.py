@@ -18,6 +18,7 @@ from htcgrid.agent.packages import PackageCache, pickled_config
 from htcgrid.agent.pool import PoolSet, WorkerSlot
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import DataPlane
+from htcgrid.errors import GridError
 from htcgrid.models import (
     ErrorInfo,
     HeartbeatStatus,
@@ -114,7 +115,7 @@ class AgentCore:
     def _fail_head(self, held: list[Lease], kind: str, reason: str) -> None:
         head, rest = held[0], held[1:]
         if not self._forget_doomed(head.task_id):
-            poison = self.settings.poison_after
+            poison = self._poison_after(head)
             if self.observer is not None:
                 error = ErrorInfo(kind, reason)
                 self.observer(head, Result(head.task_id, head.attempt, False, error=error), None)
@@ -122,6 +123,15 @@ class AgentCore:
         for lease in rest:
             self._forget_doomed(lease.task_id)
         self.backlog.extendleft(reversed([le for le in rest if le.task_id in self.held]))
+
+    def _poison_after(self, lease: Lease) -> int:
+        """The session's own ``poison_after``, else the agent's; read only when a worker died."""
+        try:
+            info = self.store.get_session(lease.session_id)
+        except GridError:
+            info = None
+        own = None if info is None else info.spec.poison_after
+        return self.settings.poison_after if own is None else own
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):

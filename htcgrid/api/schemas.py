@@ -52,6 +52,9 @@ class SubmitBody(BaseModel):
         le=MAX_RETENTION_SECONDS,
         description="How long the session is kept after it ends (default: the server's).",
     )
+    poison_after: Attempts | None = Field(
+        None, description="Worker deaths after which a task fails as poison (default: the agents')."
+    )
 
 
 def json_body(raw: bytes) -> Any:

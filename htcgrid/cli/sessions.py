@@ -104,6 +104,15 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
     help="Time limit of one run of a task.",
 )
 @click.option(
+    "--poison-after",
+    type=click.IntRange(1, MAX_ATTEMPTS),
+    default=None,
+    show_default="the agents' setting",
+    envvar=env("POISON_AFTER"),
+    show_envvar=True,
+    help="Worker deaths (crash, signal, memory limit) after which a task fails as poison.",
+)
+@click.option(
     "--retention",
     default=None,
     show_default="the server's",
@@ -135,6 +144,7 @@ def submit(
     function: str,
     max_attempts: int | None,
     timeout_seconds: float | None,
+    poison_after: int | None,
     retention: str | None,
     session_id: str | None,
     wait_: bool,
@@ -152,6 +162,7 @@ def submit(
             timeout_seconds=timeout_seconds,
             session_id=session_id,
             retention_seconds=None if retention is None else seconds_of(retention),
+            poison_after=poison_after,
         )
         if not wait_:
             click.echo(to_json({"session_id": session.id}) if as_json else session.id)

@@ -177,6 +177,7 @@ class Client:
         retry_on_error: bool = False,
         session_id: str | None = None,
         retention_seconds: float | None = None,
+        poison_after: int | None = None,
         common: Any = None,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
@@ -187,7 +188,8 @@ class Client:
         submit of the same tasks a no-op, so a submit interrupted by an outage is retried.
         ``max_attempts`` and ``timeout_seconds`` left None are the grid's (its settings);
         ``retention_seconds`` is how long the grid keeps the session once it has ended
-        (None: the server's ``retention_seconds``).
+        (None: the server's ``retention_seconds``), and ``poison_after`` how many times a task
+        may kill its worker before it fails as poison (None: the agents' setting).
         ``common`` (a JSON value or bytes) is stored once and is every task's ``context.common``.
         """
         options: dict[str, Any] = {
@@ -201,6 +203,8 @@ class Client:
             options["timeout_seconds"] = timeout_seconds
         if retention_seconds is not None:
             options["retention_seconds"] = retention_seconds
+        if poison_after is not None:
+            options["poison_after"] = poison_after
         if common is not None:
             session_id = session_id or str(uuid.uuid4())
             put_common(self._t, session_id, common)

@@ -81,6 +81,7 @@ def session_item(spec: SessionSpec, now: float) -> Item:
             if spec.retention_seconds is None
             else {"retention_seconds": N(spec.retention_seconds)}
         ),
+        **({} if spec.poison_after is None else {"poison_after": N(spec.poison_after)}),
     }
 
 
@@ -97,6 +98,7 @@ def session_from_item(item: Item) -> SessionInfo:
         content_hash=text(item, "content_hash", "") or "",
         created_at=num(item, "created_at") or 0.0,
         retention_seconds=num(item, "retention_seconds"),
+        poison_after=integer(item, "poison_after") if "poison_after" in item else None,
     )
     retried = integer(item, "retried") if "retried" in item else 0  # see aws_retry
     done = integer(item, "done_count") - retried

@@ -146,7 +146,7 @@ class PostgresTaskStore(TaskStore):
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         try:
             with self._transaction() as conn:
-                values = (*session_row(spec, now), spec.retention_seconds)
+                values = (*session_row(spec, now), spec.retention_seconds, spec.poison_after)
                 if conn.execute(INSERT_SESSION, values).fetchone() is None:
                     return self._resubmitted(conn, spec)
                 with conn.cursor().copy(COPY_TASKS) as copy:

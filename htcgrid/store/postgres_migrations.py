@@ -116,6 +116,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN retention_seconds double precision;
     """,
+    # 6: a session's own poison rule (NULL: the agents' poison_after).
+    """
+    ALTER TABLE sessions ADD COLUMN poison_after integer;
+    """,
 ]
 
 

@@ -9,7 +9,7 @@ from htcgrid.store.rows import NEW_TASK_COLUMNS, SESSION_COLUMNS
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0, %s, %s)
 ON CONFLICT (id) DO NOTHING RETURNING true
 """
 COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"

@@ -144,8 +144,10 @@ class RedisTaskStore(TaskStore):
         created = self._run(self._create, *args)
         if created == -1:
             raise Conflict(f"session {spec.id} exists with different content")
-        if created == 1 and spec.retention_seconds is not None:  # "rs": its own retention
-            self._client.hset(self.keys.session(spec.id), "rs", repr(spec.retention_seconds))
+        own = {"rs": spec.retention_seconds, "pa": spec.poison_after}  # its own settings
+        for name, value in own.items():
+            if created == 1 and value is not None:
+                self._client.hset(self.keys.session(spec.id), name, repr(value))
         return bool(created == 1)
 
     @translate_errors

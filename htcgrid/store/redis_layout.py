@@ -104,6 +104,7 @@ def session_info(session_id: str, h: Mapping[bytes, bytes]) -> SessionInfo:
         content_hash=get("hash"),
         created_at=float(get("at")),
         retention_seconds=float(h[b"rs"]) if b"rs" in h else None,
+        poison_after=int(h[b"pa"]) if b"pa" in h else None,
     )
     retried = int(h.get(b"rt", b"0"))  # "done" counts completion numbers: retried ones too
     return SessionInfo(spec, int(get("done")) - retried, get("cx") == "1", retried=retried)

@@ -21,7 +21,8 @@ from htcgrid.models import (
 
 SESSION_COLUMNS = (
     "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
-    "task_count, content_hash, created_at, done_count, cancelled, retried, retention_seconds"
+    "task_count, content_hash, created_at, done_count, cancelled, retried, retention_seconds, "
+    "poison_after"
 )
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
@@ -52,6 +53,7 @@ def session_from_row(row: Row) -> SessionInfo:
         content_hash=row[8],
         created_at=row[9],
         retention_seconds=row[13],
+        poison_after=row[14],
     )
     # done_count counts the completion numbers given; ``retried`` of them were given up
     return SessionInfo(spec, row[10] - row[12], bool(row[11]), retried=row[12])
@@ -100,7 +102,7 @@ def lease_from_row(row: Row) -> Lease:
 
 def session_row(spec: SessionSpec, now: float) -> tuple[Any, ...]:
     """A new session's values for the first ten of ``SESSION_COLUMNS``; its counters start at
-    zero, then comes ``spec.retention_seconds``."""
+    zero, then come ``spec.retention_seconds`` and ``spec.poison_after``."""
     return (
         spec.id,
         spec.owner,

@@ -85,8 +85,8 @@ class SQLiteTaskStore(SQLiteFile, TaskStore):
                     raise Conflict(f"session {spec.id} exists with different content")
                 return False
             db.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0,?)",
-                (*session_row(spec, now), spec.retention_seconds),
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0,?,?)",
+                (*session_row(spec, now), spec.retention_seconds, spec.poison_after),
             )
             db.executemany(
                 f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     done_count INTEGER NOT NULL DEFAULT 0,
     cancelled INTEGER NOT NULL DEFAULT 0,
     retried INTEGER NOT NULL DEFAULT 0,
-    retention_seconds REAL
+    retention_seconds REAL,
+    poison_after INTEGER
 );
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -67,7 +68,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-NEW_COLUMNS = [("retried", "INTEGER NOT NULL DEFAULT 0"), ("retention_seconds", "REAL")]
+NEW_COLUMNS = [
+    ("retried", "INTEGER NOT NULL DEFAULT 0"),
+    ("retention_seconds", "REAL"),
+    ("poison_after", "INTEGER"),
+]
 
 
 class SQLiteFile:

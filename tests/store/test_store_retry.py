@@ -129,7 +129,9 @@ def test_a_grid_file_made_before_retry_gains_its_column(tmp_path: Path) -> None:
 
 
 def test_a_session_keeps_its_own_retention(store: TaskStore) -> None:
-    short = SessionSpec(id="short", task_count=1, content_hash="h", retention_seconds=60.0)
+    short = SessionSpec(
+        id="short", task_count=1, content_hash="h", retention_seconds=60.0, poison_after=2
+    )
     kept = SessionSpec(id="kept", task_count=1, content_hash="k", retention_seconds=10 * DAY)
     plain = SessionSpec(id="plain", task_count=1, content_hash="p")
     for spec in (short, kept, plain):
@@ -137,8 +139,10 @@ def test_a_session_keeps_its_own_retention(store: TaskStore) -> None:
     run_all(store, fail=set())
     info = store.get_session("short")
     assert info is not None and info.spec.retention_seconds == 60.0
+    assert info.spec.poison_after == 2
     plain_info = store.get_session("plain")
     assert plain_info is not None and plain_info.spec.retention_seconds is None
+    assert plain_info.spec.poison_after is None
     later = NOW + 2 * DAY  # the server's retention (7 days) has not passed yet
     assert store.purge(later - 7 * DAY, 100, now=later) == ["short"]
     assert store.purge(later - 7 * DAY, 100) == []  # without now: one cutoff for all
