@@ -26,7 +26,7 @@ from htcgrid.models import (
 
 NO_TASKS = "at least one task is needed"
 FROM_PARTS = ("tasks", "task_priorities", "session_id")  # a commit has them from its upload
-INTEGERS = ("priority", "max_attempts", "task_count", "parts")
+INTEGERS = ("priority", "max_attempts", "poison_after", "task_count", "parts")
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,11 @@ def test_from_json_names_the_unknown_fields_and_the_known_ones() -> None:
 
 
 def test_from_json_keeps_the_values_for_the_rules() -> None:
-    request = SubmitRequest.from_json({"tasks": [1], "priority": "9", "max_attempts": 2.0})
+    request = SubmitRequest.from_json(
+        {"tasks": [1], "priority": "9", "max_attempts": 2.0, "poison_after": 3.0}
+    )
     assert (request.priority, request.max_attempts, request.tasks) == ("9", 2, [1])
+    assert type(request.poison_after) is int and request.poison_after == 3
 
 
 def test_a_commit_takes_its_session_from_the_path_and_its_tasks_from_its_parts() -> None:

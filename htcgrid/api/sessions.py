@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
@@ -68,7 +68,7 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         offset: int = Query(0, ge=0, description="where to start (the `cursor` is the same)"),
         cursor: int | None = Query(None, ge=0, description="the `cursor` of the previous page"),
         owner: str | None = Query(None, description="only this owner's (admins)"),
-        state: str | None = Query(None, description="active, complete or cancelled"),
+        state: Literal["active", "complete", "cancelled"] | None = Query(None),
         function: str | None = Query(None, description="only sessions of this function"),
         caller: Principal = Caller,
     ) -> dict[str, Any]:

@@ -33,13 +33,16 @@ def seconds_of(text: str) -> float:
 @click.option(
     "--failed",
     is_flag=True,
+    envvar=env("RETRY_FAILED"),
     help="Failed tasks only: the default (finished and cancelled tasks never run again).",
 )
 @click.option(
     "--task",
     "tasks",
     multiple=True,
-    help="Only this task: its id or its index in the session (repeatable).",
+    envvar=env("RETRY_TASKS"),
+    help="Only this task: its id or its index in the session (repeatable; the variable takes"
+    " several, separated by spaces).",
 )
 @url_option()
 @token_option
