@@ -9,24 +9,42 @@ data plane here, in the worker, so big data never crosses the pipe or the agent'
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from htcgrid.agent.messages import Result, Task, ToAgent, Withdraw, Withdrawn
 from htcgrid.errors import GridError
 from htcgrid.models import ErrorInfo
+from htcgrid.retry import Retrier
 
 if TYPE_CHECKING:
     from htcgrid.dataplane import DataPlane
 
+log = logging.getLogger("htcgrid.worker")
+T = TypeVar("T")
+
+# How long a worker waits out an outage of the data plane before it gives the task up as an
+# infrastructure failure: a database restart or a failover takes seconds, not minutes.
+OUTAGE_PATIENCE_SECONDS = 120.0
+
 
 class AgentChannel:
     def __init__(
-        self, conn: Connection, data_url: str | None, inline_limit_bytes: int = 64 * 1024
+        self,
+        conn: Connection,
+        data_url: str | None,
+        inline_limit_bytes: int = 64 * 1024,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.conn = conn
+        self.sleep = sleep
+        self.clock = clock
         self.data_url = data_url
         self.inline_limit_bytes = inline_limit_bytes
         self._data: DataPlane | None = None
@@ -54,14 +72,15 @@ class AgentChannel:
         """The task's event as JSON bytes; raises GridError if the data plane fails."""
         if task.payload is not None:
             return task.payload
-        assert task.payload_ref is not None
-        return self._data_plane().get(task.payload_ref)
+        ref = task.payload_ref
+        assert ref is not None
+        return self._patiently(lambda: self._data_plane().get(ref))
 
     def finished(self, task: Task, output: bytes, log: str) -> Result:
         """The result message for ``output``; a big one is written to the data plane."""
         if len(output) <= self.inline_limit_bytes or self.data_url is None:
             return Result(task.task_id, task.attempt, True, output=output, log=log)
-        self._data_plane().put(task.output_key, output)
+        self._patiently(lambda: self._data_plane().put(task.output_key, output))
         return Result(task.task_id, task.attempt, True, output_ref=task.output_key, log=log)
 
     def run(self, task: Task, execute: ExecuteFn) -> Result:
@@ -95,6 +114,15 @@ class AgentChannel:
             return self._data_plane().get(keys.session_common(session_id))
         except NotFound:
             return None
+
+    def _patiently(self, call: Callable[[], T]) -> T:
+        """``call()``, waiting out an outage of the data plane (BackendUnavailable) for up
+        to OUTAGE_PATIENCE_SECONDS: an outage of the grid's own storage is not the task's
+        fault, and a task that already ran should not run again for it (nor lose an
+        attempt). Reads and writes of a key are idempotent, so a retry is safe."""
+        deadline = self.clock() + OUTAGE_PATIENCE_SECONDS
+        retry = Retrier(log, sleep=self.sleep, give_up=lambda: self.clock() >= deadline)
+        return retry(call)
 
     def _data_plane(self) -> DataPlane:
         if self._data is None:
