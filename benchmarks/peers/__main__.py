@@ -115,7 +115,12 @@ def run_group(
     system = cls(workers)
     tree = Tree(cls.services)
     start = time.perf_counter()
-    system.start()  # in the main thread: Ray's start-up installs signal handlers
+    try:
+        system.start()  # in the main thread: Ray's start-up installs signal handlers
+    except Exception:
+        with contextlib.suppress(Exception):
+            system.stop()  # what did start (a schema, a key prefix, a process) is removed
+        raise
     try:
         within(tree, args.timeout_seconds, lambda: system.call("noop", None))
         startup = time.perf_counter() - start

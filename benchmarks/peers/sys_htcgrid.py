@@ -53,7 +53,8 @@ class _Htcgrid(System):
         raise NotImplementedError
 
     def stop(self) -> None:
-        self.grid.close()
+        if hasattr(self, "grid"):
+            self.grid.close()
         for proc in reversed(self.procs):
             proc.terminate()
         for proc in self.procs:
