@@ -4,7 +4,6 @@ restarted mid-run, and 50 clients at once. Every scenario ends with ``harness.ch
 from __future__ import annotations
 
 import random
-import shutil
 import signal
 import statistics
 import threading
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from backends import require_module
 from harness import LONG, Row, check, done, events, grid, kind, scale
+from own_servers import OwnPostgres, OwnRedis
+from own_servers import own_server as started
 from procs import until
-from test_backend_outage import OwnPostgres, OwnRedis
 
 import htcgrid
 from htcgrid.store import open_store
@@ -79,20 +78,8 @@ def _post(api: str, body: dict[str, object]) -> httpx.Response | None:
 
 @pytest.fixture(params=["postgresql", "redis"])
 def own_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OwnPostgres | OwnRedis]:
-    server: OwnPostgres | OwnRedis
-    if request.param == "redis":
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server not installed")
-        require_module("htcgrid.store.redis")
-        server = OwnRedis(tmp_path)
-    else:
-        require_module("htcgrid.store.postgres")
-        server = OwnPostgres()
-    try:
-        server.start()
+    with started(request.param, tmp_path) as server:
         yield server
-    finally:
-        server.remove()
 
 
 def test_backend_restarted_mid_run(

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from backends import require_module
 from harness import HANDLER, HERE, ROOT, TAG_VARIABLE, Grid, Row, check, done, events, grid, scale
+from own_servers import OwnPostgres
 from procs import descendants, until
-from test_backend_outage import OwnPostgres
 
 import htcgrid
 
