@@ -11,33 +11,17 @@ from typing import Any
 
 import pytest
 from backends import aws_grid, require_module, threads_interleave_often
+from test_aws import LEASE, NOW, _spec, _store, _tasks
 
-from htcgrid.models import NewTask, Outcome, SessionSpec, TaskState
+from htcgrid.models import Outcome, TaskState
 
 require_module("boto3")
-
-NOW = 1_000_000.0
-LEASE = 10.0
 
 
 @pytest.fixture
 def grid_url() -> Iterator[str]:
     with aws_grid(f"t{uuid.uuid4().hex[:10]}") as url:
         yield url
-
-
-def _store(url: str):  # type: ignore[no-untyped-def]
-    from htcgrid.store.aws import AwsTaskStore
-
-    return AwsTaskStore(url)
-
-
-def _spec(sid: str = "s1", n: int = 3) -> SessionSpec:
-    return SessionSpec(id=sid, task_count=n, content_hash="h", owner="alice")
-
-
-def _tasks(n: int = 3, priority: int = 0) -> list[NewTask]:
-    return [NewTask(i, priority, payload=b'{"i":%d}' % i) for i in range(n)]
 
 
 def test_concurrent_completions_keep_every_result_and_its_number(grid_url: str) -> None:
