@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from htcgrid.api import create_app
 from htcgrid.api import dashboard_data as dd
 from htcgrid.api.dashboard import STATIC
+from htcgrid.api.dashboard_history import BUCKET_SECONDS, KEEP_SECONDS, PREFIX
 from htcgrid.auth.principals import Authenticator
 from htcgrid.dataplane import open_data_plane
 from htcgrid.errors import ValidationError
@@ -236,12 +237,36 @@ def test_the_overview_counts_queue_failures_and_throughput(
     assert first["queue"] == [{"function": "default", "priority": 3, "pending": 10}]
     run(service, clock, 4, fail_every=2)
     clock.now += dd.SAMPLE_SECONDS
+    assert grid.overview()["throughput"] == []  # the same minute: one record
+    clock.now = NOW + BUCKET_SECONDS
     second = grid.overview()
     assert second["failure_rate"] == pytest.approx(0.5)
     [point] = second["throughput"]
-    span = clock.now - NOW
-    assert point["finished_per_second"] == pytest.approx(4 / span)
+    assert point["finished_per_second"] == pytest.approx(4 / BUCKET_SECONDS)
     assert point["submitted_per_second"] == 0
+
+
+def test_throughput_history_outlives_a_restart_and_agrees_between_servers(
+    service: GridService, clock: Clock
+) -> None:
+    first = dd.Grid(service.store, 5.0, clock)
+    submit(service, 10)
+    first.overview()
+    run(service, clock, 6)
+    clock.now = NOW + BUCKET_SECONDS
+    [point] = first.overview()["throughput"]
+    assert point["finished_per_second"] == pytest.approx(6 / BUCKET_SECONDS)
+    # a restarted server (or a second one on the same store) draws the same history
+    restarted = dd.Grid(service.store, 5.0, clock)
+    assert restarted.overview()["throughput"] == [point]
+    submit(service, 30)
+    clock.now = NOW + 2 * BUCKET_SECONDS
+    again = restarted.overview()["throughput"]
+    assert again[0] == point and again[1]["submitted_per_second"] == pytest.approx(0.5)
+    # hours later the old minutes are pruned from the store
+    clock.now = NOW + KEEP_SECONDS + 3 * BUCKET_SECONDS
+    assert restarted.overview()["throughput"] == []
+    assert len(service.store.list_meta(PREFIX)) == 1
 
 
 def test_agents_are_for_admins_and_a_silent_one_is_lost(

@@ -3,8 +3,9 @@
 Whoever asks, and however many viewers poll, the store is read at most once per period:
 
 - The overview counts the tasks of the newest sessions (the running ones' counts, and the
-  ended ones' read once) at most once per ``CACHE_SECONDS``, and keeps an hour of them, one
-  sample every ``SAMPLE_SECONDS`` from the first look at the dashboard, to draw throughput.
+  ended ones' read once) at most once per ``CACHE_SECONDS``, from the first look at the
+  dashboard for an hour, and records the totals once a minute in the store to draw
+  throughput (``dashboard_history``: it survives a restart and agrees between servers).
 - A running session's counts are read at most once per ``COUNTS_SECONDS``, an ended one's
   once (``session_pages.EndedCounts``); its charts and failed-task scan at most once per
   ``REFRESH_SECONDS``.
@@ -20,14 +21,14 @@ Whoever asks, and however many viewers poll, the store is read at most once per 
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from htcgrid.api.dashboard_history import HISTORY_SECONDS, ThroughputHistory
 from htcgrid.models import SessionInfo, TaskRecord, TaskState
 from htcgrid.presence import list_agents
 from htcgrid.session_pages import counts_of
@@ -39,7 +40,6 @@ PAGE = 1000
 REFRESH_SECONDS = 10.0  # a running session's charts and failed-task scan, at most this often
 COUNTS_SECONDS = 1.0  # a running session's counts, shared by every viewer
 SAMPLE_SECONDS = CACHE_SECONDS
-HISTORY_SECONDS = 3600.0
 PROBES = 30
 PROBE_TASKS = 10
 SCAN_PER_CALL = 2000
@@ -62,7 +62,8 @@ class Grid:
         self.store = store
         self.lost_after_seconds = lost_after_seconds
         self.clock = clock
-        self.samples: deque[tuple[float, int, int]] = deque()  # (t, all tasks, ended tasks)
+        self.history = ThroughputHistory(store)
+        self._series: list[dict[str, float]] = []
         self._lock = threading.Lock()
         self._read_at = -CACHE_SECONDS
         self._counts: dict[tuple[str, TaskState, int], int] = {}
@@ -100,13 +101,10 @@ class Grid:
         return dict(found)
 
     def _sample(self, now: float) -> None:
-        if self.samples and now - self.samples[-1][0] < SAMPLE_SECONDS:
-            return
         total = sum(self._counts.values())
         ended = sum(n for (_, state, _), n in self._counts.items() if state in TERMINAL)
-        self.samples.append((now, total, ended))
-        while self.samples and now - self.samples[0][0] > HISTORY_SECONDS:
-            self.samples.popleft()
+        self.history.record(now, total, ended)
+        self._series = self.history.series(now)
 
     def viewed(self) -> None:
         """Someone looks at the dashboard: keep sampling for the next hour."""
@@ -127,18 +125,8 @@ class Grid:
                     continue
 
     def throughput(self) -> list[dict[str, float]]:
-        points = list(self.samples)
-        series = []
-        for (t0, total0, ended0), (t1, total1, ended1) in itertools.pairwise(points):
-            span = max(t1 - t0, 1e-9)
-            series.append(
-                {
-                    "t": t1,
-                    "submitted_per_second": max(0, total1 - total0) / span,
-                    "finished_per_second": max(0, ended1 - ended0) / span,
-                }
-            )
-        return series
+        """Tasks/s submitted and finished per minute over the last hour, from the store."""
+        return self._series
 
     def overview(self) -> dict[str, Any]:
         self.viewed()
