@@ -5,8 +5,10 @@
     tokens = auth.login("alice", "a long password", client="10.0.0.7")
     principal = auth.authenticate(bearer=tokens.access_token)  # on every request
 
-Every check reads the user's record, so removing a user, changing a password or revoking a
-key takes effect on the very next request, on every server. API keys are long random secrets
+A credential once verified is trusted for at most ``cache_seconds`` (1 s) by this server: a change
+made here (a user removed, a password or role changed, a key revoked) empties that cache at
+once, so it takes effect on the very next request; one made through another server takes effect
+here within that second. API keys are long random secrets
 (``htcgrid_<key_id>_<secret>``), stored as a SHA-256 digest: a slow hash is for guessable
 passwords, and would only slow down every request made with a key.
 """
@@ -16,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +39,8 @@ from htcgrid.settings import SecurityConfig
 
 API_KEY_PREFIX = "htcgrid_"
 SECRET_RELOAD_SECONDS = 5.0
+CACHE_SECONDS = 1.0  # the longest a verified credential is trusted without reading its records
+CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,14 @@ class Authenticator:
         data: DataPlane,
         config: SecurityConfig | None = None,
         clock: Callable[[], float] = time.time,
+        cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self.records = AuthRecords(data)
+        self.cache_seconds = min(cache_seconds, CACHE_SECONDS)
+        # digest of the credentials → (trusted until, by ``clock``; the principal)
+        self._verified: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._verified_lock = threading.Lock()
+        self._epoch = 0  # moves on each forget_verified: a check begun before is not kept
         self.config = config or SecurityConfig()
         self.clock = clock
         self.throttle = LoginThrottle(
@@ -131,6 +143,7 @@ class Authenticator:
             raise Conflict(f"user {name} already exists")
         user = User(name, role_name, hash_password(password), new_uid(), 1, self.clock())
         self.records.put_user(user)
+        self.forget_verified()
         return user
 
     def user(self, name: str) -> User:
@@ -152,6 +165,7 @@ class Authenticator:
         for key in self.api_keys(user.name):
             self.records.delete_key(key.key_id)
         self.records.delete_user(user.name)
+        self.forget_verified()
 
     def set_password(self, name: str, password: str) -> User:
         """New password; every token issued before stops working (the generation moves on)."""
@@ -160,12 +174,14 @@ class Authenticator:
             user, password_hash=hash_password(password), generation=user.generation + 1
         )
         self.records.put_user(changed)
+        self.forget_verified()
         return changed
 
     def set_role(self, name: str, role_name: str) -> User:
         user = self.user(name)
         changed = replace(user, role=role(role_name), generation=user.generation + 1)
         self.records.put_user(changed)
+        self.forget_verified()
         return changed
 
     # ---- API keys ------------------------------------------------------------------------
@@ -178,6 +194,7 @@ class Authenticator:
         kid, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         record = KeyRecord(kid, user.name, user.uid, label, _digest(secret), self.clock())
         self.records.put_key(record)
+        self.forget_verified()
         return record, f"{API_KEY_PREFIX}{kid}_{secret}"
 
     def api_keys(self, owner: str | None = None) -> list[KeyRecord]:
@@ -188,6 +205,7 @@ class Authenticator:
         if self.records.get_key(key_id(kid)) is None:
             raise NotFound(f"no API key {kid}")
         self.records.delete_key(kid)
+        self.forget_verified()
 
     # ---- tokens --------------------------------------------------------------------------
 
@@ -265,18 +283,47 @@ class Authenticator:
         one bad credential beside a good one is refused, not ignored."""
         if not bearer and not api_key:
             raise AuthError("authentication required: send 'Authorization: Bearer <token>'")
+        if self.cache_seconds <= 0:
+            return self._check(bearer, api_key)[1]
+        # a digest, so the cache never holds a secret; NUL cannot occur in a header value
+        digest = hashlib.sha256(f"{bearer or ''}\0{api_key or ''}".encode()).digest()
+        now = self.clock()
+        with self._verified_lock:
+            hit = self._verified.get(digest)
+        if hit is not None and now < hit[0]:
+            return hit[1]
+        epoch = self._epoch
+        until, principal = self._check(bearer, api_key)
+        with self._verified_lock:  # failures are never kept: each is checked in full
+            if epoch == self._epoch:
+                self._verified[digest] = (min(until, now + self.cache_seconds), principal)
+                self._verified.move_to_end(digest)
+                while len(self._verified) > CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def forget_verified(self) -> None:
+        """Trust no credential verified before now (a user, key or generation changed)."""
+        with self._verified_lock:
+            self._epoch += 1
+            self._verified.clear()
+
+    def _check(self, bearer: str | None, api_key: str | None) -> tuple[float, Principal]:
+        """The caller, read from the records, and until when that may be trusted (a token's
+        expiry; else forever, as far as the credential goes)."""
         found = [self._from_bearer(bearer)] if bearer else []
         if api_key:
-            found.append(self._from_api_key(api_key))
-        if len({p.name for p in found}) > 1:
+            found.append((float("inf"), self._from_api_key(api_key)))
+        if len({p.name for _, p in found}) > 1:
             raise AuthError("the bearer token and the API key belong to different users")
-        return found[-1]
+        return min(until for until, _ in found), found[-1][1]
 
-    def _from_bearer(self, bearer: str) -> Principal:
+    def _from_bearer(self, bearer: str) -> tuple[float, Principal]:
         if bearer.startswith(API_KEY_PREFIX):
-            return self._from_api_key(bearer)
-        user = self._current(self._verify(bearer, "access"))
-        return Principal(user.name, user.role, "token")
+            return float("inf"), self._from_api_key(bearer)
+        claims = self._verify(bearer, "access")
+        user = self._current(claims)
+        return claims.exp, Principal(user.name, user.role, "token")
 
     def _from_api_key(self, text: str) -> Principal:
         parts = split_api_key(text)
