@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,8 +140,8 @@ class SessionUploads:
         if self._expired(started, self.service.clock()):
             raise Conflict(f"the upload of session {session_id} expired; submit it again")
         spec = self.service.spec(request, owner, task_count)
-        tasks, digests = self._collect(spec, parts, offload=existing is None)
-        spec = replace(spec, content_hash=content_hash(spec, digests))
+        spec = replace(spec, content_hash=content_hash(spec, self._digests(spec, parts)))
+        tasks = PartedTasks(self, spec, parts, offload=existing is None)
         created = self.store.create_session(spec, tasks, self.service.clock())
         self.data.delete_prefix(keys.upload_prefix(spec.id))
         return SubmitResult(spec.id, task_count, created, self.service.presence.warning())
@@ -203,51 +203,47 @@ class SessionUploads:
             raise Conflict(f"session id {session_id} is being uploaded by someone else")
         return float(claim["started_at"])
 
-    def _collect(
-        self, spec: SessionSpec, parts: int, offload: bool
-    ) -> tuple[list[NewTask], list[tuple[int, bytes]]]:
-        """The tasks of every part, each index once, and their (priority, digest) for hashing."""
-        tasks: list[NewTask | None] = [None] * spec.task_count
-        digests: list[tuple[int, bytes]] = [(0, b"")] * spec.task_count
-        inline = 0
+    def _rows(self, session_id: str, part: int) -> list[list[Any]]:
+        try:
+            return json.loads(self.data.get(keys.upload_part(session_id, part)))  # type: ignore[no-any-return]
+        except NotFound:
+            raise Conflict(f"part {part} of session {session_id} was not uploaded") from None
+
+    def _digests(self, spec: SessionSpec, parts: int) -> Iterator[tuple[int, bytes]]:
+        """Every task's (priority, digest) in index order, checking each index comes once.
+        One part is read at a time; tasks that come before their turn wait in ``early``,
+        which stays empty when the parts are in index order (as ``htcgrid.client`` sends
+        them), so a session of any size is hashed in bounded memory."""
+        early: dict[int, tuple[int, bytes]] = {}
+        turn = 0
         for part in range(parts):
-            try:
-                rows = json.loads(self.data.get(keys.upload_part(spec.id, part)))
-            except NotFound:
-                raise Conflict(f"part {part} of session {spec.id} was not uploaded") from None
-            for index, priority, text, sha256 in rows:
-                if index >= spec.task_count or tasks[index] is not None:
+            for index, priority, text, sha256 in self._rows(spec.id, part):
+                if not turn <= index < spec.task_count or index in early:
                     raise Conflict(f"task {index} is out of range or given twice")
                 priority = spec.priority if priority is None else priority
                 if sha256 is not None:
-                    key = keys.task_input(spec.id, index)
-                    tasks[index] = NewTask(index, priority, payload_ref=key)
                     digest = bytes.fromhex(sha256)
                 elif text is None:
-                    tasks[index], digest = self._staged(spec.id, index, priority)
+                    digest = self._staged_digest(spec.id, index)
                 else:
-                    payload = text.encode()
-                    digest = hashlib.sha256(payload).digest()
-                    inline += len(payload)
-                    if offload and inline > INLINE_BUDGET_BYTES:
-                        key = keys.task_input(spec.id, index)
-                        self.data.put(key, payload)
-                        tasks[index] = NewTask(index, priority, payload_ref=key)
-                    else:
-                        tasks[index] = NewTask(index, priority, payload)
-                digests[index] = (priority, digest)
-        missing = [i for i, t in enumerate(tasks) if t is None]
-        if missing:
-            raise Conflict(f"{len(missing)} task(s) missing from the parts, first {missing[0]}")
-        return [t for t in tasks if t is not None], digests
+                    digest = hashlib.sha256(text.encode()).digest()
+                if index != turn:
+                    early[index] = (priority, digest)
+                    continue
+                yield priority, digest
+                turn += 1
+                while turn in early:
+                    yield early.pop(turn)
+                    turn += 1
+        if turn < spec.task_count:
+            raise Conflict(f"task(s) missing from the parts, first {turn}")
 
-    def _staged(self, session_id: str, index: int, priority: int) -> tuple[NewTask, bytes]:
+    def _staged_digest(self, session_id: str, index: int) -> bytes:
         try:
             record = json.loads(self.data.get(keys.upload_digest(session_id, index)))
         except NotFound:
             raise Conflict(f"the payload of task {index} was not uploaded") from None
-        key = keys.task_input(session_id, index)
-        return NewTask(index, priority, payload_ref=key), bytes.fromhex(record["sha256"])
+        return bytes.fromhex(record["sha256"])
 
     # ---- expiry ----------------------------------------------------------------------------
 
@@ -300,6 +296,43 @@ class SessionUploads:
             slot += 1
         self.data.delete_prefix(keys.upload_expiry_bucket(bucket))
         return removed
+
+
+class PartedTasks(Sequence[NewTask]):
+    """The tasks of an upload's parts (checked by ``SessionUploads._digests`` first), read
+    one part at a time whenever the store goes through them: a store that streams its insert
+    (SQLite, PostgreSQL) never holds the session's tasks at once. Inline payloads beyond
+    ``INLINE_BUDGET_BYTES`` of them go to the data plane, for a store that holds them all."""
+
+    def __init__(self, uploads: SessionUploads, spec: SessionSpec, parts: int, offload: bool):
+        self.uploads = uploads
+        self.spec = spec
+        self.parts = parts
+        self.offload = offload
+
+    def __len__(self) -> int:
+        return self.spec.task_count
+
+    def __iter__(self) -> Iterator[NewTask]:
+        spec, inline = self.spec, 0
+        for part in range(self.parts):
+            for index, priority, text, sha256 in self.uploads._rows(spec.id, part):
+                priority = spec.priority if priority is None else priority
+                key = keys.task_input(spec.id, index)
+                if sha256 is not None or text is None:
+                    yield NewTask(index, priority, payload_ref=key)
+                    continue
+                payload = text.encode()
+                inline += len(payload)
+                if self.offload and inline > INLINE_BUDGET_BYTES:
+                    self.uploads.data.put(key, payload)
+                    yield NewTask(index, priority, payload_ref=key)
+                else:
+                    yield NewTask(index, priority, payload)
+
+    def __getitem__(self, at: Any) -> Any:  # a Sequence's; stores go through it in order
+        tasks = sorted(self, key=lambda t: t.index)
+        return tasks[at]
 
 
 def _check_json(index: int, payload: bytes) -> None:

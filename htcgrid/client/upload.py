@@ -1,8 +1,10 @@
 """How a client sends a session of any size: one request when it is small, else in parts.
 
-A session whose tasks fit ``SINGLE_REQUEST_BYTES`` of JSON is one submit. A bigger one (or an
-iterable that turns out bigger) is uploaded: payloads over ``STAGE_ALONE_BYTES`` one request
-each, the task list in parts of about ``PART_BYTES``, then a commit that makes the session
+A session whose tasks fit ``SINGLE_REQUEST_BYTES`` of JSON and ``SINGLE_REQUEST_TASKS`` tasks is
+one submit. A bigger one (or an iterable that turns out bigger) is uploaded: payloads over
+``STAGE_ALONE_BYTES`` one request each, the task list in parts of about ``PART_BYTES`` or
+``PART_TASKS`` tasks, whichever comes first (so each request of a session of millions of tiny
+tasks is quick, well within the client's timeout), then a commit that makes the session
 visible all at once (``htcgrid.uploads`` is the server's side). Tasks are encoded one at a
 time from any iterable, so a generator of big payloads is never held whole.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
 SINGLE_REQUEST_BYTES = 4 * 1024 * 1024
 PART_BYTES = 2 * 1024 * 1024
+SINGLE_REQUEST_TASKS = 20_000  # more tasks than this are uploaded even when they are tiny:
+PART_TASKS = 20_000  # the server inserts a part's worth in well under a second
+PROGRESS_EVERY_SECONDS = 0.5  # how often an upload to a terminal says how far it got
 PARTS_IN_FLIGHT = 2  # the server takes one part while the client makes the next
 STAGE_ALONE_BYTES = 1024 * 1024  # bigger payloads go one request each; smaller ride in parts
 ENTRY_OVERHEAD_BYTES = 40  # {"index":…,"priority":…,…} around each payload of a part
@@ -54,7 +61,7 @@ def send_session(
     if isinstance(tasks, str | bytes | dict) or not isinstance(tasks, Iterable):
         raise ValidationError("tasks must be a list (or any iterable) of JSON values, one per task")
     session_id = session_id or str(uuid.uuid4())
-    if isinstance(tasks, list | tuple) and _small(tasks):
+    if isinstance(tasks, list | tuple) and len(tasks) <= SINGLE_REQUEST_TASKS and _small(tasks):
         given = None if priorities is None else list(priorities)
         body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
         return transport.submit(body)
@@ -64,7 +71,7 @@ def send_session(
     for head_task in encoded:
         head.append(head_task)
         size += len(head_task.payload or b"")
-        if size > SINGLE_REQUEST_BYTES:
+        if size > SINGLE_REQUEST_BYTES or len(head) > SINGLE_REQUEST_TASKS:
             del head_task  # each task is let go of once sent
             return _upload(transport, session_id, _drain(head, encoded), options)
     body = {
@@ -118,6 +125,7 @@ def _upload(
 ) -> dict[str, Any]:
     part: list[PartTask] = []
     size = parts = count = 0
+    progress = Progress(sys.stderr)
     with PartSender(transport, session_id) as sender:
         for task in tasks:
             count += 1
@@ -130,13 +138,36 @@ def _upload(
                 task = PartTask(task.index, task.priority, None, bytes(memoryview(task.payload)))
             part.append(task)
             size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
-            if size >= PART_BYTES:
+            if size >= PART_BYTES or len(part) >= PART_TASKS:
                 sender.send(parts, part)
                 parts, part, size = parts + 1, [], 0
+                progress.show(count)
         if part:
             sender.send(parts, part)
             parts += 1
+    progress.show(count, final=True)
     return transport.commit(session_id, {**options, "task_count": count, "parts": parts})
+
+
+class Progress:
+    """How far an upload got, on one line rewritten in place, when ``stream`` is a terminal
+    (never in a pipe or a log file)."""
+
+    def __init__(self, stream: Any, clock: Any = time.monotonic) -> None:
+        isatty = getattr(stream, "isatty", None)
+        self.stream = stream if isatty is not None and isatty() else None
+        self.clock = clock
+        self.next_at = clock() + PROGRESS_EVERY_SECONDS
+        self.shown = False
+
+    def show(self, count: int, final: bool = False) -> None:
+        if self.stream is None or not ((final and self.shown) or self.clock() >= self.next_at):
+            return
+        self.next_at = self.clock() + PROGRESS_EVERY_SECONDS
+        self.shown = True
+        end = ", committing\n" if final else ""
+        self.stream.write(f"\rhtcgrid: uploaded {count:,} tasks{end}")
+        self.stream.flush()
 
 
 class PartSender:
