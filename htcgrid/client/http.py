@@ -28,6 +28,7 @@ from htcgrid.models import json_loads
 RETRY_SECONDS = 60.0  # how long calls ride out a grid that is down or restarting
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 5.0
+COMMIT_TASKS_PER_SECOND = 20_000  # the least a commit's timeout allows for, beyond the usual
 RETRIED = {("POST", "sessions"), ("POST", "commit"), ("POST", "cancel")}  # safe to repeat
 TRANSIENT_STATUSES = {502, 503, 504}
 JSON = {"Content-Type": "application/json"}
@@ -210,7 +211,10 @@ class HTTPTransport:
         return self._put_big(f"/v1/sessions/{session_id}/parts/{part}", part_body(tasks))
 
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/v1/sessions/{session_id}/commit", json=body)  # type: ignore[no-any-return]
+        # the server inserts every task of the session in one transaction: give it time
+        wait = int(body.get("task_count", 0)) / COMMIT_TASKS_PER_SECOND
+        path = f"/v1/sessions/{session_id}/commit"
+        return self._call("POST", path, wait=wait, json=body)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.http.close()
