@@ -51,6 +51,7 @@ from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import Message
 from htcgrid.store.aws_retry import Retries
 from htcgrid.store.aws_sessions import Sessions
+from htcgrid.store.aws_states import tasks_in_state
 from htcgrid.store.aws_ttl import Sweeper
 from htcgrid.store.base import TaskStore
 
@@ -87,6 +88,11 @@ class AwsTaskStore(TaskStore):
 
     def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
         return self.retries.results(session_id, cursor, limit)
+
+    def tasks_in_state(
+        self, session_id: str, state: TaskState, cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[TaskRecord], str | None]:
+        return tasks_in_state(self.grid, session_id, state, cursor, limit)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         return self.sessions.get_task(task_id)

@@ -91,6 +91,17 @@ class TaskStore(ABC):
         """
 
     @abstractmethod
+    def tasks_in_state(
+        self, session_id: str, state: TaskState, cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[TaskRecord], str | None]:
+        """A page of the session's tasks now in ``state``, and the cursor of the next page
+        (None after the last). The cursor is opaque: pass back what was returned. A page may
+        hold fewer than ``limit`` tasks, even none, where a store bounds one call's work; only
+        a None cursor ends the listing. Each store reads through an index of the session's
+        tasks by state, so ten failed tasks of a session of a million take a few reads.
+        Payloads are not loaded; an unknown session is an empty last page."""
+
+    @abstractmethod
     def get_task(self, task_id: str) -> TaskRecord | None:
         """One task with its payload, output, error and log; None if unknown."""
 

@@ -33,6 +33,7 @@ from htcgrid.models import (
 )
 from htcgrid.store.base import TaskStore, purge_cutoff
 from htcgrid.store.memory_meta import MemoryMeta
+from htcgrid.store.state_pages import MemoryStates
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ class _Session:
         return SessionInfo(self.spec, self.done_count - self.retried, self.cancelled, self.retried)
 
 
-class MemoryTaskStore(MemoryMeta, TaskStore):
+class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
     def __init__(self, url: str = "memory://", create: bool = True) -> None:
         self.url = url
         self._cond = threading.Condition()

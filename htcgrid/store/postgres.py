@@ -65,6 +65,7 @@ from htcgrid.store.rows import (
     task_from_row,
     task_rows,
 )
+from htcgrid.store.state_pages import PostgresStates
 from htcgrid.urls import redact
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ def _distinct(outcomes: Sequence[Outcome]) -> list[tuple[int, tuple[str, int], O
     return keyed
 
 
-class PostgresTaskStore(TaskStore):
+class PostgresTaskStore(PostgresStates, TaskStore):
     """``postgresql://user:password@host:port/db?schema=htcgrid&pool_max=10``.
 
     Construction applies any missing migrations (see ``postgres_migrations``). Raises

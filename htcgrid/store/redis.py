@@ -9,6 +9,7 @@ prefix ``P`` (default ``htcgrid:``):
     P queue:<function>   sorted set of pending tasks, the queue of one function
     P leases             sorted set of processing tasks by lease expiry (the TTL checker's index)
     P done:<id>          sorted set of a session's terminal tasks by completion number
+    P failed:<id>        sorted set of a session's failed tasks by index (``redis_states``)
     P sessions           sorted set of sessions by creation time; P owner:<owner> per owner
     P functions          set of function names that have a queue
     P seq                the FIFO counter, one step per submitted session
@@ -75,6 +76,7 @@ from htcgrid.store.redis_layout import (
     text_of,
 )
 from htcgrid.store.redis_retry import RETRY
+from htcgrid.store.redis_states import RedisStates
 from htcgrid.store.redis_wait import Waiter
 
 FINAL_STATES = frozenset({TaskState.PENDING, TaskState.FINISHED, TaskState.FAILED})
@@ -91,7 +93,7 @@ def _check_indices(spec: SessionSpec, tasks: Sequence[NewTask]) -> None:
 # ---- the store -----------------------------------------------------------------------------
 
 
-class RedisTaskStore(TaskStore):
+class RedisTaskStore(RedisStates, TaskStore):
     """``redis://host:port/db?prefix=htcgrid:``; see the module docstring for the layout."""
 
     def __init__(self, url: str, create: bool = True) -> None:

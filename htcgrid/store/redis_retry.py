@@ -32,6 +32,7 @@ for _, i in ipairs(indexes) do
     redis.call('HDEL', key, 'out', 'oref', 'err', 'xa', 'log', 'ds', 'fin', 'sta', 'ow', 'le')
     redis.call('HSET', key, 'st', 'pending', 'at', 0, 'q', place)
     redis.call('ZREM', P .. 'done:' .. sid, tid)
+    redis.call('ZREM', P .. 'failed:' .. sid, tid)
     redis.call('ZADD', queue_key(fn), score(priority), place .. tid)
     move(sid, 'failed', 'pending')
     sent[#sent + 1] = i

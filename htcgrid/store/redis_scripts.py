@@ -72,6 +72,9 @@ local function finish(tid, key, sid, from, state, now)
   redis.call('HSET', key, 'st', state, 'fin', now, 'ds', done)
   redis.call('HDEL', key, 'ow', 'le', 'q')
   redis.call('ZADD', P .. 'done:' .. sid, done, tid)
+  if state == 'failed' then
+    redis.call('ZADD', P .. 'failed:' .. sid, string.match(tid, '_(%d+)$'), tid)
+  end
   move(sid, from, state)
   session(sid).progressed = true
 end
@@ -329,7 +332,7 @@ for i = 0, tonumber(s[1]) - 1 do
   end
   redis.call('UNLINK', key)
 end
-redis.call('UNLINK', skey, P .. 'done:' .. sid)
+redis.call('UNLINK', skey, P .. 'done:' .. sid, P .. 'failed:' .. sid)
 redis.call('ZREM', P .. 'sessions', s[4])
 redis.call('ZREM', P .. 'owner:' .. s[3], s[4])
 redis.call('PUBLISH', P .. 'progress:' .. sid, 1)

@@ -41,6 +41,7 @@ from htcgrid.store.rows import (
 )
 from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.store.sqlite_wake import DONE, WORK
+from htcgrid.store.state_pages import SQLiteStates
 from htcgrid.urls import local_path, query
 
 # ?1 the default cutoff; ?3 now, or NULL when the sessions' own retention does not count
@@ -56,7 +57,7 @@ ORDER BY s.created_at LIMIT ?2
 """
 
 
-class SQLiteTaskStore(SQLiteFile, TaskStore):
+class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
     """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (how often waiters look where push
     wake-ups cannot work: no unix sockets, or a path too long for one). With ``create``
     False a missing file raises NotFound instead of becoming a new, empty grid."""
