@@ -3,15 +3,20 @@ backoff while the grid restarts or is busy; big bodies sent in slices."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import random
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
+from htcgrid import __version__ as htcgrid_version_text
+from htcgrid.client.plain_http import PlainHTTP, usable
 from htcgrid.client.upload import PartTask, part_body
 from htcgrid.errors import (
     BY_CODE,
@@ -104,6 +109,10 @@ class HTTPTransport:
         self.http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout_seconds, auth=auth, verify=verify
         )
+        # submit, status and results: http.client, while this client is the one made here
+        self._plain = PlainHTTP(self.url) if auth is None and usable(self.url) else None
+        self._plain_for = self.http
+        self._plain_headers = {**headers, "User-Agent": f"htcgrid/{htcgrid_version_text}"}
 
     def call(
         self, method: str, path: str, wait: float = 0, raw: bool = False, **kwargs: Any
@@ -132,7 +141,11 @@ class HTTPTransport:
                 self.sleep(min(left, pause))
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
 
-    def _call_once(self, method: str, path: str, wait: float, raw: bool, **kwargs: Any) -> Any:
+    def _call_once(
+        self, method: str, path: str, wait: float, raw: bool, plain: bool = False, **kwargs: Any
+    ) -> Any:
+        if plain:
+            return self._call_plain(method, path, wait, kwargs.get("json"), kwargs.get("params"))
         timeout = self.timeout_seconds + wait
         try:
             request = self.http.build_request(method, path, timeout=timeout, **kwargs)
@@ -164,15 +177,57 @@ class HTTPTransport:
 
     _call = call
 
+    def _hot(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
+        """A call of the hot path (no raw body, no headers of its own): over http.client
+        when it may be, else as any other call; retried alike."""
+        if self._plain is None or self.http is not self._plain_for or self.http.auth is not None:
+            return self.call(method, path, wait, **kwargs)
+        return self.call(method, path, wait, plain=True, **kwargs)
+
+    def _call_plain(
+        self,
+        method: str,
+        path: str,
+        wait: float,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        assert self._plain is not None
+        headers = self._plain_headers
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        if params:
+            path = f"{path}?{urllib.parse.urlencode(params)}"
+        try:
+            status, found, content = self._plain.request(
+                method, path, body, headers, self.timeout_seconds + wait
+            )
+        except (OSError, http.client.HTTPException) as exc:
+            raise BackendUnavailable(f"cannot reach the grid at {self.url}: {exc}") from exc
+        self.reached = True
+        if 200 <= status < 300:
+            if self.waiting:
+                self.waiting = False
+                log.warning("the grid at %s answers again", self.url)
+            return None if status == 204 else json_loads(content)
+        response = httpx.Response(status, headers=found, content=content)
+        try:
+            answer = json_loads(content)
+        except ValueError:
+            answer = None
+        _raise_for(response, answer)
+
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
+        return self._hot("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
-        return self._call("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]
+        return self._hot("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]
 
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
         params = {"cursor": cursor, "limit": limit, "wait": wait}
-        return self._call("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
+        return self._hot("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/sessions/{session_id}/cancel")  # type: ignore[no-any-return]
@@ -218,3 +273,5 @@ class HTTPTransport:
 
     def close(self) -> None:
         self.http.close()
+        if self._plain is not None:
+            self._plain.close()
