@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from htcgrid.evidence import describe as describe_evidence
 from htcgrid.settings import Settings
 
 try:
@@ -48,6 +49,7 @@ MIN_PRIORITY, MAX_PRIORITY = 0, 9
 MAX_ATTEMPTS = 100  # the most runs a session may ask for one task
 MAX_TIMEOUT_SECONDS = 7 * 86400.0  # the longest time limit a session may set for one run
 MAX_RETENTION_SECONDS = 10 * 366 * 86400.0  # the longest a session may ask to be kept
+MAX_CURSOR = 2**53 - 1  # a page cursor: the largest integer JSON carries exactly
 DEFAULT_FUNCTION = "default"
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -154,6 +156,7 @@ class Outcome:
     error: ErrorInfo | None = None
     log: str = ""
     released: bool = False
+    evidence: str = ""  # poison evidence, the task's whole new list (htcgrid.evidence); "" keeps it
 
 
 def released(lease: Lease) -> Outcome:
@@ -185,6 +188,7 @@ class TaskRecord:
     lease_expires_at: float | None = None
     payload: bytes | None = None
     payload_ref: str | None = None
+    evidence: str = ""  # the attempts that killed their worker, JSON (htcgrid.evidence)
 
 
 @dataclass(frozen=True)
@@ -259,7 +263,12 @@ WORKER_DEATHS = frozenset({"WorkerCrashed", "MemoryLimitExceeded"})  # the task 
 
 
 def after_infrastructure_failure(
-    lease: Lease, kind: str, reason: str, log: str = "", poison_after: int | None = None
+    lease: Lease,
+    kind: str,
+    reason: str,
+    log: str = "",
+    poison_after: int | None = None,
+    evidence: str = "",
 ) -> Outcome:
     """A crash, a timeout or a lost worker: retried until ``max_attempts``, then failed.
 
@@ -271,13 +280,18 @@ def after_infrastructure_failure(
             f"poison task: attempt {lease.attempt} killed its worker too ({reason}); "
             f"not retried after {poison_after} attempts"
         )
+        if seen := describe_evidence(evidence):
+            message += "\n" + seen
         error = ErrorInfo("PoisonTask", message)
-        return Outcome(lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log)
+        return Outcome(
+            lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log, evidence=evidence
+        )
     if runs_again(lease.attempt, lease.max_attempts):
-        return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log)
+        return Outcome(lease.task_id, lease.attempt, TaskState.PENDING, log=log, evidence=evidence)
     message = f"{reason} (attempt {lease.attempt} of {lease.max_attempts})"
+    error = ErrorInfo(kind, message)
     return Outcome(
-        lease.task_id, lease.attempt, TaskState.FAILED, error=ErrorInfo(kind, message), log=log
+        lease.task_id, lease.attempt, TaskState.FAILED, error=error, log=log, evidence=evidence
     )
 
 

@@ -20,6 +20,7 @@ from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
 from htcgrid.models import (
     MAX_ATTEMPTS,
+    MAX_CURSOR,
     MAX_PRIORITY,
     MIN_PRIORITY,
     SESSION_ID_PATTERN,
@@ -228,7 +229,7 @@ class GridService:
         owner: str | None = None,
     ) -> ResultsPage:
         info = self.session(session_id, owner)
-        check(cursor >= 0, "cursor must not be negative")
+        check(0 <= cursor <= MAX_CURSOR, f"cursor must be between 0 and {MAX_CURSOR}")
         limit = max(1, min(limit, MAX_PAGE))
         if wait_seconds > 0 and cursor >= info.cursor and not info.complete:
             self.store.wait_for_session(session_id, cursor, min(wait_seconds, MAX_WAIT_SECONDS))
@@ -255,6 +256,24 @@ class GridService:
                 break
             page.append(record)
         return page
+
+    def tasks_in_state(
+        self,
+        session_id: str,
+        state: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        owner: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """A page of the session's tasks in ``state`` and the next page's cursor (None at the
+        end); see ``TaskStore.tasks_in_state``."""
+        self.session(session_id, owner)
+        try:
+            wanted = TaskState(state)
+        except ValueError:
+            raise ValidationError(f"unknown task state {state!r}") from None
+        limit = max(1, min(limit, MAX_PAGE))
+        return self.store.tasks_in_state(session_id, wanted, cursor or None, limit)
 
     def task(self, tid: str, owner: str | None = None) -> TaskRecord:
         try:

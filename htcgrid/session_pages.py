@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from htcgrid.errors import ValidationError
-from htcgrid.models import SessionInfo, TaskState
+from htcgrid.models import MAX_CURSOR, SessionInfo, TaskState
 from htcgrid.service import GridService, SessionStatus
 from htcgrid.store.base import TaskStore
 
@@ -105,8 +105,8 @@ def session_page(
 ) -> SessionPage:
     """Up to ``limit`` sessions from position ``cursor`` that match ``wanted``. A caller with
     an ``caller_owner`` (not an admin) sees only theirs, whatever owner ``wanted`` names."""
-    if cursor < 0:
-        raise ValidationError("cursor must not be negative")
+    if not 0 <= cursor <= MAX_CURSOR:
+        raise ValidationError(f"cursor must be between 0 and {MAX_CURSOR}")
     limit = max(1, min(limit, MAX_PAGE))
     owner = caller_owner if caller_owner is not None else wanted.owner
     if wanted.owner is not None and owner != wanted.owner:

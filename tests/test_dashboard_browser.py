@@ -105,7 +105,12 @@ def test_a_wrong_password_is_refused_on_the_login_page(browser: Any, grid: GridP
 def test_a_session_of_20000_tasks_progresses_to_done_without_a_reload(
     page: Any, client: htcgrid.Client
 ) -> None:
-    session = client.submit([{"worker_arguments": [0]} for _ in range(20_000)])
+    # the last two tasks take 4 s, so the session is seen running for two refreshes (every
+    # 2 s) however fast the rest goes, and the page must then move on to done by itself
+    slow = {19_998, 19_999}
+    session = client.submit(
+        [{"worker_arguments": [4000 if i in slow else 0]} for i in range(20_000)]
+    )
     page.click("#nav a[data-page=sessions]")
     row = page.wait_for_selector(f"tr[data-session-id='{session.id}']")
     assert row.query_selector(".progress .bar") is not None

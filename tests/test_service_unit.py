@@ -15,8 +15,9 @@ from validation_cases import CASES, LIMITS, SERVICE_ONLY, Case, params, request_
 from htcgrid.dataplane import keys, open_data_plane
 from htcgrid.errors import Conflict, NotFound, ValidationError
 from htcgrid.functions import FunctionRegistry
-from htcgrid.models import ErrorInfo, Outcome, TaskState
+from htcgrid.models import MAX_CURSOR, ErrorInfo, Outcome, TaskState
 from htcgrid.service import MAX_PAGE, PAGE_BYTES, GridService, SubmitRequest
+from htcgrid.session_pages import SessionFilter, session_page
 
 try:  # the answers' shapes, in their own module once they leave the service
     from htcgrid.wire import cancel_dict, result_dict, task_dict  # type: ignore[import-not-found]
@@ -326,11 +327,15 @@ def test_a_long_poll_returns_with_the_result_that_ends_it(service: GridService) 
     assert service.status(sid, wait_seconds=30).info.complete
 
 
-def test_results_refuse_a_negative_cursor_and_clamp_the_limit(service: GridService) -> None:
+def test_results_refuse_a_cursor_out_of_range_and_clamp_the_limit(service: GridService) -> None:
     sid = submit(service, range(3))
     run_all(service, 3)
-    with pytest.raises(ValidationError, match="cursor must not be negative"):
-        service.results(sid, -1)
+    for cursor in (-1, MAX_CURSOR + 1, 10**40):  # beyond what a database integer holds
+        with pytest.raises(ValidationError, match="cursor must be between 0 and"):
+            service.results(sid, cursor)
+        with pytest.raises(ValidationError, match="cursor must be between 0 and"):
+            session_page(service, None, SessionFilter(), 10, cursor)
+    assert service.results(sid, MAX_CURSOR).results == []
     assert len(service.results(sid, 0, limit=0).results) == 1
     assert len(service.results(sid, 0, limit=-5).results) == 1
     assert len(service.results(sid, 0, limit=MAX_PAGE * 10).results) == 3

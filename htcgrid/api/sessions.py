@@ -19,14 +19,16 @@ from htcgrid.api.schemas import (
     SubmitAnswer,
     SubmitBody,
     TaskDetail,
+    TasksAnswer,
     json_body,
     request_body,
 )
 from htcgrid.auth.principals import Principal
 from htcgrid.errors import ValidationError
+from htcgrid.models import MAX_CURSOR
 from htcgrid.service import GridService, SubmitRequest, SubmitResult
 from htcgrid.session_pages import SessionFilter, session_page
-from htcgrid.wire import cancel_dict, results_json, task_dict
+from htcgrid.wire import cancel_dict, result_dict, results_json, task_dict
 
 SUBMIT_BODY = request_body(SubmitBody)
 T = TypeVar("T")
@@ -65,8 +67,10 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
     @router.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0, description="where to start (the `cursor` is the same)"),
-        cursor: int | None = Query(None, ge=0, description="the `cursor` of the previous page"),
+        offset: int = Query(0, ge=0, le=MAX_CURSOR, description="where to start (or `cursor`)"),
+        cursor: int | None = Query(
+            None, ge=0, le=MAX_CURSOR, description="the `cursor` of the previous page"
+        ),
         owner: str | None = Query(None, description="only this owner's (admins)"),
         state: Literal["active", "complete", "cancelled"] | None = Query(None),
         function: str | None = Query(None, description="only sessions of this function"),
@@ -110,6 +114,23 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
             return results_json(found)
 
         return Response(await as_caller(page, bearer, api_key), media_type="application/json")
+
+    @router.get("/v1/sessions/{session_id}/tasks", response_model=TasksAnswer, tags=["sessions"])
+    def tasks(
+        session_id: str,
+        state: Literal["pending", "processing", "finished", "failed", "cancelled"] = Query(
+            "failed", description="the state of the tasks listed"
+        ),
+        cursor: str | None = Query(None, description="the `cursor` of the previous page"),
+        limit: int = Query(100, ge=1, le=1000),
+        caller: Principal = Caller,
+    ) -> dict[str, Any]:
+        """A session's tasks in one state, a page at a time, read through the store's index
+        of tasks by state: the failed tasks of a session of a million cost a few reads."""
+        records, after = service.tasks_in_state(
+            session_id, state, cursor or None, limit, owner=caller.owner
+        )
+        return {"tasks": [result_dict(r) for r in records], "cursor": after}
 
     @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])
     def cancel(session_id: str, caller: Principal = Caller) -> dict[str, Any]:
