@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from htcgrid.client.auth import HeaderAuth
 from htcgrid.client.http import HTTPTransport
 from htcgrid.client.plain_http import usable
 from htcgrid.errors import NotFound, TooManyRequests
@@ -35,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        auth = self.headers.get("Authorization", "")
+        auth = self.headers.get("Authorization") or self.headers.get("x-api-key", "")
         self.server.seen.append((self.command, self.path, self.client_address[1], auth, body))
         status, reply, extra = 200, {"ok": True, "path": self.path}, {}
         if "missing" in self.path:
@@ -114,3 +115,12 @@ def test_httpx_where_the_plain_path_does_not_apply(
     transport.http = httpx.Client(base_url=url, transport=httpx.MockTransport(reply))
     assert transport.status("s1", 0) == {"via": "httpx"} and swapped == ["/v1/sessions/s1"]
     assert grid.seen == []
+
+
+def test_a_fixed_credential_rides_the_plain_path(grid: Grid) -> None:
+    url = f"http://127.0.0.1:{grid.server_port}"
+    transport = HTTPTransport(url, auth=HeaderAuth(api_key="kk"), retry_seconds=0)
+    assert transport._plain is not None
+    transport.status("s1", 0)
+    transport.close()
+    assert [auth for *_, auth, _ in grid.seen] == ["kk"]  # sent as x-api-key

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from htcgrid import __version__ as htcgrid_version_text
+from htcgrid.client.auth import HeaderAuth
 from htcgrid.client.plain_http import PlainHTTP, usable
 from htcgrid.client.upload import PartTask, part_body
 from htcgrid.errors import (
@@ -110,9 +111,12 @@ class HTTPTransport:
             base_url=self.url, headers=headers, timeout=timeout_seconds, auth=auth, verify=verify
         )
         # submit, status and results: http.client, while this client is the one made here
-        self._plain = PlainHTTP(self.url) if auth is None and usable(self.url) else None
-        self._plain_for = self.http
+        fixed = auth is None or isinstance(auth, HeaderAuth)  # a flow that only sets headers
+        self._plain = PlainHTTP(self.url) if fixed and usable(self.url) else None
+        self._plain_for, self._plain_auth = self.http, self.http.auth
         self._plain_headers = {**headers, "User-Agent": f"htcgrid/{htcgrid_version_text}"}
+        if isinstance(auth, HeaderAuth):
+            self._plain_headers.update(auth.headers)
 
     def call(
         self, method: str, path: str, wait: float = 0, raw: bool = False, **kwargs: Any
@@ -180,7 +184,8 @@ class HTTPTransport:
     def _hot(self, method: str, path: str, wait: float = 0, **kwargs: Any) -> Any:
         """A call of the hot path (no raw body, no headers of its own): over http.client
         when it may be, else as any other call; retried alike."""
-        if self._plain is None or self.http is not self._plain_for or self.http.auth is not None:
+        swapped = self.http is not self._plain_for or self.http.auth is not self._plain_auth
+        if self._plain is None or swapped:
             return self.call(method, path, wait, **kwargs)
         return self.call(method, path, wait, plain=True, **kwargs)
 
@@ -228,6 +233,10 @@ class HTTPTransport:
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
         params = {"cursor": cursor, "limit": limit, "wait": wait}
         return self._hot("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
+
+    def tasks(self, session_id: str, state: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"state": state, "limit": limit, "cursor": cursor or ""}
+        return self._call("GET", f"/v1/sessions/{session_id}/tasks", params=params)  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/sessions/{session_id}/cancel")  # type: ignore[no-any-return]
