@@ -224,6 +224,30 @@ def test_a_big_session_opens_with_a_bounded_number_of_reads(
     assert sum(reads) <= dd.SCAN_PER_CALL and again["scanned"] == 2 * dd.SCAN_PER_CALL
 
 
+def test_a_big_sessions_failed_tasks_are_listed_on_the_first_look(
+    service: GridService, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed tasks come from the store's index of tasks by state, not from the bounded
+    scan of results: the last tasks to end are listed before the scan reaches them."""
+    monkeypatch.setattr(dd, "SCAN_PER_CALL", 1000)
+    monkeypatch.setattr(dd, "LISTED", 2)
+    sid = submit(service, 5000)
+    bad = {4990, 4995, 4999}
+    outcomes = [
+        Outcome(le.task_id, le.attempt, TaskState.FAILED, error=ErrorInfo("E", f"bad {le.index}"))
+        if le.index in bad
+        else Outcome(le.task_id, le.attempt, TaskState.FINISHED, output=b"1")
+        for le in service.store.claim("agent", 5000, 60, clock.now)
+    ]
+    assert all(service.store.complete("agent", outcomes, clock.now + 1))
+    d = dd.Sessions(service.store, clock).detail(service.session(sid))
+    assert not d["scan_complete"]
+    assert [t["index"] for t in d["failed"]] == [4990, 4995]
+    assert d["failed"][1]["error"] == {"type": "E", "message": "bad 4995"}
+    rest, cursor = service.store.tasks_in_state(sid, TaskState.FAILED, d["failed_cursor"], 2)
+    assert [r.index for r in rest] == [4999] and cursor is None
+
+
 # ---- the overview and agents ---------------------------------------------------------------
 
 

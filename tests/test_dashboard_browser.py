@@ -209,3 +209,17 @@ def test_an_agent_killed_with_sigkill_is_shown_lost(page: Any, grid: GridProcess
         if agent.poll() is None:
             agent.kill()
             agent.wait(timeout=10)
+
+
+def test_failed_tasks_page_past_the_first_hundred(page: Any, client: htcgrid.Client) -> None:
+    session = client.submit([{"worker_arguments": ["not a number"]}] * 102)
+    session.wait(timeout=90)
+    open_session(page, session.id)
+    rows = "#failed-table tbody tr"
+    until(lambda: len(page.query_selector_all(rows)) == 100, 30, "the first 100 failed tasks")
+    assert "102 failed" in (page.text_content("#failed-note") or "")
+    page.click("#failed-next")
+    until(lambda: len(page.query_selector_all(rows)) == 2, 30, "the last 2 failed tasks")
+    assert page.query_selector(f"{rows}[data-task-id='{session.id}_101']") is not None
+    page.click("#failed-first")
+    until(lambda: len(page.query_selector_all(rows)) == 100, 30, "the first page again")

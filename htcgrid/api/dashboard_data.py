@@ -14,9 +14,12 @@ Whoever asks, and however many viewers poll, the store is read at most once per 
   ended, so the probes draw the completion curve, and their tasks are a sample for the
   duration and queue-wait histograms. A session of 1,000,000 tasks costs what one of 1,000
   does.
-- Failed and retried tasks are found by reading the session's results onwards from where the
-  last look stopped, at most ``SCAN_PER_CALL`` per call, so a big session's list fills in
-  over a few calls instead of one unbounded read.
+- Failed tasks are the first ``LISTED`` of ``TaskStore.tasks_in_state``, read through the
+  store's index of a session's tasks by state (a few reads however big the session), at most
+  once per ``REFRESH_SECONDS``; the page pages on through ``GET /v1/sessions/{id}/tasks``.
+- Retried tasks (any state, more than one attempt) are found by reading the session's results
+  onwards from where the last look stopped, at most ``SCAN_PER_CALL`` per call, so a big
+  session's list fills in over a few calls instead of one unbounded read.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class Scan:
     read: int = 0
     at: float = -REFRESH_SECONDS
     failed: list[dict[str, Any]] = field(default_factory=list)
+    failed_cursor: str | None = None
     retried: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -213,6 +217,7 @@ class Sessions:
             return {
                 **charts,
                 "failed": scan.failed,
+                "failed_cursor": scan.failed_cursor,
                 "retried": scan.retried,
                 "scanned": scan.read,
                 "scan_complete": scan.cursor >= info.cursor,
@@ -266,6 +271,10 @@ class Sessions:
         if 0 <= now - scan.at < REFRESH_SECONDS:
             return scan
         scan.at = now
+        failed, scan.failed_cursor = self.store.tasks_in_state(
+            info.id, TaskState.FAILED, None, LISTED
+        )
+        scan.failed = [_brief(record) for record in failed]
         budget = SCAN_PER_CALL
         while budget > 0 and scan.cursor < info.cursor:
             page = self.store.results(info.id, scan.cursor, min(SCAN_PAGE, budget))
@@ -280,7 +289,12 @@ class Sessions:
 
 
 def _note(scan: Scan, record: TaskRecord) -> None:
-    brief = {
+    if record.attempt > 1 and len(scan.retried) < LISTED:
+        scan.retried.append(_brief(record))
+
+
+def _brief(record: TaskRecord) -> dict[str, Any]:
+    return {
         "task_id": record.task_id,
         "index": record.index,
         "state": record.state.value,
@@ -289,10 +303,6 @@ def _note(scan: Scan, record: TaskRecord) -> None:
             {"type": record.error.type, "message": record.error.message} if record.error else None
         ),
     }
-    if record.state is TaskState.FAILED and len(scan.failed) < LISTED:
-        scan.failed.append(brief)
-    if record.attempt > 1 and len(scan.retried) < LISTED:
-        scan.retried.append(brief)
 
 
 def histogram(values: list[float], bins: int = BINS) -> dict[str, Any]:

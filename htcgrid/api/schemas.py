@@ -148,6 +148,14 @@ class ResultsAnswer(BaseModel):
     complete: bool
 
 
+class TasksAnswer(BaseModel):
+    tasks: list[TaskResult]
+    cursor: str | None = Field(
+        description="Pass it as `?cursor=` to get the next page; null after the last. A page "
+        "may be short, even empty, before the end."
+    )
+
+
 class CancelAnswer(BaseModel):
     session_id: str
     cancelled_pending: int

@@ -41,6 +41,12 @@ class DirectTransport:
         page = self.service.results(session_id, cursor, limit, wait)
         return json.loads(results_json(page))  # type: ignore[no-any-return]
 
+    def tasks(self, session_id: str, state: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        from htcgrid.wire import result_dict
+
+        records, after = self.service.tasks_in_state(session_id, state, cursor, limit)
+        return {"tasks": [result_dict(r) for r in records], "cursor": after}
+
     def cancel(self, session_id: str) -> dict[str, Any]:
         from htcgrid.wire import cancel_dict
 

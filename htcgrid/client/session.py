@@ -53,6 +53,9 @@ class Transport(Protocol):
     def submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def status(self, session_id: str, wait: float) -> dict[str, Any]: ...
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]: ...
+    def tasks(
+        self, session_id: str, state: str, cursor: str | None, limit: int
+    ) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> dict[str, Any]: ...
     def delete(self, session_id: str) -> None: ...
     def retry(self, session_id: str, task_ids: list[str] | None) -> dict[str, Any]: ...
@@ -135,6 +138,18 @@ class Session:
         if bad:
             raise TaskFailed(bad)
         return [r.output for r in results]
+
+    def tasks(self, state: str = "failed", page_size: int = 100) -> Iterator[TaskResult]:
+        """The session's tasks now in ``state`` (failed by default), with their errors, read a
+        page at a time through the grid's index of tasks by state: listing the ten failed
+        tasks of a session of a million is a few requests, not a read of its results."""
+        cursor: str | None = None
+        while True:
+            page = self._t.tasks(self.id, state, cursor, page_size)
+            yield from map(TaskResult.from_dict, page["tasks"])
+            cursor = page["cursor"]
+            if cursor is None:
+                return
 
     def cancel(self) -> dict[str, Any]:
         """Cancel every task not yet terminal; running ones are killed by their agents."""

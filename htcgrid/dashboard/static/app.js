@@ -5,7 +5,7 @@ const POLL_MS = 2000;
 const STATES = ["pending", "processing", "finished", "failed", "cancelled"];
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("htcgrid.token"), user: null, role: null,
-  page: null, timer: null, busy: false, cursors: [0], sessionId: null };
+  page: null, timer: null, busy: false, cursors: [0], sessionId: null, failedFrom: null, failedNext: null };
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -118,7 +118,7 @@ async function route() {
   const parts = (location.hash || "#/overview").slice(2).split("/");
   let name = parts[0] in pages ? parts[0] : "overview";
   if (name === "session") {
-    if (state.sessionId !== parts[1]) { $("task-panel").hidden = true; $("confirm").hidden = true; }
+    if (state.sessionId !== parts[1]) { $("task-panel").hidden = true; $("confirm").hidden = true; state.failedFrom = null; }
     state.sessionId = decodeURIComponent(parts[1] || "");
   }
   show(name);
@@ -197,10 +197,21 @@ async function refreshSession() {
   charts.histogramChart($("wait-chart"), d.queue_waits);
   $("duration-note").textContent = `from a sample of ${d.durations.sampled} tasks`;
   $("wait-note").textContent = `from a sample of ${d.queue_waits.sampled} tasks`;
+  // the first page of failed tasks comes with the session; later pages from the API's index of tasks by state
+  let failed = d.failed, next = d.failed_cursor;
+  if (state.failedFrom) {
+    const p = await api("GET", `/v1/sessions/${encodeURIComponent(id)}/tasks?state=failed&limit=100&cursor=${encodeURIComponent(state.failedFrom)}`);
+    if (id !== state.sessionId) return;
+    failed = p.tasks; next = p.cursor;
+  }
+  state.failedNext = next;
+  $("failed-next").disabled = next === null;
+  $("failed-first").disabled = !state.failedFrom;
+  $("failed-note").textContent = `${s.counts.failed.toLocaleString()} failed, 100 a page`;
   $("scan-note").textContent = d.scan_complete
     ? `every ended task read (${d.scanned.toLocaleString()}); at most 100 listed`
     : `${d.scanned.toLocaleString()} ended tasks read so far; more on the next refresh`;
-  $("failed-table").tBodies[0].replaceChildren(...d.failed.map((t) => taskRow(t, [t.attempts, t.error && t.error.type, t.error && t.error.message])));
+  $("failed-table").tBodies[0].replaceChildren(...failed.map((t) => taskRow(t, [t.attempts, t.error && t.error.type, t.error && t.error.message])));
   $("retried-table").tBodies[0].replaceChildren(...d.retried.map((t) => taskRow(t, [t.state, t.attempts,
     t.error ? `${t.error.type}: ${t.error.message}` : "not recorded: a crash, timeout, lost lease or (with retry_on_error) a handler error"])));
 }
@@ -302,6 +313,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("session-filter").addEventListener("submit", (e) => { e.preventDefault(); state.cursors = [0]; refresh(); });
   $("sessions-next").addEventListener("click", () => { if (state.nextCursor !== null) { state.cursors.push(state.nextCursor); refresh(); } });
   $("sessions-first").addEventListener("click", () => { state.cursors = [0]; refresh(); });
+  $("failed-next").addEventListener("click", () => { if (state.failedNext) { state.failedFrom = state.failedNext; refresh(); } });
+  $("failed-first").addEventListener("click", () => { state.failedFrom = null; refresh(); });
   $("task-find").addEventListener("submit", findTask);
   $("cancel-session").addEventListener("click", askCancel);
   $("confirm-yes").addEventListener("click", cancelSession);
