@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 SINGLE_REQUEST_BYTES = 4 * 1024 * 1024
 PART_BYTES = 2 * 1024 * 1024
-SINGLE_REQUEST_TASKS = 20_000  # more tasks than this are uploaded even when they are tiny:
-PART_TASKS = 20_000  # the server inserts a part's worth in well under a second
+SINGLE_REQUEST_TASKS = 10_000  # more tasks than this are uploaded even when they are tiny:
+PART_TASKS = 5_000  # a part of tiny tasks costs the server ~6 MiB to parse, and well under 1 s
 PROGRESS_EVERY_SECONDS = 0.5  # how often an upload to a terminal says how far it got
 PARTS_IN_FLIGHT = 2  # the server takes one part while the client makes the next
 STAGE_ALONE_BYTES = 1024 * 1024  # bigger payloads go one request each; smaller ride in parts
