@@ -212,14 +212,29 @@ def report_w1(grid: htcgrid.Client, args: argparse.Namespace) -> None:
     )
 
 
+def role_of(pid: int) -> str:
+    if pid == os.getpid():
+        return "client"
+    command = command_of(pid)
+    return "server" if " up " in command else "agent" if " agent " in command else "workers"
+
+
 def report_w5(grid: htcgrid.Client, args: argparse.Namespace) -> None:
+    pids = tree(os.getpid())
+    before = {p: cpu_seconds([p]) for p in pids}
     runs = [timed(lambda: sorted(round_trips(grid, args.round_trips))) for _ in range(args.repeat)]
+    roles: dict[str, float] = {}
+    for p in pids:  # each process's share, over every run
+        with contextlib.suppress(OSError):
+            roles[role_of(p)] = roles.get(role_of(p), 0) + cpu_seconds([p]) - before[p]
+    trips = args.round_trips * args.repeat
+    shares = ", ".join(f"{r} {roles[r] / trips * 1000:.2f}" for r in sorted(roles))
     p50 = [statistics.median(r.extra) * 1000 for r in runs]
     p99 = [r.extra[max(0, int(len(r.extra) * 0.99) - 1)] * 1000 for r in runs]
     cpu = [r.cpu_seconds / args.round_trips * 1000 for r in runs]
     print(
         f"W5 {args.round_trips} round trips: p50 {spread(p50)} ms, p99 {spread(p99)} ms; "
-        f"CPU {spread(cpu)} ms/round trip; load {runs[-1].load:.1f}",
+        f"CPU {spread(cpu)} ms/round trip ({shares}); load {runs[-1].load:.1f}",
         flush=True,
     )
 
