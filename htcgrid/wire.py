@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from htcgrid import evidence
 from htcgrid.models import CancelCounts, TaskRecord
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def task_dict(record: TaskRecord) -> dict[str, Any]:
         "submitted_at": record.submitted_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
+        "evidence": evidence.load(record.evidence),
     }
 
 

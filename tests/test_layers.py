@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "htcgrid"
 
 # The first name under htcgrid -> its layer; a module may import its own layer and those below.
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(["models", "errors", "settings", "urls", "registry", "retry"], 0),
+    **dict.fromkeys(["models", "errors", "settings", "urls", "registry", "retry", "evidence"], 0),
     **dict.fromkeys(["datadir", "handlers", "metrics", "pickled", "common_data"], 0),
     **dict.fromkeys(["store", "dataplane"], 1),
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
@@ -22,7 +22,10 @@ LAYERS: dict[str, int] = {
 }
 # Within layer 3 the planes stay apart: the API, the agents and the client share nothing.
 APART = {"api", "agent", "client"}
-CLIENT_SIDE = {"models", "errors", "settings", "urls", "retry", "client", "pickled", "common_data"}
+CLIENT_SIDE = {
+    *("models", "errors", "settings", "urls", "retry", "client", "pickled", "common_data"),
+    "evidence",
+}
 IN_PROCESS_TRANSPORT = "client/direct.py"
 
 

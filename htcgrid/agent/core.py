@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 
+from htcgrid import evidence
 from htcgrid.agent.completer import Completer
 from htcgrid.agent.heartbeat import LoopWatch
 from htcgrid.agent.messages import Result
@@ -101,7 +103,7 @@ class AgentCore:
         self.counts["crashed"] += 1
         log.warning("worker %d: %s", slot.number, reason)
         if held:
-            self._fail_head(held, "WorkerCrashed", reason)
+            self._fail_head(held, "WorkerCrashed", reason, slot)
 
     def _forget_doomed(self, task_id: str) -> bool:
         """Whether the task was cancelled or lost while in a worker; if so it is forgotten
@@ -112,17 +114,44 @@ class AgentCore:
         self.held.pop(task_id, None)
         return True
 
-    def _fail_head(self, held: list[Lease], kind: str, reason: str) -> None:
+    def _fail_head(
+        self, held: list[Lease], kind: str, reason: str, dead: WorkerSlot | None = None
+    ) -> None:
+        """``dead``: the slot whose worker the head task killed (its ``last_exit`` is the
+        task's evidence); None when the agent stopped the worker for another reason."""
         head, rest = held[0], held[1:]
         if not self._forget_doomed(head.task_id):
             poison = self._poison_after(head)
             if self.observer is not None:
                 error = ErrorInfo(kind, reason)
                 self.observer(head, Result(head.task_id, head.attempt, False, error=error), None)
-            self._settle(after_infrastructure_failure(head, kind, reason, poison_after=poison))
+            found = "" if dead is None else self._evidence(head, kind, reason, dead)
+            outcome = after_infrastructure_failure(
+                head, kind, reason, poison_after=poison, evidence=found
+            )
+            self._settle(outcome)
         for lease in rest:
             self._forget_doomed(lease.task_id)
         self.backlog.extendleft(reversed([le for le in rest if le.task_id in self.held]))
+
+    def _evidence(self, lease: Lease, kind: str, reason: str, dead: WorkerSlot) -> str:
+        """The task's stored evidence plus this attempt's death (htcgrid.evidence)."""
+        try:
+            record = self.store.get_task(lease.task_id)
+        except GridError:
+            record = None
+        code, peak_mb, tail = dead.last_exit
+        death = evidence.entry(
+            lease.attempt,
+            kind,
+            reason,
+            exit_code=code,
+            peak_rss_mb=peak_mb,
+            agent=self.agent_id,
+            host=socket.gethostname(),
+            log=tail,
+        )
+        return evidence.append(None if record is None else record.evidence, death)
 
     def _poison_after(self, lease: Lease) -> int:
         """The session's own ``poison_after``, else the agent's; read only when a worker died."""

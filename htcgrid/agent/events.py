@@ -125,19 +125,18 @@ class Events(AgentCore):
             if not slot.inflight:
                 continue
             head = slot.inflight[0]
+            used = slot.sample_rss()  # kept as the slot's peak: poison evidence
             if head.task_id in self.doomed:
                 log.info("killing worker %d: task %s was cancelled", slot.number, head.task_id)
                 self._fail_head(slot.restart(), "Cancelled", "cancelled")
             elif now - slot.head_started > head.timeout_seconds:
                 reason = f"task timed out after {head.timeout_seconds:g} s"
                 log.warning("killing worker %d: %s %s", slot.number, head.task_id, reason)
-                self._fail_head(slot.restart(), "TaskTimeout", reason)
-            elif (limit := slot.config.memory_mb or self.worker_memory_mb) and (
-                used := slot.rss_mb()
-            ) > limit:
+                self._fail_head(slot.restart(), "TaskTimeout", reason, slot)
+            elif (limit := slot.config.memory_mb or self.worker_memory_mb) and used > limit:
                 reason = f"the worker used {used} MiB, over its limit of {limit} MiB"
                 log.warning("killing worker %d: %s %s", slot.number, head.task_id, reason)
-                self._fail_head(slot.restart(), "MemoryLimitExceeded", reason)
+                self._fail_head(slot.restart(), "MemoryLimitExceeded", reason, slot)
 
     def _flush_due(self, now: float) -> bool:
         busy = any(slot.inflight for slot in self.slots)

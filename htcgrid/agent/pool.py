@@ -9,10 +9,12 @@ import math
 import multiprocessing
 import os
 import signal
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import BinaryIO
 
 from htcgrid.agent.leftovers import kill_descendants
 from htcgrid.agent.messages import Task, ToAgent, Withdraw
@@ -33,6 +35,9 @@ class WorkerSlot:
         self.withdrawing: set[str] = set()  # queued tasks we asked the worker to give back
         self.queued_bytes = 0  # inline payload bytes sent behind the running task
         self.head_started = 0.0  # monotonic time the running task started
+        self.peak_rss_mb = 0  # the worker's highest sampled RSS since the running task started
+        self.last_exit: tuple[int | None, int, str] = (None, 0, "")  # see ``restart``
+        self._output: BinaryIO | None = None
         self.ready = False
         self.tasks_run = 0
         self._sizes: dict[str, int] = {}
@@ -72,6 +77,7 @@ class WorkerSlot:
         thread, and callers keep what is queued behind a running task small."""
         if not self.inflight:
             self.head_started = now
+            self.peak_rss_mb = 0
         else:
             self.queued_bytes += task.size_bytes
             self._sizes[lease.task_id] = task.size_bytes
@@ -102,6 +108,7 @@ class WorkerSlot:
         self.queued_bytes -= self._sizes.pop(task_id, 0)
         if i == 0:
             self.head_started = now
+            self.peak_rss_mb = 0
             if self.inflight:  # the next one starts now: it no longer counts as queued
                 self.queued_bytes -= self._sizes.pop(self.inflight[0].task_id, 0)
         return lease
@@ -115,6 +122,33 @@ class WorkerSlot:
             return 0
         return pages * PAGE_BYTES // (1024 * 1024)
 
+    def sample_rss(self) -> int:
+        """The worker's RSS now, kept in ``peak_rss_mb`` if it is the highest yet; also opens
+        the worker's output file (see ``_output_tail``) the first time."""
+        used = self.rss_mb()
+        self.peak_rss_mb = max(self.peak_rss_mb, used)
+        if self._output is None:
+            with contextlib.suppress(OSError):
+                output = open(f"/proc/{self.process.pid}/fd/1", "rb")  # noqa: SIM115
+                if stat.S_ISREG(os.fstat(output.fileno()).st_mode):
+                    self._output = output  # the worker's capture file: readable after it dies
+                else:
+                    output.close()  # not captured yet (a pipe or terminal): next time
+        return used
+
+    def _output_tail(self, limit: int = 4096) -> str:
+        """The last bytes of the worker's file descriptor 1, held open since a deadline pass
+        saw it: what C code and subprocesses wrote (what Python printed is held in the worker
+        and lost with it)."""
+        output, self._output = self._output, None
+        if output is None:
+            return ""
+        with output, contextlib.suppress(OSError, ValueError):
+            size = output.seek(0, os.SEEK_END)
+            output.seek(max(0, size - limit))
+            return output.read(limit).decode(errors="replace")
+        return ""
+
     def alive(self) -> bool:
         return self.process.is_alive()
 
@@ -127,8 +161,11 @@ class WorkerSlot:
         return f"worker process exited with code {code}"
 
     def restart(self) -> list[Lease]:
-        """Kill the process (if alive) and start a fresh one; returns the tasks it held."""
+        """Kill the process (if alive) and start a fresh one; returns the tasks it held. How the
+        old process ended is kept in ``last_exit`` (exit code, peak RSS in MiB, output tail)."""
         self.kill()
+        self.last_exit = (self.process.exitcode, self.peak_rss_mb, self._output_tail())
+        self.peak_rss_mb = 0
         held = list(self.inflight)
         self.inflight.clear()
         self.withdrawing.clear()
@@ -155,6 +192,9 @@ class WorkerSlot:
             self.conn.send(None)
         self.process.join(timeout)
         self.kill()
+        if self._output is not None:
+            self._output.close()
+            self._output = None
 
 
 class PoolSet:

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
+from htcgrid import evidence
+
 F = TypeVar("F", bound=Callable[..., Any])
 TIME_FIELDS = ("created_at", "submitted_at", "started_at", "finished_at")
 STATES = ("pending", "processing", "finished", "failed", "cancelled")
@@ -138,6 +140,8 @@ def task_text(task: Mapping[str, Any]) -> str:
         text += "\n\ntraceback:\n" + str(error["traceback"]).rstrip()
     if task.get("log"):
         text += "\n\nlog:\n" + str(task["log"]).rstrip()
+    if task.get("evidence"):  # the attempts that killed their worker
+        text += "\n\nworker deaths:\n" + evidence.describe_entries(task["evidence"])
     return text
 
 

@@ -215,17 +215,20 @@ class AwsTaskStore(TaskStore):
             condition, values = owned(session_id, agent_id, o.attempt)
             if o.state is TaskState.PENDING:
                 applied[i] = self.ttl.requeue(
-                    o.task_id, session_id, condition, values, now, o.log, o.released
+                    o.task_id, session_id, condition, values, now, o.log, o.released, o.evidence
                 )
                 continue
             fields: dict[str, Any] = {"log": S(o.log)}
+            if o.evidence:
+                fields["evidence"] = S(o.evidence)
             if o.output is not None:
                 fields["output"] = B(o.output)
             if o.output_ref is not None:
                 fields["output_ref"] = S(o.output_ref)
             if o.error is not None:
                 fields["error"] = S(o.error.to_json())
-            size = len(o.output or b"") + len(o.log) + (len(fields.get("error", {}).get("S", "")))
+            size = len(o.output or b"") + len(o.log) + len(o.evidence)
+            size += len(fields.get("error", {}).get("S", ""))
             change = Terminal(o.task_id, session_id, o.state, condition, values, fields, size)
             terminal[session_id].append((i, change))
         for session_id, entries in terminal.items():

@@ -163,6 +163,7 @@ def task_from_item(item: Item, with_payload: bool = True) -> TaskRecord:
         ),
         payload=blob(item, "payload") if with_payload else None,
         payload_ref=text(item, "payload_ref") if with_payload else None,
+        evidence=text(item, "evidence", "") or "",
     )
 
 

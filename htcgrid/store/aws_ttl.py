@@ -46,6 +46,7 @@ class Sweeper:
         now: float,
         log: str | None = None,
         released: bool = False,
+        evidence: str = "",
     ) -> bool:
         """Back to ``pending`` if ``condition`` holds, then a fresh message. A ``released``
         task never started: its claim is undone (attempt - 1) instead of counted as a retry.
@@ -64,6 +65,8 @@ class Sweeper:
         }
         if log is not None:
             sets["log"] = S(log)
+        if evidence:  # poison evidence, the task's whole new list; "" keeps what it has
+            sets["evidence"] = S(evidence)
         adds = {"attempt": N(-1)} if released else {"retries": N(1)}
         args = update_args(self.grid.tasks, {"task_id": S(tid)}, sets, condition, values, adds=adds)
         try:

@@ -315,6 +315,7 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
                 applied.append(t is not None)
                 if t is None:
                     continue
+                t = replace(t, evidence=o.evidence or t.evidence)  # "": the task keeps its own
                 if o.state is TaskState.PENDING:
                     self._requeue(t, log=o.log, attempt=t.attempt - int(o.released))
                 else:

@@ -312,6 +312,7 @@ class PostgresTaskStore(PostgresStates, TaskStore):
             "errors": [o.error.to_json() if o.error else None for _, _, o in keyed],
             "logs": [o.log if agent_id is not None else None for _, _, o in keyed],
             "releases": [o.released for _, _, o in keyed],
+            "evidences": [o.evidence or None for _, _, o in keyed],
             "agent": agent_id,
             "now": now,
             "tasks_channel": self._tasks_channel,

@@ -120,6 +120,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE sessions ADD COLUMN poison_after integer;
     """,
+    # 7: a task's poison evidence, the attempts that killed their worker (JSON list; NULL: none).
+    """
+    ALTER TABLE tasks ADD COLUMN evidence text;
+    """,
 ]
 
 

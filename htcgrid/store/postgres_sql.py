@@ -67,9 +67,9 @@ WITH req AS (
     SELECT * FROM unnest(
         %(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[], %(states)s::text[],
         %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[],
-        %(releases)s::bool[]
+        %(releases)s::bool[], %(evidences)s::text[]
     ) WITH ORDINALITY AS r(
-        session_id, idx, attempt, state, output, output_ref, error, log, released, ord)
+        session_id, idx, attempt, state, output, output_ref, error, log, released, evidence, ord)
 ), hit AS MATERIALIZED (
     -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
     -- would scan every processing task of the grid when statistics are stale
@@ -100,6 +100,7 @@ WITH req AS (
     UPDATE tasks t
     SET state = n.state, owner = NULL, lease_expires_at = NULL, output = n.output,
         output_ref = n.output_ref, error = n.error, log = coalesce(n.log, t.log),
+        evidence = coalesce(n.evidence, t.evidence),
         done_seq = n.done_seq, attempt = t.attempt - n.released::int,
         finished_at = CASE WHEN n.state = 'pending' THEN NULL ELSE %(now)s END
     FROM numbered n

@@ -324,7 +324,7 @@ class RedisTaskStore(RedisStates, TaskStore):
             )
             error = o.error.to_json() if o.error else ""
             args += (o.task_id, o.attempt, o.state.value, flags)
-            args += (o.output or b"", o.output_ref or "", error, o.log)
+            args += (o.output or b"", o.output_ref or "", error, o.log, o.evidence)
         return [bool(applied) for applied in self._run(self._complete, *args)]
 
     # ---- TTL checker -------------------------------------------------------------------

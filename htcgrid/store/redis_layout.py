@@ -45,6 +45,7 @@ class Keys:
 
 RECORD_FIELDS = (
     "st", "at", "pri", "ow", "out", "oref", "err", "xa", "log", "ds", "sub", "sta", "fin", "le",
+    "ev",
 )  # fmt: skip
 PAYLOAD_FIELDS = ("pl", "pr")
 
@@ -85,6 +86,7 @@ def task_record(
         lease_expires_at=float_of(f["le"]),
         payload=pl,
         payload_ref=text_of(pr),
+        evidence=text_of(f["ev"]) or "",
     )
 
 

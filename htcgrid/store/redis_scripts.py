@@ -16,6 +16,7 @@ Task hash fields (short because every task carries them):
     pl   payload                     pr   payload ref          q    queue position
     out  output                      oref output ref           err  error (JSON)
     log  captured log                xa   "1": failed because the lease expired
+    ev   poison evidence (JSON list of the attempts that killed their worker)
 
 Session hash fields: ``hash owner fn pri ma to re tc at ix done cx`` (content hash, owner,
 function, priority, max attempts, timeout, retry on error, task count, created at, index
@@ -226,12 +227,13 @@ return answers
 """
 
 # ARGV: P, agent, now, then per outcome: tid, attempt, state, flags, output, output_ref,
-#       error, log (flags holds 'o', 'r', 'e' for the fields that are present).
+#       error, log, evidence (flags holds 'o', 'r', 'e' for the fields that are present;
+#       an empty evidence keeps the task's).
 # Returns 1 (applied) or 0 (refused) per outcome.
 COMPLETE = r"""
 local agent, now = ARGV[2], ARGV[3]
 local applied = {}
-for i = 4, #ARGV, 8 do
+for i = 4, #ARGV, 9 do
   local tid, state, flags, log = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 7]
   local key = task_key(tid)
   local t = redis.call('HMGET', key, 'st', 'ow', 'at')
@@ -239,6 +241,7 @@ for i = 4, #ARGV, 8 do
     local sid = session_of(tid)
     redis.call('ZREM', P .. 'leases', tid)
     if log == '' then redis.call('HDEL', key, 'log') else redis.call('HSET', key, 'log', log) end
+    if ARGV[i + 8] ~= '' then redis.call('HSET', key, 'ev', ARGV[i + 8]) end
     if state == 'pending' then
       if string.find(flags, 'x', 1, true) then redis.call('HINCRBY', key, 'at', -1) end
       requeue(tid, key, sid)

@@ -26,7 +26,7 @@ SESSION_COLUMNS = (
 )
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
-    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at"
+    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at, evidence"
 )
 NEW_TASK_COLUMNS = (
     "session_id, idx, function, priority, state, max_attempts, timeout_seconds, "
@@ -78,6 +78,7 @@ def task_from_row(row: Row, payload: Row = (None, None)) -> TaskRecord:
         started_at=row[13],
         finished_at=row[14],
         lease_expires_at=row[15],
+        evidence=row[16] or "",
         payload=None if payload[0] is None else bytes(payload[0]),
         payload_ref=payload[1],
     )

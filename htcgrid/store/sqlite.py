@@ -288,15 +288,16 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
                 if o.state is TaskState.PENDING:
                     n = db.execute(
                         "UPDATE tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL, "
-                        "log = ?, attempt = attempt - ? WHERE session_id = ? AND idx = ? "
+                        "log = ?, evidence = coalesce(?, evidence), attempt = attempt - ? "
+                        "WHERE session_id = ? AND idx = ? "
                         "AND state = 'processing' AND owner = ? AND attempt = ?",
-                        (o.log, int(o.released), *match),
+                        (o.log, o.evidence or None, int(o.released), *match),
                     ).rowcount
                 else:
                     n = db.execute(
                         "UPDATE tasks SET state = :state, owner = NULL, lease_expires_at = NULL, "
                         "output = :output, output_ref = :ref, error = :error, log = :log, "
-                        "finished_at = :now, "
+                        "finished_at = :now, evidence = coalesce(:evidence, evidence), "
                         "done_seq = (SELECT done_count + 1 FROM sessions WHERE id = :session) "
                         "WHERE session_id = :session AND idx = :idx AND state = 'processing' "
                         "AND owner = :owner AND attempt = :attempt",
@@ -306,6 +307,7 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
                             "ref": o.output_ref,
                             "error": o.error.to_json() if o.error else None,
                             "log": o.log,
+                            "evidence": o.evidence or None,
                             "now": now,
                             "session": session_id,
                             "idx": index,

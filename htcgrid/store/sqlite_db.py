@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     done_seq INTEGER,
     submitted_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    evidence TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, idx);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
@@ -69,9 +70,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 NEW_COLUMNS = [
-    ("retried", "INTEGER NOT NULL DEFAULT 0"),
-    ("retention_seconds", "REAL"),
-    ("poison_after", "INTEGER"),
+    ("sessions", "retried", "INTEGER NOT NULL DEFAULT 0"),
+    ("sessions", "retention_seconds", "REAL"),
+    ("sessions", "poison_after", "INTEGER"),
+    ("tasks", "evidence", "TEXT"),
 ]
 
 
@@ -204,11 +206,15 @@ def _create(path: Path) -> None:
 def _add_new_columns(db: sqlite3.Connection) -> None:
     """Columns added since a grid file was made (``CREATE TABLE IF NOT EXISTS`` leaves an old
     table as it is); two processes opening an old file at once may both try: one wins."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
-    for name, declaration in NEW_COLUMNS:
-        if name not in present:
+    present = {
+        (table, row[1])
+        for table in ("sessions", "tasks")
+        for row in db.execute(f"PRAGMA table_info({table})")
+    }
+    for table, name, declaration in NEW_COLUMNS:
+        if (table, name) not in present:
             try:
-                db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {declaration}")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise
