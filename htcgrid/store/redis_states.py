@@ -22,7 +22,7 @@ from htcgrid.store.redis_connect import translate_errors
 from htcgrid.store.redis_layout import RECORD_FIELDS, Keys, task_record
 from htcgrid.store.state_pages import Page, after_of, check_limit
 
-WINDOW = 5000
+WINDOW = 1000  # tasks whose state one call reads (a few ms of the server)
 
 # ARGV: P, sid, state, after, limit, window, field... Returns {max_attempts or false,
 # next "after" or -1, {{tid, {values}}...}}.
