@@ -124,6 +124,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE tasks ADD COLUMN evidence text;
     """,
+    # 8: a session's failed tasks in index order (tasks_in_state); holds failed tasks only.
+    """
+    CREATE INDEX tasks_failed ON tasks (session_id, idx) WHERE state = 'failed';
+    """,
 ]
 
 
