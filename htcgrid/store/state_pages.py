@@ -30,9 +30,12 @@ def after_of(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return -1
     try:
-        return int(cursor)
+        after = int(cursor)
     except ValueError:
-        raise ValidationError(f"not a cursor of this listing: {cursor!r}") from None
+        after = -2
+    if not -1 <= after < 2**53:  # what the stores' integers and JSON carry exactly
+        raise ValidationError(f"not a cursor of this listing: {cursor!r}")
+    return after
 
 
 def check_limit(limit: int) -> int:

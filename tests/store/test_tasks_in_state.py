@@ -82,8 +82,9 @@ def test_an_unknown_session_is_an_empty_last_page_and_bad_input_is_refused(
     make_session(store, n=2)
     with pytest.raises(ValidationError):
         store.tasks_in_state("s1", TaskState.FAILED, limit=0)
-    with pytest.raises(ValidationError):
-        store.tasks_in_state("s1", TaskState.FAILED, cursor="not a cursor")
+    for bad in ("not a cursor", "9" * 30, "-7"):
+        with pytest.raises(ValidationError):
+            store.tasks_in_state("s1", TaskState.FAILED, cursor=bad)
 
 
 def test_a_scan_is_bounded_per_call_and_goes_on_from_where_it_stopped(
