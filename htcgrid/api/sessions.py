@@ -52,6 +52,7 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         "/v1/sessions",
         response_model=SubmitAnswer,
         status_code=201,
+        responses={200: {"model": SubmitAnswer, "description": "submitted before: created false"}},
         tags=["sessions"],
         openapi_extra=SUBMIT_BODY,
     )
