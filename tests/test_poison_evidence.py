@@ -4,18 +4,26 @@ detail and by ``htcgrid task``, and summed up in the PoisonTask message."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from agent_thread import running
+from fastapi.testclient import TestClient
 from poison_handlers import BALLAST_MB
 
 import htcgrid
+from htcgrid import evidence
 from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
+from htcgrid.api import create_app
 from htcgrid.backends import open_grid
 from htcgrid.cli.output import task_text
+from htcgrid.dataplane import open_data_plane
+from htcgrid.models import after_infrastructure_failure
+from htcgrid.service import GridService, SubmitRequest
 from htcgrid.settings import Settings
+from htcgrid.store import open_store
 
 HERE = str(Path(__file__).parent)
 SETTINGS = Settings(heartbeat_seconds=0.2, lease_seconds=5.0, poison_after=3)
@@ -51,3 +59,24 @@ def test_each_death_of_a_poison_task_is_recorded_with_it(tmp_path: Path) -> None
     assert f"on agent {agent.agent_id}" in message
     shown = task_text(detail)
     assert "worker deaths:" in shown and "last log line: task 7 holds" in shown
+
+
+def test_the_task_detail_shows_the_evidence_over_http() -> None:
+    service = GridService(open_store("memory://"), open_data_plane("memory://"))
+    sid = service.submit(SubmitRequest(tasks=[1], max_attempts=3, poison_after=1)).session_id
+    (lease,) = service.store.claim("a1", 1, 30.0, time.time())
+    death = evidence.entry(
+        1, "WorkerCrashed", "killed", exit_code=-9, peak_rss_mb=12, agent="a1", host="h1", log="bye"
+    )
+    outcome = after_infrastructure_failure(
+        lease, "WorkerCrashed", "killed", poison_after=1, evidence=evidence.append(None, death)
+    )
+    assert service.store.complete("a1", [outcome], time.time()) == [True]
+    with TestClient(create_app(service)) as http:
+        answer = http.get(f"/v1/tasks/{sid}_0")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["error"]["type"] == "PoisonTask"
+    assert "attempt 1: WorkerCrashed, signal SIGKILL, peak RSS 12 MiB" in body["error"]["message"]
+    (shown,) = body["evidence"]
+    assert shown["signal"] == "SIGKILL" and shown["agent"] == "a1" and shown["log_tail"] == "bye"

@@ -163,6 +163,20 @@ class CancelAnswer(BaseModel):
     total_cancelled_tasks: int
 
 
+class AttemptDeath(BaseModel):
+    """One attempt that killed its worker: a poison task's evidence."""
+
+    attempt: int
+    kind: str = Field(description="WorkerCrashed, MemoryLimitExceeded or TaskTimeout")
+    reason: str
+    exit_code: int | None = Field(None, description="Null when a signal ended the worker")
+    signal: str | None = Field(None, description="The signal that ended the worker, e.g. SIGKILL")
+    peak_rss_mb: int = Field(description="The worker's highest sampled RSS while the task ran")
+    agent: str
+    host: str
+    log_tail: str = Field(description="The last 4 KiB the worker's fds 1 and 2 held, if any")
+
+
 class TaskDetail(TaskResult):
     session_id: str
     payload: Any = None
@@ -174,6 +188,9 @@ class TaskDetail(TaskResult):
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    evidence: list[AttemptDeath] = Field(
+        default_factory=list, description="The attempts that killed their worker (last 10)"
+    )
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
