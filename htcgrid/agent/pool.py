@@ -22,6 +22,7 @@ from htcgrid.agent.worker import WorkerConfig, main
 from htcgrid.models import Lease
 
 _CTX = multiprocessing.get_context("spawn")
+OUTPUT_TRIES = 50  # deadline passes that look for a worker's capture file before giving up
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -55,6 +56,7 @@ class WorkerSlot:
         self.process.start()
         child.close()
         self.ready = False
+        self._output_tries = 0
 
     @property
     def pid(self) -> int | None:
@@ -127,7 +129,8 @@ class WorkerSlot:
         the worker's output file (see ``_output_tail``) the first time."""
         used = self.rss_mb()
         self.peak_rss_mb = max(self.peak_rss_mb, used)
-        if self._output is None:
+        if self._output is None and self._output_tries < OUTPUT_TRIES:
+            self._output_tries += 1
             with contextlib.suppress(OSError):
                 output = open(f"/proc/{self.process.pid}/fd/1", "rb")  # noqa: SIM115
                 if stat.S_ISREG(os.fstat(output.fileno()).st_mode):
