@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,19 @@ def descendants(pid: int) -> set[int]:
             found.add(child)
             frontier.append(child)
     return found
+
+
+def stop_all(procs: Iterable[subprocess.Popen[Any]], grace: float = 30) -> None:
+    """SIGTERM every process still running (SIGCONT first: a frozen one cannot stop), then
+    wait for each; one that outlives ``grace`` seconds is killed."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from backends import AWS_REGION, aws_grid, moto_endpoint
-from procs import until
+from procs import stop_all, until
 
 import htcgrid
 from htcgrid.dataplane import keys, open_data_plane
@@ -98,14 +98,7 @@ def test_server_and_two_agents_on_aws(urls: tuple[str, str]) -> None:
             after = grid.submit([{"worker_arguments": ["1"]}] * 4)
             freed = after.results(timeout=60)
     finally:
-        for proc in [*agents, server]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [*agents, server]:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([*agents, server])
     assert len(results) == TASKS and len({r.task_id for r in results}) == TASKS
     assert all(r.state is TaskState.FINISHED for r in results)
     assert [r.output for r in results] == [int(TASK_MS)] * TASKS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from backends import backend_url
-from procs import until
+from procs import stop_all, until
 
 import htcgrid
 from htcgrid.models import TaskState
@@ -63,14 +63,7 @@ def test_server_and_three_agents_survive_a_killed_agent(shared_url: str) -> None
             results = session.results(timeout=300)
             status = session.status()
     finally:
-        for proc in [*agents, server]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [*agents, server]:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all([*agents, server])
     assert len(results) == TASKS and len({r.task_id for r in results}) == TASKS
     assert all(r.state is TaskState.FINISHED for r in results)
     assert any(r.attempts == 2 for r in results), "the killed agent's tasks were not retried"

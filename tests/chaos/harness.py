@@ -12,7 +12,6 @@ docs/reliability.md.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 from chaos_handlers import expected
 from leftovers import leftover_objects
-from procs import until
+from procs import stop_all, until
 
 from htcgrid.dataplane import open_data_plane
 from htcgrid.models import TaskState, json_loads
@@ -104,17 +103,7 @@ class Grid:
 
     def stop(self) -> None:
         """SIGTERM everything still running (SIGCONT first: a frozen agent cannot stop)."""
-        procs = [*self.agents, *([self.server] if self.server else [])]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_all([*self.agents, *([self.server] if self.server else [])])
 
 
 @contextmanager
