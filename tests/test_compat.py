@@ -82,7 +82,11 @@ def test_htc_grid_sample_client_runs_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_up_config_region_reaches_the_workers(tmp_path: Path) -> None:
+def test_up_config_region_reaches_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTCGRID_REGION", "")  # deploy, run in this process, exports the region:
+    monkeypatch.delenv("HTCGRID_REGION")  # start without one and leave none behind
     grid_file = tmp_path / "grid_config.json"
     grid_file.write_text(json.dumps(GRID_CONFIG))
     up = ("--config", str(grid_file), "--path", str(PROGRAMS))

@@ -110,7 +110,8 @@ def test_a_file_that_is_not_a_config_is_one_line_naming_it(
 
 
 def test_the_region_goes_to_the_agents_unless_set_already(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HTCGRID_REGION", raising=False)
+    monkeypatch.setenv("HTCGRID_REGION", "")  # so that teardown restores what was there
+    monkeypatch.delenv("HTCGRID_REGION")  # (a bare delenv of a missing name records nothing)
     export_region(PUBLISHED)
     assert os.environ["HTCGRID_REGION"] == "eu-west-1"
     export_region({"region": "us-east-2"})
