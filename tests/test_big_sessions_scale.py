@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from backends import backend_url
+from test_big_sessions import service_of
 
 import htcgrid
 from htcgrid.client import upload as client_upload
@@ -29,10 +30,6 @@ def grid() -> Iterator[Client]:
     client = htcgrid.connect("memory://")
     yield client
     client.close()
-
-
-def service_of(client: Client) -> GridService:
-    return client._t.service  # type: ignore[attr-defined,no-any-return]
 
 
 def test_many_tiny_tasks_go_in_parts_of_bounded_count(
