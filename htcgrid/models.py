@@ -112,12 +112,18 @@ class SessionSpec:
 
 @dataclass(frozen=True)
 class NewTask:
-    """One task as submitted: its JSON payload inline, or a data-plane key for a big one."""
+    """One task as submitted: its JSON payload inline, or a data-plane key for a big one.
+
+    A ``held`` task is created ``pending`` but is not claimable until the store's ``release``
+    (or ends without running through ``fail_held`` or a cancel): what a task graph's task
+    waiting for its dependencies is.
+    """
 
     index: int
     priority: int
     payload: bytes | None = None
     payload_ref: str | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from htcgrid.models import (
     CancelCounts,
+    ErrorInfo,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -61,6 +62,8 @@ class TaskStore(ABC):
         """Create the session and all its tasks as ``pending``, all or nothing.
 
         ``tasks`` have the indexes ``0 … task_count - 1``, each once (the service ensures it).
+        A task with ``held=True`` is ``pending`` in ``count_states`` and ``tasks_in_state``
+        but no claim takes it (nor does ``queue_depth`` count it) until ``release``.
 
         Returns True when created, False when a session with this id and the same
         ``content_hash`` already exists (an idempotent re-submit: nothing changes).
@@ -107,7 +110,8 @@ class TaskStore(ABC):
 
     @abstractmethod
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        """Move every pending and processing task of the session to ``cancelled``.
+        """Move every pending (held ones included) and processing task of the session to
+        ``cancelled``.
 
         Idempotent: a second call cancels nothing more and returns zero counts.
         Raises ``NotFound`` for an unknown session.
@@ -121,7 +125,33 @@ class TaskStore(ABC):
         session's ``done_count`` drops by their number and its ``retried`` count rises by it,
         so the completion numbers they take when they end again follow the last one given
         (a client paging results sees their new outcome). Atomic; returns the ids sent back,
-        in index order. Raises ``NotFound`` for an unknown session."""
+        in index order. A task that ``fail_held`` failed comes back as an ordinary pending
+        task, claimable at once (no longer held). Raises ``NotFound`` for an unknown session."""
+
+    def release(self, session_id: str, indexes: Sequence[int], now: float) -> list[int]:
+        """Make the session's held tasks of ``indexes`` claimable, at their original queue
+        place (priority, then FIFO by index), and wake waiting agents. Idempotent: indexes
+        not held now (released already, ended, unknown) are ignored. Atomic; costs in
+        proportion to ``len(indexes)``, not to the session. Returns the indexes released,
+        ascending."""
+        raise NotImplementedError
+
+    def fail_held(
+        self, session_id: str, failures: Sequence[tuple[int, ErrorInfo]], now: float
+    ) -> list[int]:
+        """Fail the session's held tasks of ``failures`` with their error, without running
+        them (attempt stays 0): each takes the session's next completion number, so results
+        paging, ``done_count`` and ``wait_for_session`` see them. Idempotent: tasks not held
+        now are ignored. Atomic; returns the indexes failed, ascending."""
+        raise NotImplementedError
+
+    def cancel_tasks(self, session_id: str, indexes: Sequence[int], now: float) -> CancelCounts:
+        """Cancel the session's tasks of ``indexes`` that are pending (held or not) or
+        processing, as ``cancel_session`` does for all (a running task's agent learns it from
+        its heartbeat); terminal and unknown indexes are left alone. The session itself is not
+        marked cancelled. Atomic; returns the counts cancelled. Raises ``NotFound`` for an
+        unknown session."""
+        raise NotImplementedError
 
     @abstractmethod
     def delete_session(self, session_id: str) -> bool:

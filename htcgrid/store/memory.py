@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
-    CancelCounts,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -32,6 +31,7 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.base import TaskStore, purge_cutoff
+from htcgrid.store.memory_held import MemoryHeld
 from htcgrid.store.memory_meta import MemoryMeta
 from htcgrid.store.state_pages import MemoryStates
 
@@ -50,7 +50,7 @@ class _Session:
         return SessionInfo(self.spec, self.done_count - self.retried, self.cancelled, self.retried)
 
 
-class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
+class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
     def __init__(self, url: str = "memory://", create: bool = True) -> None:
         self.url = url
         self._cond = threading.Condition()
@@ -59,6 +59,7 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
         self._specs: dict[str, SessionSpec] = {}
         self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task_id)
         self._order: dict[str, int] = {}  # task_id -> its FIFO position, kept across requeues
+        self._held: set[str] = set()  # pending tasks kept out of the queue until released
         self._seq = itertools.count()
         self._meta: dict[str, str] = {}
 
@@ -67,6 +68,7 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
     def _finish(self, record: TaskRecord, now: float, **changes: object) -> TaskRecord:
         session = self._sessions[record.session_id]
         session.done_count += 1
+        self._held.discard(record.task_id)
         done = replace(
             record,
             owner=None,
@@ -120,7 +122,10 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
                     payload_ref=t.payload_ref,
                 )
                 self._order[tid] = next(self._seq)
-                heapq.heappush(self._queue, (-t.priority, self._order[tid], tid))
+                if t.held:
+                    self._held.add(tid)
+                else:
+                    heapq.heappush(self._queue, (-t.priority, self._order[tid], tid))
             return True
 
         return self._changed(create)
@@ -165,22 +170,6 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
         with self._cond:
             return self._tasks.get(tid)
 
-    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        def cancel() -> CancelCounts:
-            session = self._sessions.get(session_id)
-            if session is None:
-                raise NotFound(f"no session {session_id}")
-            session.cancelled = True
-            pending = processing = 0
-            for t in self._session_tasks(session_id):
-                if t.state in (TaskState.PENDING, TaskState.PROCESSING):
-                    pending += t.state is TaskState.PENDING
-                    processing += t.state is TaskState.PROCESSING
-                    self._finish(t, now, state=TaskState.CANCELLED)
-            return CancelCounts(pending, processing)
-
-        return self._changed(cancel)
-
     def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
         def send_back() -> list[str]:
             session = self._sessions.get(session_id)
@@ -205,6 +194,7 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
             tasks = self._session_tasks(session_id)
             for t in tasks:
                 del self._tasks[t.task_id]
+                self._held.discard(t.task_id)
             return self._sessions.pop(session_id, None) is not None
 
         return self._changed(delete)
@@ -385,6 +375,7 @@ class MemoryTaskStore(MemoryMeta, MemoryStates, TaskStore):
             1
             for t in self._tasks.values()
             if t.state is TaskState.PENDING
+            and t.task_id not in self._held
             and (functions is None or self._sessions[t.session_id].spec.function in functions)
         )
 
