@@ -22,15 +22,15 @@ from htcgrid.models import (
 SESSION_COLUMNS = (
     "id, owner, function, priority, max_attempts, timeout_seconds, retry_on_error, "
     "task_count, content_hash, created_at, done_count, cancelled, retried, retention_seconds, "
-    "poison_after"
+    "poison_after, cache_seconds"
 )
 TASK_COLUMNS = (
     "session_id, idx, state, attempt, max_attempts, priority, owner, output, output_ref, error, "
-    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at, evidence"
+    "log, done_seq, submitted_at, started_at, finished_at, lease_expires_at, evidence, cached"
 )
 NEW_TASK_COLUMNS = (
     "session_id, idx, function, priority, state, max_attempts, timeout_seconds, "
-    "retry_on_error, payload, payload_ref, submitted_at"
+    "retry_on_error, payload, payload_ref, submitted_at, tenant"
 )
 LEASE_COLUMNS = (
     "session_id, idx, attempt, max_attempts, timeout_seconds, function, retry_on_error, "
@@ -38,6 +38,12 @@ LEASE_COLUMNS = (
 )
 
 Row = Sequence[Any]
+HELD = "held"  # the stored state of a held task: reported as pending, never claimed
+
+
+def state_of(value: str) -> TaskState:
+    """The state a stored state value reports (a held task is pending to every reader)."""
+    return TaskState.PENDING if value == HELD else TaskState(value)
 
 
 def session_from_row(row: Row) -> SessionInfo:
@@ -54,6 +60,7 @@ def session_from_row(row: Row) -> SessionInfo:
         created_at=row[9],
         retention_seconds=row[13],
         poison_after=row[14],
+        cache_seconds=row[15],
     )
     # done_count counts the completion numbers given; ``retried`` of them were given up
     return SessionInfo(spec, row[10] - row[12], bool(row[11]), retried=row[12])
@@ -64,7 +71,7 @@ def task_from_row(row: Row, payload: Row = (None, None)) -> TaskRecord:
         task_id=task_id(row[0], row[1]),
         session_id=row[0],
         index=row[1],
-        state=TaskState(row[2]),
+        state=state_of(row[2]),
         attempt=row[3],
         max_attempts=row[4],
         priority=row[5],
@@ -79,6 +86,7 @@ def task_from_row(row: Row, payload: Row = (None, None)) -> TaskRecord:
         finished_at=row[14],
         lease_expires_at=row[15],
         evidence=row[16] or "",
+        cached=bool(row[17]),
         payload=None if payload[0] is None else bytes(payload[0]),
         payload_ref=payload[1],
     )
@@ -103,7 +111,7 @@ def lease_from_row(row: Row) -> Lease:
 
 def session_row(spec: SessionSpec, now: float) -> tuple[Any, ...]:
     """A new session's values for the first ten of ``SESSION_COLUMNS``; its counters start at
-    zero, then come ``spec.retention_seconds`` and ``spec.poison_after``."""
+    zero, then come ``spec.retention_seconds``, ``poison_after`` and ``cache_seconds``."""
     return (
         spec.id,
         spec.owner,
@@ -118,6 +126,11 @@ def session_row(spec: SessionSpec, now: float) -> tuple[Any, ...]:
     )
 
 
+def own_options(spec: SessionSpec) -> tuple[Any, ...]:
+    """The last of ``SESSION_COLUMNS``: the session's own settings, None where it has none."""
+    return (spec.retention_seconds, spec.poison_after, spec.cache_seconds)
+
+
 def task_rows(spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> Iterator[tuple[Any, ...]]:
     """New tasks' values for ``NEW_TASK_COLUMNS``."""
     for t in tasks:
@@ -126,11 +139,12 @@ def task_rows(spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> Iterat
             t.index,
             spec.function,
             t.priority,
-            "pending",
+            HELD if t.held else "pending",
             spec.max_attempts,
             spec.timeout_seconds,
             spec.retry_on_error,
             t.payload,
             t.payload_ref,
             now,
+            spec.owner,  # the tenant: whose share the task's claims count against
         )

@@ -9,11 +9,11 @@ costs no disk I/O, before they read anything.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
-    CancelCounts,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -34,12 +34,15 @@ from htcgrid.store.rows import (
     SESSION_COLUMNS,
     TASK_COLUMNS,
     lease_from_row,
+    own_options,
     session_from_row,
     session_row,
+    state_of,
     task_from_row,
     task_rows,
 )
 from htcgrid.store.sqlite_db import SQLiteFile
+from htcgrid.store.sqlite_held import SQLiteHeld
 from htcgrid.store.sqlite_wake import DONE, WORK
 from htcgrid.store.state_pages import SQLiteStates
 from htcgrid.urls import local_path, query
@@ -57,7 +60,7 @@ ORDER BY s.created_at LIMIT ?2
 """
 
 
-class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
+class SQLiteTaskStore(SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
     """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (how often waiters look where push
     wake-ups cannot work: no unix sockets, or a path too long for one). With ``create``
     False a missing file raises NotFound instead of becoming a new, empty grid."""
@@ -86,11 +89,11 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
                     raise Conflict(f"session {spec.id} exists with different content")
                 return False
             db.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0,?,?)",
-                (*session_row(spec, now), spec.retention_seconds, spec.poison_after),
+                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,0,0,0,?,?,?)",
+                (*session_row(spec, now), *own_options(spec)),
             )
             db.executemany(
-                f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO tasks ({NEW_TASK_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 task_rows(spec, tasks, now),
             )
         self.wakes.notify(WORK)
@@ -125,7 +128,7 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
             "SELECT state, count(*) FROM tasks WHERE session_id = ? GROUP BY state", (session_id,)
         )
         for state, n in rows:
-            counts[TaskState(state)] = n
+            counts[state_of(state)] += n
         return counts
 
     def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
@@ -151,35 +154,6 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
             .fetchone()
         )
         return None if row is None else task_from_row(row[:-2], row[-2:])
-
-    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        with self._write() as db:
-            row = db.execute(
-                "SELECT done_count FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no session {session_id}")
-            counts = dict(
-                db.execute(
-                    "SELECT state, count(*) FROM tasks WHERE session_id = ? "
-                    "AND state IN ('pending', 'processing') GROUP BY state",
-                    (session_id,),
-                ).fetchall()
-            )
-            db.execute(
-                "WITH c AS (SELECT seq, row_number() OVER (ORDER BY idx) AS n FROM tasks "
-                "WHERE session_id = ? AND state IN ('pending', 'processing')) "
-                "UPDATE tasks SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, "
-                "finished_at = ?, done_seq = ? + c.n FROM c WHERE tasks.seq = c.seq",
-                (session_id, now, row[0]),
-            )
-            total = sum(counts.values())
-            db.execute(
-                "UPDATE sessions SET done_count = done_count + ?, cancelled = 1 WHERE id = ?",
-                (total, session_id),
-            )
-        self.wakes.notify(DONE)
-        return CancelCounts(counts.get("pending", 0), counts.get("processing", 0))
 
     def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
         wanted = wanted_indexes(session_id, task_ids)
@@ -297,7 +271,7 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
                     n = db.execute(
                         "UPDATE tasks SET state = :state, owner = NULL, lease_expires_at = NULL, "
                         "output = :output, output_ref = :ref, error = :error, log = :log, "
-                        "finished_at = :now, evidence = coalesce(:evidence, evidence), "
+                        "finished_at = :now, evidence = coalesce(:evidence, evidence), cached = :cached, "
                         "done_seq = (SELECT done_count + 1 FROM sessions WHERE id = :session) "
                         "WHERE session_id = :session AND idx = :idx AND state = 'processing' "
                         "AND owner = :owner AND attempt = :attempt",
@@ -308,6 +282,7 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
                             "error": o.error.to_json() if o.error else None,
                             "log": o.log,
                             "evidence": o.evidence or None,
+                            "cached": int(o.cached),
                             "now": now,
                             "session": session_id,
                             "idx": index,
@@ -393,5 +368,7 @@ class SQLiteTaskStore(SQLiteFile, SQLiteStates, TaskStore):
 
     def task_counts(self, max_sessions: int = 10_000) -> dict[tuple[str, TaskState, int], int]:
         query = "SELECT function, state, priority, count(*) FROM tasks GROUP BY 1, 2, 3"
-        rows = self._conn().execute(query).fetchall()
-        return {(f, TaskState(state), int(p)): int(n) for f, state, p, n in rows}
+        found: Counter[tuple[str, TaskState, int]] = Counter()
+        for f, state, p, n in self._conn().execute(query):
+            found[f, state_of(state), int(p)] += int(n)
+        return dict(found)

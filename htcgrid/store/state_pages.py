@@ -19,10 +19,14 @@ from typing import Any
 
 from htcgrid.errors import ValidationError
 from htcgrid.models import TaskRecord, TaskState, task_id
-from htcgrid.store.rows import TASK_COLUMNS, task_from_row
+from htcgrid.store.rows import HELD, TASK_COLUMNS, task_from_row
 
 WINDOW = 20_000  # PostgreSQL: indexes read per call for a state without an index of its own
 Page = tuple[list[TaskRecord], str | None]
+# the values stored for each state in the SQL stores: a held task is pending to readers
+STORED = {state: (state.value,) for state in TaskState} | {
+    TaskState.PENDING: (TaskState.PENDING.value, HELD)
+}
 
 
 def after_of(cursor: str | None) -> int:
@@ -75,15 +79,14 @@ class SQLiteStates:
         self, session_id: str, state: TaskState, cursor: str | None = None, limit: int = 100
     ) -> Page:
         after, limit = after_of(cursor), check_limit(limit)
-        rows = (
-            self._conn()
-            .execute(
+        rows: list[Any] = []
+        for stored in STORED[state]:  # one index range each, merged by row number
+            rows += self._conn().execute(
                 f"SELECT seq, {TASK_COLUMNS} FROM tasks INDEXED BY tasks_by_state "
                 "WHERE session_id = ? AND state = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (session_id, state.value, after, limit),
+                (session_id, stored, after, limit),
             )
-            .fetchall()
-        )
+        rows = sorted(rows, key=lambda r: int(r[0]))[:limit]
         records = [task_from_row(r[1:]) for r in rows]
         return records, str(rows[-1][0]) if len(rows) == limit else None
 
@@ -98,7 +101,8 @@ class PostgresStates:
         after, limit = after_of(cursor), check_limit(limit)
         # The state is written into the statement (an enum value, never caller text) so that
         # the planner matches the partial index's predicate whatever plan it caches.
-        where = f"session_id = %s AND state = '{TaskState(state).value}' AND idx > %s"
+        stored = ", ".join(f"'{value}'" for value in STORED[TaskState(state)])
+        where = f"session_id = %s AND state IN ({stored}) AND idx > %s"
         params: tuple[Any, ...] = (session_id, after)
         if state is not TaskState.FAILED:
             where += " AND idx <= %s"
