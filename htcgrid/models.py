@@ -108,6 +108,7 @@ class SessionSpec:
     created_at: float = 0.0
     retention_seconds: float | None = None  # its own; None: the server's retention_seconds
     poison_after: int | None = None  # its own; None: the agent's poison_after
+    cache_seconds: float | None = None  # memoization (htcgrid.memo): how old an answer may be
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Outcome:
     log: str = ""
     released: bool = False
     evidence: str = ""  # poison evidence, the task's whole new list (htcgrid.evidence); "" keeps it
+    cached: bool = False  # FINISHED with an earlier task's output, without running (htcgrid.memo)
 
 
 def released(lease: Lease) -> Outcome:
@@ -195,6 +197,7 @@ class TaskRecord:
     payload: bytes | None = None
     payload_ref: str | None = None
     evidence: str = ""  # the attempts that killed their worker, JSON (htcgrid.evidence)
+    cached: bool = False  # answered from an earlier task's output without running (htcgrid.memo)
 
 
 @dataclass(frozen=True)
