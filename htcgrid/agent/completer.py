@@ -41,6 +41,8 @@ class Completer:
         self.on_recorded = on_recorded
         self.inline_limit_bytes = inline_limit_bytes
         self.counts: Counter[str] = Counter()
+        # told of each batch the store answered, with what it applied (memoization)
+        self.on_applied: Callable[[Sequence[Outcome], list[bool]], None] | None = None
         self._retry = Retrier(log)
         self._lock = threading.Lock()
         self._unrecorded = 0
@@ -103,6 +105,8 @@ class Completer:
     def _record(self, batch: Sequence[Outcome]) -> None:
         batch = [self._offload(o) for o in batch]
         applied = self._retry(lambda: self.store.complete(self.agent_id, batch, self.clock()))
+        if self.on_applied is not None:
+            self.on_applied(batch, applied)
         refused = [o.task_id for o, ok in zip(batch, applied, strict=True) if not ok]
         if refused:
             log.warning(

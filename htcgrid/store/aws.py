@@ -45,7 +45,7 @@ from htcgrid.models import (
 from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed
 from htcgrid.store.aws_finish import Terminal, owned, update_args
 from htcgrid.store.aws_grid import Grid, poll
-from htcgrid.store.aws_items import B, N, S, lease_from_item, text
+from htcgrid.store.aws_items import BOOL, B, N, S, lease_from_item, text
 from htcgrid.store.aws_layout import state_of, status
 from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import Message
@@ -221,6 +221,8 @@ class AwsTaskStore(TaskStore):
             fields: dict[str, Any] = {"log": S(o.log)}
             if o.evidence:
                 fields["evidence"] = S(o.evidence)
+            if o.cached:
+                fields["cached"] = BOOL(True)
             if o.output is not None:
                 fields["output"] = B(o.output)
             if o.output_ref is not None:

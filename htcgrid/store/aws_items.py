@@ -82,6 +82,7 @@ def session_item(spec: SessionSpec, now: float) -> Item:
             else {"retention_seconds": N(spec.retention_seconds)}
         ),
         **({} if spec.poison_after is None else {"poison_after": N(spec.poison_after)}),
+        **({} if spec.cache_seconds is None else {"cache_seconds": N(spec.cache_seconds)}),
     }
 
 
@@ -99,6 +100,7 @@ def session_from_item(item: Item) -> SessionInfo:
         created_at=num(item, "created_at") or 0.0,
         retention_seconds=num(item, "retention_seconds"),
         poison_after=integer(item, "poison_after") if "poison_after" in item else None,
+        cache_seconds=num(item, "cache_seconds"),
     )
     retried = integer(item, "retried") if "retried" in item else 0  # see aws_retry
     done = integer(item, "done_count") - retried
@@ -164,6 +166,7 @@ def task_from_item(item: Item, with_payload: bool = True) -> TaskRecord:
         payload=blob(item, "payload") if with_payload else None,
         payload_ref=text(item, "payload_ref") if with_payload else None,
         evidence=text(item, "evidence", "") or "",
+        cached="cached" in item,
     )
 
 

@@ -45,7 +45,7 @@ CANCEL_ROUNDS = 20
 RESULT_FIELDS = [
     "task_id", "session_id", "idx", "task_status", "attempt", "max_attempts", "priority",
     "task_owner", "output", "output_ref", "error", "log", "done_seq", "submitted_at",
-    "started_at", "finished_at", "heartbeat_expiration_timestamp", "evidence",
+    "started_at", "finished_at", "heartbeat_expiration_timestamp", "evidence", "cached",
 ]  # fmt: skip
 
 

@@ -45,7 +45,7 @@ class Keys:
 
 RECORD_FIELDS = (
     "st", "at", "pri", "ow", "out", "oref", "err", "xa", "log", "ds", "sub", "sta", "fin", "le",
-    "ev",
+    "ev", "ca",
 )  # fmt: skip
 PAYLOAD_FIELDS = ("pl", "pr")
 
@@ -87,6 +87,7 @@ def task_record(
         payload=pl,
         payload_ref=text_of(pr),
         evidence=text_of(f["ev"]) or "",
+        cached=f["ca"] is not None,
     )
 
 
@@ -107,6 +108,7 @@ def session_info(session_id: str, h: Mapping[bytes, bytes]) -> SessionInfo:
         created_at=float(get("at")),
         retention_seconds=float(h[b"rs"]) if b"rs" in h else None,
         poison_after=int(h[b"pa"]) if b"pa" in h else None,
+        cache_seconds=float(h[b"cs"]) if b"cs" in h else None,
     )
     retried = int(h.get(b"rt", b"0"))  # "done" counts completion numbers: retried ones too
     return SessionInfo(spec, int(get("done")) - retried, get("cx") == "1", retried=retried)
