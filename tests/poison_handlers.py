@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -20,3 +21,12 @@ def die_loudly(event: Any, context: Any) -> None:
         time.sleep(0.05)
     os.kill(os.getpid(), signal.SIGKILL)
     del ballast  # pragma: no cover - never reached
+
+
+def print_then_exit(event: Any, context: Any) -> None:
+    """Prints (to ``sys.stdout`` and ``sys.stderr``, the last line unfinished) and writes to
+    file descriptor 1 in between, then ends its worker at once: nothing is flushed."""
+    print(f"task {event} printed this")
+    os.write(1, b"then wrote to fd 1\n")
+    print("and its last words", end="", file=sys.stderr)
+    os._exit(3)

@@ -61,6 +61,27 @@ def test_each_death_of_a_poison_task_is_recorded_with_it(tmp_path: Path) -> None
     assert "worker deaths:" in shown and "last log line: task 7 holds" in shown
 
 
+@pytest.mark.filterwarnings("ignore::htcgrid.errors.NoAgentWarning")
+def test_what_a_task_printed_before_it_killed_its_worker_is_in_its_evidence(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    store, data = open_grid(url)
+    worker = WorkerConfig(handler="poison_handlers.print_then_exit", paths=(HERE,))
+    agent = Agent(store, data, SETTINGS, worker, 1)
+    try:
+        with running(agent), htcgrid.connect(url) as client:
+            session = client.submit([5], max_attempts=1, poison_after=1)
+            (result,) = session.results(timeout=60)
+            detail = client.task(result.task_id)
+    finally:
+        store.close()
+        data.close()
+    (death,) = detail["evidence"]
+    assert death["kind"] == "WorkerCrashed" and death["exit_code"] == 3
+    assert death["log_tail"] == "task 5 printed this\nthen wrote to fd 1\nand its last words"
+
+
 def test_the_task_detail_shows_the_evidence_over_http() -> None:
     service = GridService(open_store("memory://"), open_data_plane("memory://"))
     sid = service.submit(SubmitRequest(tasks=[1], max_attempts=3, poison_after=1)).session_id

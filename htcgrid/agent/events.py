@@ -47,6 +47,7 @@ class Events(AgentCore):
     def _on_message(self, slot: WorkerSlot, message: ToAgent, now: float) -> None:
         if isinstance(message, Ready):
             slot.ready = True
+            slot.watch_output()  # so a task that kills the worker at once leaves its log
         elif isinstance(message, InitError):
             self._on_init_error(slot, message.error)
         elif isinstance(message, Withdrawn):

@@ -125,10 +125,17 @@ class WorkerSlot:
         return pages * PAGE_BYTES // (1024 * 1024)
 
     def sample_rss(self) -> int:
-        """The worker's RSS now, kept in ``peak_rss_mb`` if it is the highest yet; also opens
-        the worker's output file (see ``_output_tail``) the first time."""
+        """The worker's RSS now, kept in ``peak_rss_mb`` if it is the highest yet; also looks
+        for the worker's output file (``watch_output``)."""
         used = self.rss_mb()
         self.peak_rss_mb = max(self.peak_rss_mb, used)
+        self.watch_output()
+        return used
+
+    def watch_output(self) -> None:
+        """Open the worker's output file (see ``_output_tail``) if it is not open yet: when the
+        worker says it is ready (a Python worker has its capture file by then), else on a
+        deadline pass, up to ``OUTPUT_TRIES`` times."""
         if self._output is None and self._output_tries < OUTPUT_TRIES:
             self._output_tries += 1
             with contextlib.suppress(OSError):
@@ -137,12 +144,11 @@ class WorkerSlot:
                     self._output = output  # the worker's capture file: readable after it dies
                 else:
                     output.close()  # not captured yet (a pipe or terminal): next time
-        return used
 
     def _output_tail(self, limit: int = 4096) -> str:
-        """The last bytes of the worker's file descriptor 1, held open since a deadline pass
-        saw it: what C code and subprocesses wrote (what Python printed is held in the worker
-        and lost with it)."""
+        """The last bytes of the worker's file descriptor 1, held open since the worker was
+        ready: what the task printed (the worker's ``sys.stdout`` writes through), and what C
+        code and subprocesses wrote."""
         output, self._output = self._output, None
         if output is None:
             return ""

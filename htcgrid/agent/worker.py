@@ -2,9 +2,10 @@
 
 The messages are in ``htcgrid.agent.messages``; ``htcgrid.agent.channel`` drains the pipe on a
 thread and moves big payloads and results through the data plane. The worker ignores SIGINT
-and SIGTERM: only its agent decides when running work stops. A task's log is what it printed
-(``sys.stdout``/``sys.stderr``) followed by what reached file descriptors 1 and 2 meanwhile
-(C extensions, ``os.system``, subprocesses).
+and SIGTERM: only its agent decides when running work stops. A task's log is what reached file
+descriptors 1 and 2 while it ran, in the order it was written: what it printed (``sys.stdout``
+and ``sys.stderr`` write through to them, unbuffered, so a worker that dies keeps what it
+printed), C extensions, ``os.system``, subprocesses.
 """
 
 from __future__ import annotations
@@ -54,18 +55,26 @@ def _die_with_parent() -> None:
 
 class FdCapture:
     """Points file descriptors 1 and 2 of this process (and so of anything it starts, C code and
-    subprocesses included) at an unnamed file, and hands out what each task added to it."""
+    subprocesses included) at an unnamed file, and hands out what each task added to it.
+    ``sys.stdout`` and ``sys.stderr`` become unbuffered writers over those descriptors: what a
+    task prints is in the file at once, where its agent reads it even after the worker died
+    (poison evidence). A task that prints nothing pays nothing for it."""
 
     limit_bytes = 1 << 20  # start the file over once it is this big
 
     def __init__(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()  # what loading the handler printed goes where it was meant to
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         self.fd = self._file.fileno()
         for target in (1, 2):
             os.dup2(self.fd, target)
+        self.stdout, self.stderr = _write_through(1), _write_through(2)
         self.mark = 0
 
     def start(self) -> None:
+        sys.stdout, sys.stderr = self.stdout, self.stderr  # whatever the last task did to them
         self.mark = os.fstat(self.fd).st_size
 
     def take(self) -> str:
@@ -76,6 +85,12 @@ class FdCapture:
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)  # the offset is shared with fds 1 and 2
         return written.decode(errors="replace")
+
+
+def _write_through(fd: int) -> io.TextIOWrapper:
+    """A text stream whose every write is one ``write(2)`` to ``fd``: nothing waits in Python."""
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="backslashreplace", write_through=True)
 
 
 def main(conn: Connection, config: WorkerConfig) -> None:
@@ -94,9 +109,9 @@ def main(conn: Connection, config: WorkerConfig) -> None:
     except BaseException as exc:
         channel.send(InitError(error_info(exc)))
         return
+    capture = FdCapture()  # before Ready: the agent opens the file as soon as the worker is ready
     channel.send(Ready())
     channel.start()
-    capture = FdCapture()
     become_subreaper()
     common = WorkerCommon(channel.common)
     while (task := channel.next_task()) is not None:
@@ -110,7 +125,7 @@ def run_one(
     config: WorkerConfig,
     task: Task,
     payload: bytes,
-    capture: FdCapture | None = None,
+    capture: FdCapture,
     common: WorkerCommon | None = None,
 ) -> tuple[bool, bytes | ErrorInfo, str]:
     """Call the handler on one task: (True, output JSON, log) or (False, error, log)."""
@@ -122,25 +137,21 @@ def run_one(
         deadline=time.monotonic() + task.timeout_seconds,
         common_loader=None if common is None else lambda: common.get(task.session_id),
     )
-    captured = io.StringIO()
     ok = True
     result: bytes | ErrorInfo
-    if capture is not None:
-        capture.start()
-    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+    capture.start()
+    try:
+        value = handler(json_loads(payload), context)
         try:
-            value = handler(json_loads(payload), context)
-            try:
-                result = json_dumps(value)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise TypeError(
-                    f"the handler's return value ({type(value).__name__}) is not "
-                    f"JSON-serialisable: {exc}; return JSON values (dict, list, str, number)"
-                ) from None
-        except BaseException as exc:
-            ok, result = False, error_info(exc)
-    log = captured.getvalue() + (capture.take() if capture is not None else "")
-    return ok, result, _tail(log, config.log_limit_bytes)
+            result = json_dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TypeError(
+                f"the handler's return value ({type(value).__name__}) is not "
+                f"JSON-serialisable: {exc}; return JSON values (dict, list, str, number)"
+            ) from None
+    except BaseException as exc:
+        ok, result = False, error_info(exc)
+    return ok, result, _tail(capture.take(), config.log_limit_bytes)
 
 
 def _tail(log: str, limit: int) -> str:
