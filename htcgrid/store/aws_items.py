@@ -19,7 +19,7 @@ from htcgrid.models import (
     TaskState,
     task_id,
 )
-from htcgrid.store.aws_layout import NONE, queue_of, state_of, status
+from htcgrid.store.aws_layout import NONE, held_status, queue_of, state_of, status
 
 Item = dict[str, Any]
 
@@ -116,7 +116,7 @@ def task_item(spec: SessionSpec, task: NewTask, now: float, queues: int, resend_
         "parent_session_id": S(spec.id),
         "submission_timestamp": N(int(now * 1000)),
         "task_completion_timestamp": N(0),
-        "task_status": S(status(TaskState.PENDING, spec.id)),
+        "task_status": S(held_status(spec.id) if task.held else status(TaskState.PENDING, spec.id)),
         "task_owner": S(NONE),
         "retries": N(0),
         "resends": N(0),

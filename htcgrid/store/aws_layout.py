@@ -28,6 +28,7 @@ VISIBILITY_SECONDS = 40  # HTC-Grid's queue default: a received message not clai
 RETENTION_SECONDS = 14 * 86400
 MAX_RECEIVE_COUNT = 4
 NONE = "None"  # HTC-Grid's "no owner" / "no receipt" value
+HELD = "held"  # a held task's state in ``task_status`` (see ``aws_held``)
 
 
 def tasks_table(tag: str) -> str:
@@ -59,8 +60,14 @@ def status(state: TaskState, session_id: str) -> str:
     return f"{state.value}{partition(session_id)}"
 
 
+def held_status(session_id: str) -> str:
+    """The ``task_status`` of a held task (``aws_held``): pending to readers, never claimed."""
+    return f"{HELD}{partition(session_id)}"
+
+
 def state_of(task_status: str) -> TaskState:
-    return TaskState(task_status.rstrip("0123456789"))
+    value = task_status.rstrip("0123456789")
+    return TaskState.PENDING if value == HELD else TaskState(value)
 
 
 def queue_of(priority: int, queues: int) -> int:

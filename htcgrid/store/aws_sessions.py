@@ -1,4 +1,5 @@
-"""The client side of the AWS task store: submit, read, page results, cancel, delete.
+"""The client side of the AWS task store: submit, read, page results, delete (cancels are
+``aws_held``'s).
 
 Submission never leaves a half-visible session (HTC-Grid's §8.2 #5): the session item is
 written first as ``creating`` (conditional: the id check), then every task row, then the
@@ -16,7 +17,6 @@ from typing import Any
 from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
     TERMINAL_STATES,
-    CancelCounts,
     NewTask,
     SessionInfo,
     SessionSpec,
@@ -25,7 +25,7 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.aws_calls import ConditionFailed
-from htcgrid.store.aws_finish import Terminal, update_args
+from htcgrid.store.aws_finish import update_args
 from htcgrid.store.aws_grid import Grid
 from htcgrid.store.aws_items import (
     N,
@@ -37,11 +37,10 @@ from htcgrid.store.aws_items import (
     task_item,
     text,
 )
-from htcgrid.store.aws_layout import queue_of, state_of, status
+from htcgrid.store.aws_layout import queue_of, status
 
 RESEND_FIRST_SECONDS = 60.0  # a pending task not claimed by then gets a fresh message
 OPEN = "open"
-CANCEL_ROUNDS = 20
 RESULT_FIELDS = [
     "task_id", "session_id", "idx", "task_status", "attempt", "max_attempts", "priority",
     "task_owner", "output", "output_ref", "error", "log", "done_seq", "submitted_at",
@@ -89,7 +88,9 @@ class Sessions:
         except ConditionFailed:
             return False  # a concurrent identical submit opened it (and sends the messages)
         g.queues.send(
-            (queue_of(t.priority, queues), task_id(spec.id, t.index), spec.function) for t in tasks
+            (queue_of(t.priority, queues), task_id(spec.id, t.index), spec.function)
+            for t in tasks
+            if not t.held  # its message is sent when it is released (``aws_held``)
         )
         return True
 
@@ -176,37 +177,6 @@ class Sessions:
     def get_task(self, tid: str) -> TaskRecord | None:
         item = self.grid.get(self.grid.tasks, {"task_id": S(tid)})
         return None if item is None else task_from_item(item)
-
-    def cancel(self, session_id: str, now: float) -> CancelCounts:
-        info = self.require(session_id)
-        ids = [task_id(session_id, i) for i in range(info.spec.task_count)]
-        pending = processing = 0
-        for _ in range(CANCEL_ROUNDS):
-            live = self._live(ids)
-            changes = [
-                Terminal(
-                    tid,
-                    session_id,
-                    TaskState.CANCELLED,
-                    "task_status = :c_status",
-                    {":c_status": S(status(state, session_id))},
-                )
-                for tid, state in live.items()
-            ]
-            applied = self.grid.finisher.finish(session_id, changes, now, cancel=True)
-            pending += sum(1 for t in applied if live[t] is TaskState.PENDING)
-            processing += sum(1 for t in applied if live[t] is TaskState.PROCESSING)
-            ids = [t for t in live if t not in applied]
-            if not ids:
-                break
-        return CancelCounts(pending, processing)
-
-    def _live(self, ids: list[str]) -> dict[str, TaskState]:
-        """The tasks among ``ids`` that are not terminal yet, with their state."""
-        keys = [{"task_id": S(t)} for t in ids]
-        items = self.grid.batch_get(self.grid.tasks, keys, ["task_id", "task_status"])
-        states = {str(text(i, "task_id")): state_of(str(text(i, "task_status"))) for i in items}
-        return {t: states[t] for t in ids if t in states and not states[t].terminal}
 
     def delete(self, session_id: str) -> bool:
         g = self.grid

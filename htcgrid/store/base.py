@@ -128,14 +128,16 @@ class TaskStore(ABC):
         in index order. A task that ``fail_held`` failed comes back as an ordinary pending
         task, claimable at once (no longer held). Raises ``NotFound`` for an unknown session."""
 
+    @abstractmethod
     def release(self, session_id: str, indexes: Sequence[int], now: float) -> list[int]:
         """Make the session's held tasks of ``indexes`` claimable, at their original queue
         place (priority, then FIFO by index), and wake waiting agents. Idempotent: indexes
-        not held now (released already, ended, unknown) are ignored. Atomic; costs in
+        not held now (released already, ended, unknown) are ignored. Atomic (on AWS: per
+        task, a conditional write each); costs in
         proportion to ``len(indexes)``, not to the session. Returns the indexes released,
         ascending."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fail_held(
         self, session_id: str, failures: Sequence[tuple[int, ErrorInfo]], now: float
     ) -> list[int]:
@@ -143,15 +145,14 @@ class TaskStore(ABC):
         them (attempt stays 0): each takes the session's next completion number, so results
         paging, ``done_count`` and ``wait_for_session`` see them. Idempotent: tasks not held
         now are ignored. Atomic; returns the indexes failed, ascending."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cancel_tasks(self, session_id: str, indexes: Sequence[int], now: float) -> CancelCounts:
         """Cancel the session's tasks of ``indexes`` that are pending (held or not) or
         processing, as ``cancel_session`` does for all (a running task's agent learns it from
         its heartbeat); terminal and unknown indexes are left alone. The session itself is not
         marked cancelled. Atomic; returns the counts cancelled. Raises ``NotFound`` for an
         unknown session."""
-        raise NotImplementedError
 
     @abstractmethod
     def delete_session(self, session_id: str) -> bool:

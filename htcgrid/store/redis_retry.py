@@ -28,12 +28,11 @@ for _, i in ipairs(indexes) do
   local key = task_key(tid)
   if i < tc and redis.call('HGET', key, 'st') == 'failed' then
     local place = block .. pad(tostring(i + 1), 10)
-    local priority = redis.call('HGET', key, 'pri')
     redis.call('HDEL', key, 'out', 'oref', 'err', 'xa', 'log', 'ds', 'fin', 'sta', 'ow', 'le')
     redis.call('HSET', key, 'st', 'pending', 'at', 0, 'q', place)
     redis.call('ZREM', P .. 'done:' .. sid, tid)
     redis.call('ZREM', P .. 'failed:' .. sid, tid)
-    redis.call('ZADD', queue_key(fn), score(priority), place .. tid)
+    enqueue(tid, key, sid)
     move(sid, 'failed', 'pending')
     sent[#sent + 1] = i
   end

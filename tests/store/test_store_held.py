@@ -58,7 +58,7 @@ def pending_listed(store: TaskStore, sid: str = "s1") -> list[int]:
         page, cursor = store.tasks_in_state(sid, TaskState.PENDING, cursor, 2)
         found += [t.index for t in page]
         if cursor is None:
-            return found
+            return sorted(found)
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
