@@ -19,13 +19,40 @@ class Admin(Protocol):
     def create_key(self, user: str | None, label: str) -> dict[str, Any]: ...
     def api_keys(self) -> list[dict[str, Any]]: ...
     def revoke_key(self, key_id: str) -> None: ...
+    def set_share(self, name: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def shares(self) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
 class DirectAdmin:
-    def __init__(self, data: DataPlane) -> None:
+    """``store_url``: the grid's task store, where fair-share records live (opened when a
+    share is first read or set)."""
+
+    def __init__(self, data: DataPlane, store_url: str | None = None) -> None:
         self.data = data
         self.auth = Authenticator(data)
+        self.store_url = store_url
+        self._store: Any = None
+
+    def _task_store(self) -> Any:
+        if self._store is None:
+            from htcgrid.store import open_store
+
+            if self.store_url is None:
+                raise NotFound("shares live in the task store: give the grid's --url")
+            self._store = open_store(self.store_url, create=False)
+        return self._store
+
+    def set_share(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``changes``: ``share`` and/or ``max_running`` (None: no quota); others kept."""
+        from htcgrid.shares import set_share
+
+        return set_share(self._task_store(), name, **changes).public(name.lower())
+
+    def shares(self) -> list[dict[str, Any]]:
+        from htcgrid.shares import list_shares
+
+        return [s.public(o) for o, s in list_shares(self._task_store()).items()]
 
     def started(self) -> bool:
         """Whether a server has ever run on this data plane (it creates the signing secret)."""
@@ -60,4 +87,6 @@ class DirectAdmin:
         self.auth.revoke_key(key_id)
 
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
         self.data.close()

@@ -31,7 +31,8 @@ def open_admin(url: str, data_url: str | None = None, token: str | None = None) 
     from htcgrid.client.direct import default_data_url
     from htcgrid.dataplane import open_data_plane
 
-    return DirectAdmin(open_data_plane(grid_data_url(url, data_url or default_data_url())))
+    data = open_data_plane(grid_data_url(url, data_url or default_data_url()))
+    return DirectAdmin(data, store_url=url)
 
 
 def _grid_options(fn: F) -> F:
@@ -174,6 +175,66 @@ def user_passwd(
     with _admin(url, data_url, token) as admin:
         admin.set_password(name, secret)
     click.echo(f"password of {name} changed")
+
+
+@user.command("set")
+@click.argument("name")
+@click.option(
+    "--share",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="HTCGRID_USER_SHARE",
+    default=None,
+    show_envvar=True,
+    help="Weight of NAME's tasks against other owners' (default 1).",
+)
+@click.option(
+    "--max-running",
+    type=click.IntRange(min=0),
+    envvar="HTCGRID_USER_MAX_RUNNING",
+    default=None,
+    show_envvar=True,
+    help="Most tasks of NAME running at once (default: no quota).",
+)
+@click.option("--no-max-running", is_flag=True, help="Remove NAME's quota of running tasks.")
+@_grid_options
+def user_set(
+    name: str,
+    share: float | None,
+    max_running: int | None,
+    no_max_running: bool,
+    url: str,
+    data_url: str | None,
+    token: str | None,
+) -> None:
+    """Set NAME's fair share of the grid's slots, and its quota of running tasks."""
+    if max_running is not None and no_max_running:
+        raise click.UsageError("--max-running and --no-max-running exclude each other")
+    changes: dict[str, Any] = {} if share is None else {"share": share}
+    if max_running is not None or no_max_running:
+        changes["max_running"] = max_running
+    if not changes:
+        raise click.UsageError("give --share, --max-running or --no-max-running")
+    with _admin(url, data_url, token) as admin:
+        now = admin.set_share(name, changes)
+    click.echo(f"{now['owner']}: share {now['share']:g}, {_quota(now['max_running'])}")
+
+
+@user.command("shares")
+@_grid_options
+@json_option
+def user_shares(url: str, data_url: str | None, token: str | None, as_json: bool) -> None:
+    """List owners with a share or quota of their own (others: share 1, no quota)."""
+    with _admin(url, data_url, token) as admin:
+        found = admin.shares()
+    if as_json:
+        click.echo(to_json(found))
+        return
+    rows = [[s["owner"], f"{s['share']:g}", _quota(s["max_running"])] for s in found]
+    click.echo(table(["owner", "share", "max running"], rows))
+
+
+def _quota(max_running: int | None) -> str:
+    return "no quota" if max_running is None else f"at most {max_running} running"
 
 
 @click.group(cls=FullHelpGroup)

@@ -39,5 +39,13 @@ class HTTPAdmin:
     def revoke_key(self, key_id: str) -> None:
         self.http.call("DELETE", f"/v1/keys/{quote(key_id, safe='')}")
 
+    def set_share(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``changes``: ``share`` and/or ``max_running`` (None: no quota); others kept."""
+        path = f"/v1/users/{quote(name, safe='')}/share"
+        return self.http.call("PUT", path, json=changes)  # type: ignore[no-any-return]
+
+    def shares(self) -> list[dict[str, Any]]:
+        return self.http.call("GET", "/v1/shares")["shares"]  # type: ignore[no-any-return]
+
     def close(self) -> None:
         self.http.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from htcgrid.store.aws_calls import Calls
-from htcgrid.store.aws_layout import VISIBILITY_SECONDS, queue_name
+from htcgrid.store.aws_layout import MAX_RECEIVE_COUNT, VISIBILITY_SECONDS, queue_name
 
 log = logging.getLogger("htcgrid.store.aws")
 
@@ -31,6 +31,7 @@ class Message:
     receipt: str
     task_id: str
     function: str
+    received: int = 1  # how many times SQS has handed it out (ApproximateReceiveCount)
 
 
 class PriorityQueues:
@@ -81,13 +82,20 @@ class PriorityQueues:
             MaxNumberOfMessages=max(1, min(SQS_BATCH, max_messages)),
             VisibilityTimeout=VISIBILITY_SECONDS,
             WaitTimeSeconds=0,
+            AttributeNames=["ApproximateReceiveCount"],
         )
         found = []
         for m in answer.get("Messages", []):
             body = json.loads(m["Body"])
+            received = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
             found.append(
                 Message(
-                    queue, m["MessageId"], m["ReceiptHandle"], body["task_id"], body["function"]
+                    queue,
+                    m["MessageId"],
+                    m["ReceiptHandle"],
+                    body["task_id"],
+                    body["function"],
+                    received,
                 )
             )
         return found
@@ -98,6 +106,16 @@ class PriorityQueues:
     def release(self, messages: Sequence[Message]) -> None:
         """Make ``messages`` visible again at once (not ours to claim)."""
         self._each_batch(messages, "change_message_visibility_batch", {"VisibilityTimeout": 0})
+
+    def hand_back(self, messages: Sequence[Message]) -> None:
+        """Make ``messages`` visible again at once, as ``release``; one received so often that
+        the next receive would send it to the dead-letter queue is sent afresh instead (at the
+        back of its queue) and the old one deleted: a task another owner's claims keep passing
+        over (fair share) is not dead-lettered for it."""
+        worn = [m for m in messages if m.received >= MAX_RECEIVE_COUNT - 1]
+        self.release([m for m in messages if m.received < MAX_RECEIVE_COUNT - 1])
+        self.send((m.queue, m.task_id, m.function) for m in worn)
+        self.delete(worn)
 
     def _each_batch(self, messages: Sequence[Message], call: str, extra: dict[str, Any]) -> None:
         by_queue: dict[int, list[Message]] = defaultdict(list)
