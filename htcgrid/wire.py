@@ -28,11 +28,12 @@ def payload_url(record: TaskRecord) -> str | None:
 
 def result_json(record: TaskRecord) -> bytes:
     """The one shape of a task result, as JSON: spliced from the stored output, which is
-    never parsed here. An output too big to carry inline is null, with its ``output_url``."""
+    never parsed here. An output too big to carry inline is null, with its ``output_url``; a
+    task answered from the cache (memoization) says ``"cached": true``."""
     error = record.error.to_json().encode() if record.error else b"null"
     output = record.output if record.output is not None else b"null"
     url = output_url(record)
-    return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s}' % (
+    return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s%s}' % (
         record.task_id.encode(),
         record.index,
         record.state.value.encode(),
@@ -40,6 +41,7 @@ def result_json(record: TaskRecord) -> bytes:
         output,
         error,
         b',"output_url":"%s"' % url.encode() if url else b"",
+        b',"cached":true' if record.cached else b"",
     )
 
 
@@ -71,6 +73,7 @@ def task_dict(record: TaskRecord) -> dict[str, Any]:
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "evidence": evidence.load(record.evidence),
+        "cached": record.cached,
     }
 
 

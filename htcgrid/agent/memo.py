@@ -57,7 +57,7 @@ class _Pending:
     spec: SessionSpec
     key: str
     attempt: int
-    computed_at: float | None  # a hit keeps the time of the run it copies
+    computed_at: float  # when its run began; a hit keeps the time of the run it copies
 
 
 class MemoDesk:
@@ -163,16 +163,14 @@ class MemoDesk:
     def _answer(self, asked: _Asked) -> None:
         lease, spec = asked.lease, asked.spec
         outcome: Outcome | None = None
-        computed_at: float | None = None
+        computed_at = now = self.clock()  # a run's answer is as old as the run
         try:
             payload = lease.payload
             if payload is None:
                 payload = self.data.get(lease.payload_ref or "")
             digest = memo.input_digest(payload)
             key = memo.memo_key(spec.owner, lease.function, asked.version, digest)
-            found = memo.lookup(
-                self.store, key, spec.owner, spec.cache_seconds or 0.0, self.clock()
-            )
+            found = memo.lookup(self.store, key, spec.owner, spec.cache_seconds or 0.0, now)
             if found is not None:
                 outcome = self._reuse(lease, found.task)
                 computed_at = found.computed_at
@@ -201,12 +199,11 @@ class MemoDesk:
         )
 
     def _record(self, done: list[tuple[_Pending, str]]) -> None:
-        now = self.clock()
         by_session: dict[str, list[memo.Entry]] = {}
         specs: dict[str, SessionSpec] = {}
         for pending, tid in done:
-            at = now if pending.computed_at is None else pending.computed_at
-            by_session.setdefault(pending.spec.id, []).append(memo.Entry(pending.key, tid, at))
+            entry = memo.Entry(pending.key, tid, pending.computed_at)
+            by_session.setdefault(pending.spec.id, []).append(entry)
             specs[pending.spec.id] = pending.spec
         for session_id, entries in by_session.items():
             try:

@@ -116,7 +116,8 @@ def results_table(results: Iterable[Any]) -> str:
     for r in results:
         error = r.error or {}
         shown = r.output if r.ok else f"{error.get('type', '')}: {error.get('message', '')}"
-        rows.append([r.index, r.task_id, r.state.value, r.attempts, shown])
+        state = r.state.value + (" (cached)" if getattr(r, "cached", False) else "")
+        rows.append([r.index, r.task_id, state, r.attempts, shown])
     return table(["#", "task", "state", "attempts", "output or error"], rows)
 
 
@@ -135,6 +136,8 @@ def task_text(task: Mapping[str, Any]) -> str:
         pairs.append(("error", f"{error.get('type', '')}: {error.get('message', '')}"))
     elif task["state"] == "finished":
         pairs.append(("output", compact(task.get("output"), 1000)))
+    if task.get("cached"):
+        pairs.append(("cached", "yes: an earlier task's output, given without running"))
     text = fields(pairs)
     if error.get("traceback"):
         text += "\n\ntraceback:\n" + str(error["traceback"]).rstrip()

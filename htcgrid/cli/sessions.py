@@ -54,6 +54,7 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
                 "output": r.output,
                 "error": r.error,
                 "attempts": r.attempts,
+                **({"cached": True} if r.cached else {}),
             }
             click.echo(to_json(item, indent=None))
     else:
@@ -121,6 +122,18 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
     help="How long the grid keeps the session after it ends: 7d, 12h, 30m, 90s.",
 )
 @click.option(
+    "--cache",
+    is_flag=False,
+    flag_value="on",
+    default=None,
+    metavar="[TTL]",
+    envvar=env("CACHE"),
+    show_envvar=True,
+    help="Memoization: answer a task from an earlier finished task of yours with the same "
+    "function version and input, without running it; with TTL (7d, 12h, 30m, 90s) only from "
+    "an answer at most that old.",
+)
+@click.option(
     "--session-id",
     default=None,
     envvar=env("SESSION_ID"),
@@ -146,6 +159,7 @@ def submit(
     timeout_seconds: float | None,
     poison_after: int | None,
     retention: str | None,
+    cache: str | None,
     session_id: str | None,
     wait_: bool,
     as_json: bool,
@@ -163,6 +177,7 @@ def submit(
             session_id=session_id,
             retention_seconds=None if retention is None else seconds_of(retention),
             poison_after=poison_after,
+            cache=False if cache is None else True if cache == "on" else seconds_of(cache),
         )
         if not wait_:
             click.echo(to_json({"session_id": session.id}) if as_json else session.id)

@@ -232,7 +232,7 @@ async function openTask(taskId) {
   try {
     const t = await api("GET", "/v1/tasks/" + encodeURIComponent(taskId));
     $("task-id").textContent = t.task_id;
-    $("task-meta").textContent = `${t.state} · attempt ${t.attempts} · submitted ${when(t.submitted_at)} · started ${when(t.started_at)} · ended ${when(t.finished_at)}`;
+    $("task-meta").textContent = `${t.state}${t.cached ? " (cached: answered without running)" : ""} · attempt ${t.attempts} · submitted ${when(t.submitted_at)} · started ${when(t.started_at)} · ended ${when(t.finished_at)}`;
     $("task-error").textContent = t.error ? `${t.error.type}: ${t.error.message}` : "none";
     $("task-traceback").textContent = (t.error && t.error.traceback) || "none";
     $("task-log").textContent = t.log || "(empty)";
