@@ -17,6 +17,7 @@ Python and cloudpickle must match on both sides: pickled code is not portable ac
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import hashlib
 import sys
@@ -33,6 +34,31 @@ NOTE_PREFIX = "htcgrid-pickled-exception: "
 MAX_NOTE_BYTES = 256 * 1024  # an exception bigger than this pickled travels as text only
 
 Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """Stands, in a call's arguments, for the value of the task it depends on: the task's
+    ``number``-th dependency (``context.inputs[number]``). ``pickled`` says that task was a
+    call of this runtime, whose value is unpickled from its output; else its output is the
+    value. ``htcgrid.Executor`` writes these for futures passed as arguments."""
+
+    number: int
+    pickled: bool = True
+
+
+def with_values(call: Call, inputs: Sequence[Any]) -> Call:
+    """``call`` with each ``Input`` among its arguments (at the top level) replaced by its
+    value."""
+
+    def value(arg: Any) -> Any:
+        if not isinstance(arg, Input):
+            return arg
+        output = inputs[arg.number]
+        return read_results(output)[0] if arg.pickled else output
+
+    args, kwargs = call
+    return tuple(map(value, args)), {k: value(v) for k, v in kwargs.items()}
 
 
 @functools.cache
@@ -168,8 +194,10 @@ def lambda_handler(event: Mapping[str, Any], context: Any) -> dict[str, str]:
     with _lock:
         fn = _load_callable(hashlib.sha256(fn_pickle.encode()).hexdigest(), fn_pickle)
     calls: list[Call] = cloudpickle.loads(base64.b64decode(event["calls"]))
+    inputs = getattr(context, "inputs", None) or []
     results = []
-    for args, kwargs in calls:
+    for call in calls:
+        args, kwargs = with_values(call, inputs) if inputs else call
         try:
             results.append(fn(*args, **kwargs))
         except Exception as exc:

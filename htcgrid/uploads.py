@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from htcgrid.dataplane import keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
+from htcgrid.graph import Graph, GraphBuilder
+from htcgrid.graph_submit import check_graph, with_graph
 from htcgrid.models import (
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -140,11 +142,14 @@ class SessionUploads:
         if self._expired(started, self.service.clock()):
             raise Conflict(f"the upload of session {session_id} expired; submit it again")
         spec = self.service.spec(request, owner, task_count)
-        spec = replace(spec, content_hash=content_hash(spec, self._digests(spec, parts)))
-        tasks = PartedTasks(self, spec, parts, offload=existing is None)
-        created = self.store.create_session(spec, tasks, self.service.clock())
+        deps = GraphBuilder(spec.id, task_count)
+        hashed = content_hash(spec, self._digests(spec, parts, deps))
+        graph = check_graph(self.store, None if deps.empty else deps.build(), owner)
+        spec = replace(spec, content_hash=with_graph(hashed, graph))
+        tasks = PartedTasks(self, spec, parts, offload=existing is None, graph=graph)
+        answer = self.service.create(spec, tasks, graph, existing is None)
         self.data.delete_prefix(keys.upload_prefix(spec.id))
-        return SubmitResult(spec.id, task_count, created, self.service.presence.warning())
+        return answer
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -153,16 +158,19 @@ class SessionUploads:
 
     def _row(self, entry: Any) -> list[Any]:
         """One task of a part as stored: ``[index, priority or None, payload text or None,
-        sha256 of a payload put in the data plane or None]``; both None: staged on its own."""
+        sha256 of a payload put in the data plane or None]``; both None: staged on its own.
+        A task with dependencies has a fifth entry, its ``deps`` as given (checked at commit,
+        when the session's size is known)."""
         if not isinstance(entry, dict) or "index" not in entry:
             raise ValidationError("each task of a part is {index, priority?, payload | staged}")
         index = self._index(entry["index"])
         priority = entry.get("priority")
         if priority is not None:
             int_in("priority", priority, MIN_PRIORITY, MAX_PRIORITY)
+        deps = [entry["deps"]] if entry.get("deps") is not None else []
         if entry.get("staged") is True:
-            return [index, priority, None, None]
-        return [index, priority, self.service.encode(index, entry.get("payload")), None]
+            return [index, priority, None, None, *deps]
+        return [index, priority, self.service.encode(index, entry.get("payload")), None, *deps]
 
     def _begin(self, session_id: str, owner: str) -> bool:
         """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
@@ -209,17 +217,23 @@ class SessionUploads:
         except NotFound:
             raise Conflict(f"part {part} of session {session_id} was not uploaded") from None
 
-    def _digests(self, spec: SessionSpec, parts: int) -> Iterator[tuple[int, bytes]]:
+    def _digests(
+        self, spec: SessionSpec, parts: int, deps: GraphBuilder
+    ) -> Iterator[tuple[int, bytes]]:
         """Every task's (priority, digest) in index order, checking each index comes once.
         One part is read at a time; tasks that come before their turn wait in ``early``,
         which stays empty when the parts are in index order (as ``htcgrid.client`` sends
-        them), so a session of any size is hashed in bounded memory."""
+        them), so a session of any size is hashed in bounded memory. Each task's
+        dependencies go to ``deps``."""
         early: dict[int, tuple[int, bytes]] = {}
         turn = 0
         for part in range(parts):
-            for index, priority, text, sha256 in self._rows(spec.id, part):
+            for row in self._rows(spec.id, part):
+                index, priority, text, sha256 = row[:4]
                 if not turn <= index < spec.task_count or index in early:
                     raise Conflict(f"task {index} is out of range or given twice")
+                if len(row) > 4:
+                    deps.add(index, row[4])
                 priority = spec.priority if priority is None else priority
                 if sha256 is not None:
                     digest = bytes.fromhex(sha256)
@@ -304,31 +318,41 @@ class PartedTasks(Sequence[NewTask]):
     (SQLite, PostgreSQL) never holds the session's tasks at once. Inline payloads beyond
     ``INLINE_BUDGET_BYTES`` of them go to the data plane, for a store that holds them all."""
 
-    def __init__(self, uploads: SessionUploads, spec: SessionSpec, parts: int, offload: bool):
+    def __init__(
+        self,
+        uploads: SessionUploads,
+        spec: SessionSpec,
+        parts: int,
+        offload: bool,
+        graph: Graph | None = None,
+    ):
         self.uploads = uploads
         self.spec = spec
         self.parts = parts
         self.offload = offload
+        self.graph = graph
 
     def __len__(self) -> int:
         return self.spec.task_count
 
     def __iter__(self) -> Iterator[NewTask]:
-        spec, inline = self.spec, 0
+        spec, inline, graph = self.spec, 0, self.graph
         for part in range(self.parts):
-            for index, priority, text, sha256 in self.uploads._rows(spec.id, part):
+            for row in self.uploads._rows(spec.id, part):
+                index, priority, text, sha256 = row[:4]
                 priority = spec.priority if priority is None else priority
+                held = graph is not None and graph.has_deps(index)
                 key = keys.task_input(spec.id, index)
                 if sha256 is not None or text is None:
-                    yield NewTask(index, priority, payload_ref=key)
+                    yield NewTask(index, priority, payload_ref=key, held=held)
                     continue
                 payload = text.encode()
                 inline += len(payload)
                 if self.offload and inline > INLINE_BUDGET_BYTES:
                     self.uploads.data.put(key, payload)
-                    yield NewTask(index, priority, payload_ref=key)
+                    yield NewTask(index, priority, payload_ref=key, held=held)
                 else:
-                    yield NewTask(index, priority, payload)
+                    yield NewTask(index, priority, payload, held=held)
 
     def __getitem__(self, at: Any) -> Any:  # a Sequence's; stores go through it in order
         tasks = sorted(self, key=lambda t: t.index)

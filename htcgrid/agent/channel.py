@@ -15,11 +15,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from htcgrid.agent.inputs import read_inputs, running_with, with_inputs
 from htcgrid.agent.messages import Result, Task, ToAgent, Withdraw, Withdrawn
 from htcgrid.errors import GridError
-from htcgrid.models import ErrorInfo
+from htcgrid.models import ErrorInfo, json_dumps, json_loads
 from htcgrid.retry import Retrier
 
 if TYPE_CHECKING:
@@ -87,10 +88,14 @@ class AgentChannel:
         """Fetch the payload, ``execute`` it and build the result, whatever fails."""
         try:
             payload = self.payload(task)
+            inputs = self.inputs(task) if task.has_inputs else None
         except GridError as exc:
             error = ErrorInfo(type(exc).__name__, f"cannot read the task's payload: {exc}")
             return Result(task.task_id, task.attempt, False, error=error, infrastructure=True)
-        ok, value, log = execute(task, payload)
+        if inputs is not None:
+            payload = json_dumps(with_inputs(json_loads(payload), inputs))
+        with running_with(inputs):
+            ok, value, log = execute(task, payload)
         if not ok:
             assert isinstance(value, ErrorInfo)
             return Result(task.task_id, task.attempt, False, error=value, log=log)
@@ -100,6 +105,14 @@ class AgentChannel:
         except GridError as exc:
             error = ErrorInfo(type(exc).__name__, f"cannot store the task's result: {exc}")
             return Result(task.task_id, task.attempt, False, error=error, infrastructure=True)
+
+    def inputs(self, task: Task) -> list[Any]:
+        """A graph task's inputs, big ones read from the data plane (``htcgrid.agent.inputs``)."""
+
+        def read(key: str) -> bytes:
+            return self._patiently(lambda: self._data_plane().get(key))
+
+        return read_inputs(task.inputs, task.inputs_ref, read)
 
     def common(self, session_id: str) -> bytes | None:
         """The session's common data blob, or None if it has none (one data-plane read)."""

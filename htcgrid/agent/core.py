@@ -15,6 +15,7 @@ from collections.abc import Callable
 from htcgrid import evidence
 from htcgrid.agent.completer import Completer
 from htcgrid.agent.heartbeat import LoopWatch
+from htcgrid.agent.inputs import AgentInputs
 from htcgrid.agent.messages import Result
 from htcgrid.agent.packages import PackageCache, pickled_config
 from htcgrid.agent.pool import PoolSet, WorkerSlot
@@ -52,6 +53,7 @@ class AgentCore:
     worker_memory_mb: int
     retry: Retrier
     packages: PackageCache | None
+    graph_inputs: AgentInputs
     pools: PoolSet
     broken: dict[WorkerConfig, tuple[ErrorInfo, float]]
     reload_seconds: float

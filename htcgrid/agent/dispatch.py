@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import replace
 
 from htcgrid.agent.core import AgentCore
+from htcgrid.agent.inputs import NotReady
 from htcgrid.agent.messages import Task
 from htcgrid.agent.pool import WorkerSlot, demand_of
 from htcgrid.agent.worker import WorkerConfig
@@ -17,6 +18,8 @@ from htcgrid.dataplane import keys
 from htcgrid.errors import BackendUnavailable, GridError
 from htcgrid.models import (
     Lease,
+    Outcome,
+    TaskState,
     after_handler_error,
     after_infrastructure_failure,
     released,
@@ -90,6 +93,14 @@ class Dispatch(AgentCore):
             # a data plane only this process can read (memory://): the payload goes inline
             self.watch.doing = f"reading the payload of {lease.task_id}"
             payload = self.retry(lambda: self.data.get(lease.payload_ref or ""))
+        try:
+            inputs, inputs_ref = self.graph_inputs.for_lease(lease)
+        except NotReady as exc:  # never run without its inputs
+            self._settle(Outcome(lease.task_id, lease.attempt, TaskState.FAILED, error=exc.error()))
+            return
+        except GridError as exc:
+            self._settle(after_infrastructure_failure(lease, type(exc).__name__, str(exc)))
+            return
         task = Task(
             lease.task_id,
             lease.session_id,
@@ -98,6 +109,8 @@ class Dispatch(AgentCore):
             keys.task_output(lease.session_id, lease.index, lease.attempt),
             payload=payload,
             payload_ref=None if payload is not None else lease.payload_ref,
+            inputs=inputs,
+            inputs_ref=inputs_ref,
         )
         try:
             slot.send(lease, task, now)

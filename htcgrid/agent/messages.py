@@ -18,7 +18,9 @@ from htcgrid.models import ErrorInfo
 @dataclass(frozen=True)
 class Task:
     """Run this attempt. Exactly one of ``payload`` (the event's JSON) and ``payload_ref``
-    (its data-plane key) is set; ``output_key`` is where a big result goes."""
+    (its data-plane key) is set; ``output_key`` is where a big result goes. A task of a graph
+    has ``inputs`` (its dependencies' outputs: JSON, or a data-plane key each) or
+    ``inputs_ref`` (their bundle's key), see ``htcgrid.agent.inputs``."""
 
     task_id: str
     session_id: str
@@ -27,10 +29,17 @@ class Task:
     output_key: str
     payload: bytes | None = None
     payload_ref: str | None = None
+    inputs: tuple[bytes | str, ...] | None = None
+    inputs_ref: str | None = None
 
     @property
     def size_bytes(self) -> int:
-        return len(self.payload) if self.payload is not None else 0
+        inputs = sum(len(x) for x in self.inputs or ())
+        return inputs + (len(self.payload) if self.payload is not None else 0)
+
+    @property
+    def has_inputs(self) -> bool:
+        return self.inputs is not None or self.inputs_ref is not None
 
 
 @dataclass(frozen=True)

@@ -80,5 +80,13 @@ class LambdaContext:
         first use, once per worker per session (``htcgrid.common_data``)."""
         return None if self.common_loader is None else self.common_loader()
 
+    @property
+    def inputs(self) -> list[Any]:
+        """A task graph's task: the outputs of the tasks it depends on, in the order they were
+        named (``htcgrid.agent.inputs``); an empty list for a task without dependencies."""
+        from htcgrid.agent.inputs import current
+
+        return current()
+
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.monotonic()) * 1000))

@@ -99,6 +99,7 @@ class APIServer:
 
     def start(self, timeout_seconds: float = 30) -> None:
         self.thread.start()
+        self.service.releaser.start()  # task graphs: beside the TTL checker
         deadline = time.monotonic() + timeout_seconds
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
@@ -108,5 +109,6 @@ class APIServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.service.releaser.stop()
         self.service.store.close()
         self.service.data.close()

@@ -41,6 +41,9 @@ class PartEntry(BaseModel):
     priority: int | None = Field(None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     payload: Any = Field(None, description="The task's event (when not staged).")
     staged: StrictBool = Field(False, description="Uploaded on its own to .../payloads/{index}.")
+    deps: list[Any] | None = Field(
+        None, description="The tasks it depends on: indexes of this session, or task ids."
+    )
 
 
 class PartBody(BaseModel):

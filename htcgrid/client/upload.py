@@ -45,6 +45,7 @@ class PartTask:
     priority: int | None
     value: Any
     payload: bytes | None
+    deps: list[int | str] | None = None
 
 
 def send_session(
@@ -53,8 +54,10 @@ def send_session(
     priorities: Iterable[int] | None,
     options: dict[str, Any],
     session_id: str | None,
+    deps: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
-    """Submit ``tasks`` with ``options`` (priority, function, …); returns the submit answer.
+    """Submit ``tasks`` with ``options`` (priority, function, …) and each task's ``deps``
+    (None: no task has any); returns the submit answer.
 
     The session id is chosen here when not given, so that every request may be retried.
     """
@@ -64,8 +67,10 @@ def send_session(
     if isinstance(tasks, list | tuple) and len(tasks) <= SINGLE_REQUEST_TASKS and _small(tasks):
         given = None if priorities is None else list(priorities)
         body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
+        if deps is not None:
+            body["deps"] = _json_deps(deps)
         return transport.submit(body)
-    encoded = _encode(tasks, priorities)
+    encoded = _encode(tasks, priorities, deps)
     head: collections.deque[PartTask] = collections.deque()
     size = 0
     for head_task in encoded:
@@ -80,7 +85,17 @@ def send_session(
         "tasks": [t.value for t in head],
         "task_priorities": None if priorities is None else [t.priority for t in head],
     }
+    if deps is not None:
+        body["deps"] = [t.deps for t in head]
     return transport.submit(body)
+
+
+def _json_deps(deps: Iterable[Any]) -> Any:
+    """The ``deps`` of a submit as JSON takes them: a list per task (tuples too), else as given
+    for the grid to refuse with its words."""
+    if isinstance(deps, str | bytes | dict) or not isinstance(deps, Iterable):
+        return deps
+    return [list(d) if isinstance(d, tuple) else d for d in deps]
 
 
 def _small(tasks: list[Any] | tuple[Any, ...]) -> bool:
@@ -107,14 +122,17 @@ def _drain(queued: collections.deque[PartTask], rest: Iterator[PartTask]) -> Ite
     yield from rest
 
 
-def _encode(tasks: Iterable[Any], priorities: Iterable[int] | None) -> Iterator[PartTask]:
+def _encode(
+    tasks: Iterable[Any], priorities: Iterable[int] | None, deps: Iterable[Any] | None = None
+) -> Iterator[PartTask]:
     given = iter(priorities) if priorities is not None else None
+    edges = iter(_json_deps(deps)) if deps is not None else None
     for index, value in enumerate(tasks):
         priority = next(given, None) if given is not None else None
         if given is not None and priority is None:
             raise ValidationError("task_priorities needs one entry per task")
         payload = task_json(index, value)
-        yield PartTask(index, priority, value, payload)
+        yield PartTask(index, priority, value, payload, next(edges, None) if edges else None)
         del value, payload  # not held while the next task is made and encoded
     if given is not None and next(given, None) is not None:
         raise ValidationError("task_priorities needs one entry per task")
@@ -131,11 +149,12 @@ def _upload(
             count += 1
             if task.payload is not None and len(task.payload) > STAGE_ALONE_BYTES:
                 transport.stage_payload(session_id, task.index, task.payload)
-                task = PartTask(task.index, task.priority, None, None)
+                task = PartTask(task.index, task.priority, None, None, task.deps)
             elif task.payload is not None:  # a part carries the JSON only, at its exact size:
                 # an encoder's output may keep spare capacity (orjson's does), which a part
                 # holding many payloads would multiply
-                task = PartTask(task.index, task.priority, None, bytes(memoryview(task.payload)))
+                exact = bytes(memoryview(task.payload))
+                task = PartTask(task.index, task.priority, None, exact, task.deps)
             part.append(task)
             size += len(task.payload or b"") + ENTRY_OVERHEAD_BYTES
             if size >= PART_BYTES or len(part) >= PART_TASKS:
@@ -202,6 +221,8 @@ def part_body(tasks: list[PartTask]) -> bytes:
     entries = []
     for t in tasks:
         priority = b"" if t.priority is None else b',"priority":%d' % t.priority
+        if t.deps is not None:
+            priority += b',"deps":' + json_dumps(t.deps)
         if t.payload is None:
             entries.append(b'{"index":%d%s,"staged":true}' % (t.index, priority))
         else:
@@ -214,6 +235,8 @@ def part_entries(tasks: list[PartTask]) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for t in tasks:
         entry: dict[str, Any] = {"index": t.index, "priority": t.priority}
+        if t.deps is not None:
+            entry["deps"] = t.deps
         entry.update({"staged": True} if t.payload is None else {"payload": json.loads(t.payload)})
         entries.append(entry)
     return entries

@@ -85,3 +85,13 @@ def upload_expiry_bucket(bucket: int) -> str:
 def upload_swept() -> str:
     """The last expiry bucket the sweeper has emptied."""
     return "uploads/_expiry/swept"
+
+
+def session_graph(session_id: str) -> str:
+    """The session's task graph (``htcgrid.graph``), removed with the session."""
+    return f"{session_prefix(session_id)}graph"
+
+
+def task_inputs(session_id: str, index: int, attempt: int) -> str:
+    """A task graph's task's inputs bundled for its worker (``htcgrid.agent.inputs``)."""
+    return f"{session_prefix(session_id)}{task_id(session_id, index)}/inputs.{attempt}"
