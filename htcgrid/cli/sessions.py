@@ -235,15 +235,25 @@ def results(session_id: str, url: str, token: str | None, as_json: bool) -> None
         _print_results(grid.session(session_id).results(), as_json)
 
 
-@click.command(short_help="Cancel a session.")
+@click.command(short_help="Cancel a session, or some of its tasks.")
 @click.argument("session_id")
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    metavar="ID|INDEX",
+    help="Cancel only this task (a task id or an index); repeat for more. Default: every task.",
+)
 @url_option()
 @token_option
 @json_option
-def cancel(session_id: str, url: str, token: str | None, as_json: bool) -> None:
-    """Cancel a session: pending tasks never run, running ones are stopped."""
+def cancel(
+    session_id: str, tasks: tuple[str, ...], url: str, token: str | None, as_json: bool
+) -> None:
+    """Cancel a session: pending tasks never run, running ones are stopped. With --task, only
+    those tasks; the rest of the session goes on."""
     with _client(url, token, create=False) as grid:
-        done = grid.session(session_id).cancel()
+        done = grid.session(session_id).cancel(list(tasks) if tasks else None)
     if as_json:
         click.echo(to_json(done))
     else:

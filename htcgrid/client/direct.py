@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from htcgrid.client.upload import PartTask, part_entries
@@ -47,10 +48,10 @@ class DirectTransport:
         records, after = self.service.tasks_in_state(session_id, state, cursor, limit)
         return {"tasks": [result_dict(r) for r in records], "cursor": after}
 
-    def cancel(self, session_id: str) -> dict[str, Any]:
+    def cancel(self, session_id: str, tasks: Sequence[str | int] | None = None) -> dict[str, Any]:
         from htcgrid.wire import cancel_dict
 
-        return cancel_dict(session_id, self.service.cancel(session_id))
+        return cancel_dict(session_id, self.service.cancel(session_id, tasks=tasks))
 
     def delete(self, session_id: str) -> None:
         self.service.delete(session_id)

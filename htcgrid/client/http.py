@@ -10,7 +10,7 @@ import random
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -238,8 +238,9 @@ class HTTPTransport:
         params: dict[str, Any] = {"state": state, "limit": limit, "cursor": cursor or ""}
         return self._call("GET", f"/v1/sessions/{session_id}/tasks", params=params)  # type: ignore[no-any-return]
 
-    def cancel(self, session_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/sessions/{session_id}/cancel")  # type: ignore[no-any-return]
+    def cancel(self, session_id: str, tasks: Sequence[str | int] | None = None) -> dict[str, Any]:
+        body = None if tasks is None else {"tasks": list(tasks)}
+        return self._call("POST", f"/v1/sessions/{session_id}/cancel", json=body)  # type: ignore[no-any-return]
 
     def delete(self, session_id: str) -> None:
         self._call("DELETE", f"/v1/sessions/{session_id}")
