@@ -22,11 +22,11 @@ import time
 from array import array
 from collections.abc import Callable
 
-from htcgrid.dataplane import DataPlane
+from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import GridError, NotFound
 from htcgrid.graph import Graph
 from htcgrid.graph_submit import MARKER_PREFIX, load_graph, marker
-from htcgrid.models import ErrorInfo, TaskRecord, TaskState
+from htcgrid.models import ErrorInfo, TaskRecord, TaskState, split_task_id
 from htcgrid.store import TaskStore
 
 log = logging.getLogger("htcgrid.graph")
@@ -35,6 +35,7 @@ CHUNK = 1000  # tasks per release or fail_held call: bounded transactions
 SCAN_SECONDS = 2.0  # how often the marked sessions are listed (a submit here wakes it at once)
 WAIT_SECONDS = 0.5  # one wait on a session's results
 MAX_IDLE_SECONDS = 0.2  # the longest pause between rounds over several sessions
+ORPHAN_SECONDS = 3600.0  # a marker whose session never appeared: a submit that failed
 FINISHED, ENDED = 1, 2  # a task's mark once its outcome was counted
 
 
@@ -64,7 +65,7 @@ class Followed:
         for i in range(n):
             for t in graph.deps(i):
                 if t < 0:
-                    sid, index = _split(graph.externals[-t - 1])
+                    sid, index = split_task_id(graph.externals[-t - 1])
                     self.outside.setdefault(sid, {}).setdefault(index, []).append(i)
         self.outside_cursor = dict.fromkeys(self.outside, 0)
         self.outside_seen: set[tuple[str, int]] = set()
@@ -77,7 +78,7 @@ class Followed:
         for record in self._new(self.session_id):
             moved = True
             self._own(record, release, fail)
-        for sid, named in self.outside.items():
+        for sid, named in list(self.outside.items()):
             for record in self._new(sid):
                 moved = True
                 if (sid, record.index) in self.outside_seen or record.index not in named:
@@ -85,6 +86,8 @@ class Followed:
                 self.outside_seen.add((sid, record.index))
                 for v in named[record.index]:
                     self._one_dep(v, record.task_id, record.state, release, fail)
+            if all((sid, index) in self.outside_seen for index in named):
+                del self.outside[sid]  # every task named there ended: nothing more to read
         self._apply(release, fail, now)
         return moved
 
@@ -157,10 +160,12 @@ class Followed:
         return bool(self.outside)
 
 
-def _split(tid: str) -> tuple[str, int]:
-    from htcgrid.models import split_task_id
-
-    return split_task_id(tid)
+def orphaned(marked: str, now: float) -> bool:
+    """Whether a marker written at ``marked`` (epoch seconds) outlived any submit."""
+    try:
+        return now - float(marked) > ORPHAN_SECONDS
+    except ValueError:
+        return True
 
 
 class GraphReleaser:
@@ -189,17 +194,24 @@ class GraphReleaser:
     def scan(self) -> None:
         """Start following the marked sessions not followed yet."""
         self._scanned_at = time.monotonic()
-        for key in self.store.list_meta(MARKER_PREFIX):
+        for key, value in self.store.list_meta(MARKER_PREFIX).items():
             session_id = key[len(MARKER_PREFIX) :]
             if session_id not in self.followed:
-                self._follow(session_id)
+                self._follow(session_id, value)
 
-    def _follow(self, session_id: str) -> None:
-        graph = load_graph(self.data, session_id)
-        if graph is None or self.store.get_session(session_id) is None:
-            # not created (a refused submit) or deleted since: nothing left to release
-            if self.store.get_session(session_id) is None:
+    def _follow(self, session_id: str, marked: str) -> None:
+        """Follow a marked session; a session not created yet (its submit is inserting its
+        tasks) is left for a later scan, and a marker whose session is gone is removed: its
+        blob went with it, or its submit failed long ago (``ORPHAN_SECONDS``)."""
+        if self.store.get_session(session_id) is None:
+            if orphaned(marked, self.clock()):
+                self.data.delete(keys.session_graph(session_id))
+            if orphaned(marked, self.clock()) or load_graph(self.data, session_id) is None:
                 self.store.delete_meta(marker(session_id))
+            return
+        graph = load_graph(self.data, session_id)
+        if graph is None:  # deleted since
+            self.store.delete_meta(marker(session_id))
             return
         self.followed[session_id] = Followed(self.store, session_id, graph)
 

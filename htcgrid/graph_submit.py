@@ -49,11 +49,14 @@ def with_graph(content_hash: str, graph: Graph | None) -> str:
     return hashlib.sha256(content_hash.encode() + graph.digest()).hexdigest()
 
 
-def store_graph(store: TaskStore, data: DataPlane, session_id: str, graph: Graph) -> None:
-    """Put the graph where the releaser and the agents read it, and mark it open; before the
-    session is created, so no task of it ends before a releaser can find it."""
+def store_graph(
+    store: TaskStore, data: DataPlane, session_id: str, graph: Graph, now: float
+) -> None:
+    """Put the graph where the releaser and the agents read it, and mark it open (the marker
+    holds ``now``); before the session is created, so no task of it ends before a releaser
+    can find it."""
     data.put(keys.session_graph(session_id), graph.encode())
-    store.put_meta(marker(session_id), "open")
+    store.put_meta(marker(session_id), repr(now))
 
 
 def load_graph(data: DataPlane, session_id: str) -> Graph | None:

@@ -136,3 +136,18 @@ def test_a_session_without_deps_has_no_graph(service: GridService) -> None:
     sid = service.submit(SubmitRequest(tasks=[1, 2], deps=[None, []])).session_id
     assert load_graph(service.data, sid) is None
     assert service.store.list_meta(MARKER_PREFIX) == {}
+
+
+def test_a_marker_waits_for_its_session_to_be_created(service: GridService) -> None:
+    """A releaser may scan while a big submit still inserts its tasks: the marker is kept for
+    the session to appear, and dropped once that submit has clearly failed."""
+    from htcgrid.graph import from_lists
+    from htcgrid.graph_submit import store_graph
+
+    graph = from_lists("g-2", [None, [0]], 2)
+    assert graph is not None
+    store_graph(service.store, service.data, "g-2", graph, NOW)
+    GraphReleaser(service.store, service.data, clock=lambda: NOW + 60).run_until_idle()
+    assert service.store.get_meta(marker("g-2")) is not None
+    GraphReleaser(service.store, service.data, clock=lambda: NOW + 7200).run_until_idle()
+    assert service.store.get_meta(marker("g-2")) is None

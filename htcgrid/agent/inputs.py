@@ -26,6 +26,7 @@ from htcgrid.models import ErrorInfo, Lease, TaskState, json_loads
 from htcgrid.store import TaskStore
 
 GRAPHS_KEPT = 4  # sessions whose graph an agent keeps (a graph of 1,000,000 tasks: ~8 MB)
+PLAIN_KEPT = 4096  # sessions an agent remembers have no graph
 OUTPUTS_KEPT_BYTES = 32 * 1024 * 1024  # recent inline outputs an agent keeps for dependents
 PIPE_BUDGET_BYTES = 256 * 1024  # inline inputs of one task beyond this go as a bundle
 
@@ -49,7 +50,8 @@ class AgentInputs:
         self.store = store
         self.data = data
         self.worker_reads_data = worker_reads_data  # False: memory://, refs are read here
-        self._graphs: OrderedDict[str, Graph | None] = OrderedDict()
+        self._graphs: OrderedDict[str, Graph] = OrderedDict()
+        self._plain: OrderedDict[str, None] = OrderedDict()  # sessions without a graph
         self._outputs: OrderedDict[str, Input] = OrderedDict()
         self._kept_bytes = 0
 
@@ -68,13 +70,16 @@ class AgentInputs:
         return None, key
 
     def _graph(self, session_id: str) -> Graph | None:
-        if session_id in self._graphs:
-            self._graphs.move_to_end(session_id)
-            return self._graphs[session_id]
+        """The session's graph, read once while it is among the last few seen."""
+        for kept in (self._graphs, self._plain):
+            if session_id in kept:
+                kept.move_to_end(session_id)
+                return self._graphs.get(session_id)
         graph = load_graph(self.data, session_id)
-        self._graphs[session_id] = graph
-        while len(self._graphs) > GRAPHS_KEPT:
-            self._graphs.popitem(last=False)
+        if graph is None:
+            _keep_last(self._plain, session_id, None, PLAIN_KEPT)
+        else:
+            _keep_last(self._graphs, session_id, graph, GRAPHS_KEPT)
         return graph
 
     def _output(self, dep: str) -> Input:
@@ -101,6 +106,12 @@ class AgentInputs:
         while self._kept_bytes > OUTPUTS_KEPT_BYTES and self._outputs:
             _, gone = self._outputs.popitem(last=False)
             self._kept_bytes -= len(gone)
+
+
+def _keep_last(kept: OrderedDict[str, Any], key: str, value: Any, most: int) -> None:
+    kept[key] = value
+    while len(kept) > most:
+        kept.popitem(last=False)
 
 
 def bundle(found: tuple[Input, ...]) -> bytes:

@@ -90,6 +90,7 @@ class DirectTransport:
         return self.service.uploads.commit(request, count, parts, "").as_dict()
 
     def close(self) -> None:
+        self.service.releaser.stop()
         self.service.store.close()
         self.service.data.close()
 
