@@ -4,8 +4,8 @@
 A held task is stored in state ``held`` (``rows.HELD``, allowed by migration 11), which every
 reader reports as pending and which the claim's partial indexes of pending tasks leave out.
 Releasing sets it ``pending`` in place, so it takes its original queue place (priority, then
-``seq``). A batch of indexes is found by primary key (``idx = ANY(…)``), so its cost follows
-the batch, not the session. Tasks are locked before their session, as every statement does.
+``seq``). A batch of indexes is found by one primary-key lookup each, so its cost follows the
+batch, not the session. Tasks are locked before their session, as every statement does.
 """
 
 from __future__ import annotations
@@ -20,27 +20,36 @@ from psycopg.rows import TupleRow
 from htcgrid.errors import NotFound
 from htcgrid.models import CancelCounts, ErrorInfo
 
-NAMED = "AND idx = ANY(%(idxs)s::int[])"
-
-RELEASE = """
-WITH chosen AS MATERIALIZED (
-    SELECT idx FROM tasks
-    WHERE session_id = %(session)s AND idx = ANY(%(idxs)s::int[]) AND state = 'held'
+LIVE = "state IN ('held', 'pending', 'processing')"
+# Rows are picked by one primary-key lookup per index (``idxs`` sorted, so locks are taken in
+# index order) and updated through the keys they return, whatever the planner believes of the
+# table: with stale statistics ``idx = ANY(…)``, or a join on the session, would read every
+# task of the session.
+PICK = """
+    SELECT t.* FROM unnest(%(idxs)s::int[]) AS n(idx)
+    CROSS JOIN LATERAL (
+        SELECT session_id, idx, state FROM tasks
+        WHERE session_id = %(session)s AND idx = n.idx AND {states}
+        FOR UPDATE
+    ) t
+"""
+HELD_ROWS = PICK.format(states="state = 'held'")
+NAMED = PICK.format(states=LIVE)
+WHOLE = f"""
+    SELECT session_id, idx, state FROM tasks WHERE session_id = %(session)s AND {LIVE}
     ORDER BY session_id, idx
     FOR UPDATE
-)
+"""
+
+RELEASE = f"""
+WITH chosen AS MATERIALIZED ({HELD_ROWS})
 UPDATE tasks t SET state = 'pending'
-FROM chosen c WHERE t.session_id = %(session)s AND t.idx = c.idx AND t.state = 'held'
+FROM chosen c WHERE t.session_id = c.session_id AND t.idx = c.idx
 RETURNING t.idx
 """
 
-FAIL_HELD = """
-WITH chosen AS MATERIALIZED (
-    SELECT idx FROM tasks
-    WHERE session_id = %(session)s AND idx = ANY(%(idxs)s::int[]) AND state = 'held'
-    ORDER BY session_id, idx
-    FOR UPDATE
-), bumped AS (
+FAIL_HELD = f"""
+WITH chosen AS MATERIALIZED ({HELD_ROWS}), bumped AS (
     UPDATE sessions SET done_count = done_count + (SELECT count(*) FROM chosen)
     WHERE id = %(session)s
     RETURNING done_count - (SELECT count(*) FROM chosen) AS base
@@ -50,21 +59,16 @@ WITH chosen AS MATERIALIZED (
 UPDATE tasks t
 SET state = 'failed', error = o.error, finished_at = %(now)s, done_seq = b.base + o.rank
 FROM (
-    SELECT c.idx, e.error, row_number() OVER (ORDER BY c.idx) AS rank
+    SELECT c.session_id, c.idx, e.error, row_number() OVER (ORDER BY c.idx) AS rank
     FROM chosen c JOIN errors e ON e.idx = c.idx
 ) o, bumped b
-WHERE t.session_id = %(session)s AND t.idx = o.idx
+WHERE t.session_id = o.session_id AND t.idx = o.idx
 RETURNING t.idx
 """
 
-# {named}: empty for the whole session, ``NAMED`` for some of its tasks
+# {open}: ``WHOLE`` for the whole session, ``NAMED`` for some of its tasks
 CANCEL = """
-WITH open AS MATERIALIZED (
-    SELECT idx, state FROM tasks
-    WHERE session_id = %(session)s AND state IN ('held', 'pending', 'processing') {named}
-    ORDER BY session_id, idx
-    FOR UPDATE
-), bumped AS (
+WITH open AS MATERIALIZED ({open}), bumped AS (
     UPDATE sessions SET done_count = done_count + (SELECT count(*) FROM open),
         cancelled = cancelled OR %(whole)s
     WHERE id = %(session)s
@@ -73,8 +77,10 @@ WITH open AS MATERIALIZED (
     UPDATE tasks t
     SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, finished_at = %(now)s,
         done_seq = b.base + o.rank
-    FROM (SELECT idx, row_number() OVER (ORDER BY idx) AS rank FROM open) o, bumped b
-    WHERE t.session_id = %(session)s AND t.idx = o.idx
+    FROM (
+        SELECT session_id, idx, row_number() OVER (ORDER BY idx) AS rank FROM open
+    ) o, bumped b
+    WHERE t.session_id = o.session_id AND t.idx = o.idx
 )
 SELECT (SELECT count(*) FROM bumped),
        (SELECT count(*) FROM open WHERE state <> 'processing'),
@@ -122,11 +128,11 @@ class PostgresHeld:
         return self._changed(FAIL_HELD, params, self._sessions_channel, session_id)
 
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        return self._cancel(CANCEL.format(named=""), {"session": session_id, "whole": True}, now)
+        return self._cancel(CANCEL.format(open=WHOLE), {"session": session_id, "whole": True}, now)
 
     def cancel_tasks(self, session_id: str, indexes: Sequence[int], now: float) -> CancelCounts:
         params = {"session": session_id, "whole": False, "idxs": _named(indexes)}
-        return self._cancel(CANCEL.format(named=NAMED), params, now)
+        return self._cancel(CANCEL.format(open=NAMED), params, now)
 
     def _cancel(self, query: str, params: dict[str, Any], now: float) -> CancelCounts:
         row = self._row(query, {**params, "now": now, "channel": self._sessions_channel})
