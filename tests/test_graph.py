@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import httpx
 import pytest
 from agent_thread import running
 from backends import STORE_KINDS, backend_url
@@ -39,6 +40,7 @@ class Grid:
     client: Client
     service: GridService  # the side the agents and the server share
     tmp: Path
+    url: str | None = None  # the API's, over HTTP
 
     def runs(self, name: str) -> Path:
         path = self.tmp / f"{name}.runs"
@@ -66,7 +68,7 @@ def grid(
             service = client._t.service  # type: ignore[attr-defined]
         worker = WorkerConfig("graph_handlers.handle", (HERE,))
         with running(Agent(service.store, service.data, FAST, worker, 2)):
-            yield Grid(client, service, tmp)
+            yield Grid(client, service, tmp, server.url if server is not None else None)
         client.close()
         if server is not None:
             server.stop()
@@ -221,3 +223,14 @@ def test_a_graph_uploaded_in_parts(grid: Grid, monkeypatch: pytest.MonkeyPatch) 
     assert [o["total"] for o in done] == [1 + 2 * i for i in range(n)]
     with pytest.raises(ValidationError, match=r"^the dependencies form a cycle"):
         grid.client.submit([task(f"t{i}") for i in range(n)], deps=[[n - 1], *deps[1:]])
+
+
+def test_over_http_a_bad_graph_is_a_400_with_the_same_words(grid: Grid) -> None:
+    if grid.url is None:
+        pytest.skip("the HTTP answer itself")
+    body = {"tasks": [1, 2], "deps": [[1], [0]]}
+    answer = httpx.post(f"{grid.url}/v1/sessions", json=body, timeout=30)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == (
+        "the dependencies form a cycle: task 0 needs task 1 needs task 0"
+    )
