@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import GridError, NotFound
@@ -71,40 +71,57 @@ class Followed:
         self.outside_seen: set[tuple[str, int]] = set()
 
     def step(self, now: float) -> bool:
-        """Take in what ended since the last step; returns whether anything did."""
-        release: list[int] = []
-        fail: list[tuple[int, ErrorInfo]] = []
+        """Take in what ended since the last step, a page at a time (a restart reads a big
+        session's results in bounded memory); returns whether anything did."""
         moved = False
-        for record in self._new(self.session_id):
+        for page in self._pages(self.session_id):
             moved = True
-            self._own(record, release, fail)
+            release: list[int] = []
+            fail: list[tuple[int, ErrorInfo]] = []
+            for record in page:
+                self._own(record, release, fail)
+            self._apply(release, fail, now)
         for sid, named in list(self.outside.items()):
-            for record in self._new(sid):
+            for page in self._pages(sid):
                 moved = True
-                if (sid, record.index) in self.outside_seen or record.index not in named:
-                    continue
-                self.outside_seen.add((sid, record.index))
-                for v in named[record.index]:
-                    self._one_dep(v, record.task_id, record.state, release, fail)
+                release, fail = [], []
+                for record in page:
+                    self._outside(sid, named, record, release, fail)
+                self._apply(release, fail, now)
             if all((sid, index) in self.outside_seen for index in named):
                 del self.outside[sid]  # every task named there ended: nothing more to read
-        self._apply(release, fail, now)
         return moved
 
-    def _new(self, sid: str) -> list[TaskRecord]:
-        found: list[TaskRecord] = []
+    def _pages(self, sid: str) -> Iterator[list[TaskRecord]]:
+        """The session's results past its cursor, a page at a time, moving the cursor."""
         own = sid == self.session_id
-        cursor = self.cursor if own else self.outside_cursor[sid]
-        while page := self.store.results(sid, cursor, PAGE):
-            found += page
+        while True:
+            cursor = self.cursor if own else self.outside_cursor[sid]
+            page = self.store.results(sid, cursor, PAGE)
+            if not page:
+                return
+            yield page
             cursor = page[-1].cursor or cursor + len(page)
+            if own:
+                self.cursor = cursor
+            else:
+                self.outside_cursor[sid] = cursor
             if len(page) < PAGE:
-                break
-        if own:
-            self.cursor = cursor
-        else:
-            self.outside_cursor[sid] = cursor
-        return found
+                return
+
+    def _outside(
+        self,
+        sid: str,
+        named: dict[int, list[int]],
+        record: TaskRecord,
+        release: list[int],
+        fail: list[tuple[int, ErrorInfo]],
+    ) -> None:
+        if (sid, record.index) in self.outside_seen or record.index not in named:
+            return
+        self.outside_seen.add((sid, record.index))
+        for v in named[record.index]:
+            self._one_dep(v, record.task_id, record.state, release, fail)
 
     def _own(
         self, record: TaskRecord, release: list[int], fail: list[tuple[int, ErrorInfo]]
@@ -226,6 +243,12 @@ class GraphReleaser:
                 moved |= followed.step(self.clock())
             except NotFound:  # deleted while followed
                 moved = True
+            except BaseException:
+                # what was counted may not have been released: start this one over (from
+                # the blob and the results, as after a restart) on the next scan
+                del self.followed[session_id]
+                self._scanned_at = -self.scan_seconds
+                raise
             if self._ended(session_id, followed):
                 del self.followed[session_id]
                 self.store.delete_meta(marker(session_id))
