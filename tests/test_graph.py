@@ -234,3 +234,22 @@ def test_over_http_a_bad_graph_is_a_400_with_the_same_words(grid: Grid) -> None:
     assert answer.json()["error"]["message"] == (
         "the dependencies form a cycle: task 0 needs task 1 needs task 0"
     )
+
+
+def test_the_command_line_takes_a_deps_file(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    (tmp_path / "tasks.jsonl").write_text("\n".join(json.dumps(task(n, 1)) for n in "abc"))
+    (tmp_path / "deps.jsonl").write_text("null\n[0]\n[1, 0]\n")
+    client = htcgrid.connect(url)
+    service = client._t.service  # type: ignore[attr-defined]
+    worker = WorkerConfig("graph_handlers.handle", (HERE,))
+    with running(Agent(service.store, service.data, FAST, worker, 1)):
+        command = [sys.executable, "-m", "htcgrid", "submit", str(tmp_path / "tasks.jsonl"),
+                   "--deps", str(tmp_path / "deps.jsonl"), "--url", url, "--wait", "--json"]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    client.close()
+    rows = [json.loads(line) for line in done.stdout.splitlines()]  # JSON lines, one a task
+    assert [r["output"]["total"] for r in rows] == [1, 2, 4]
