@@ -125,6 +125,30 @@ def test_racing_releases_release_each_task_once(store: TaskStore, store_url: str
     assert sorted(claimed(store)) == indexes
 
 
+def test_a_release_racing_a_fail_held_settles_each_task_once(
+    store: TaskStore, store_url: str
+) -> None:
+    n = 40
+    make_held(store, held=set(range(n)), n=n)
+    other = open_store(store_url) if store_url.split(":")[0] in SHARED_KINDS else store
+    indexes = list(range(n))
+    try:
+        a, released = in_thread(lambda: store.release("s1", indexes, NOW))
+        b, failed = in_thread(lambda: other.fail_held("s1", [(i, UPSTREAM) for i in indexes], NOW))
+        a.join(60)
+        b.join(60)
+    finally:
+        if other is not store:
+            other.close()
+    assert sorted(released[0] + failed[0]) == indexes  # each task released or failed, once
+    counts = store.count_states("s1")
+    assert counts[TaskState.FAILED] == len(failed[0])
+    assert counts[TaskState.PENDING] == len(released[0])
+    assert sorted(claimed(store)) == released[0]
+    info = store.get_session("s1")
+    assert info is not None and info.cursor == len(failed[0])
+
+
 def test_fail_held_gives_completion_numbers_and_wakes_waiters(store: TaskStore) -> None:
     make_held(store, held={1, 2, 3}, n=4)
     assert [lease.index for lease in store.claim("a1", 1, LEASE, NOW)] == [0]
