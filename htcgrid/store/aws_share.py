@@ -33,7 +33,7 @@ from htcgrid.store.aws_items import S, text
 from htcgrid.store.aws_layout import MAX_STATE_PARTITIONS
 from htcgrid.store.aws_queue import SQS_BATCH, Message, PriorityQueues
 from htcgrid.store.aws_sessions import Sessions
-from htcgrid.store.share import REFRESH_SECONDS, Share, ShareBook, fair_claim
+from htcgrid.store.share import REFRESH_SECONDS, Share, ShareBook, fair_claim, one_by_one
 
 NEWEST_SESSIONS = 200  # open sessions looked at for the owners with work
 MAX_SCAN = 100  # messages looked at per queue in one claim's window
@@ -194,7 +194,7 @@ def choose(
         take.extend(got)
         return len(got)
 
-    fair_claim(wanted, list(by_owner), running, census.shares(), give)
+    fair_claim(wanted, list(by_owner), running, census.shares(), one_by_one(give))
     chosen = set(map(id, take))
     return take, [m for m in window if id(m) not in chosen]
 

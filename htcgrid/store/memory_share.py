@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from htcgrid.models import Lease, TaskRecord, TaskState
-from htcgrid.store.share import ShareBook, fair_claim
+from htcgrid.store.share import ShareBook, fair_claim, one_by_one
 
 Entry = tuple[int, int, str]
 
@@ -74,7 +74,7 @@ class MemoryShare:
                 take(owners[0], max_tasks)
             elif owners:
                 shares = self._book.shares(now)
-                fair_claim(max_tasks, owners, self._running(owners), shares, take)
+                fair_claim(max_tasks, owners, self._running(owners), shares, one_by_one(take))
         return leases
 
     def _claim_owner(

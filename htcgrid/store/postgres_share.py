@@ -2,35 +2,63 @@
 (``htcgrid.store.share``).
 
 Pending tasks are indexed by ``(tenant, priority DESC, seq)`` (migration 10; ``tenant`` is the
-session's owner, copied onto each task). A claim first finds the owners with pending tasks in
-one round trip, a recursive skip scan of that index (one probe per owner, plus one). With one
-owner and no quota it claims as before, ``tenant = …`` added to the query. With more, it
-counts their running tasks (one ``GROUP BY`` over the processing tasks) and splits the batch
-by the rule, one ``FOR UPDATE SKIP LOCKED`` claim per owner. Claimers racing each other read
-running counts a moment apart, so the split is fair up to the tasks claimed in that moment.
+session's owner, copied onto each task). A claim first tries the plain claim, one statement as
+before, made to take nothing unless the pending tasks have one owner without a quota (two
+probes of that index, evaluated once). When it gets nothing it looks, in one more round trip,
+for the owners with pending tasks (a recursive skip scan of the index) and their running tasks
+(one ``GROUP BY`` over the processing tasks), then splits the batch by the rule: one statement
+per round claims every owner's part, each ``FOR UPDATE SKIP LOCKED``. Claimers racing each
+other read running counts a moment apart, so the split is fair up to what they claim in it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from htcgrid.models import Lease
-from htcgrid.store.postgres_sql import CLAIM
-from htcgrid.store.rows import lease_from_row
+from htcgrid.store.postgres_sql import CLAIM, NO_FLUSH
+from htcgrid.store.rows import LEASE_COLUMNS, lease_from_row
 from htcgrid.store.share import ShareBook, fair_claim
 
-PENDING_OWNERS = """
+FIRST = "(SELECT f.tenant FROM tasks f WHERE f.state = 'pending' ORDER BY f.tenant LIMIT 1)"
+ALONE = (
+    f"AND tenant = {FIRST} AND (SELECT s.tenant FROM tasks s WHERE s.state = 'pending' "
+    f"AND s.tenant > {FIRST} ORDER BY s.tenant LIMIT 1) IS NULL "
+    "AND NOT tenant = ANY(%(quota_owners)s::text[])"
+)
+FUNCTIONS = "AND function = ANY(%(functions)s::text[])"
+
+OWNERS = """
 WITH RECURSIVE o(tenant) AS (
     (SELECT tenant FROM tasks WHERE state = 'pending' ORDER BY tenant LIMIT 1)
     UNION ALL
     SELECT (SELECT t.tenant FROM tasks t WHERE t.state = 'pending' AND t.tenant > o.tenant
             ORDER BY t.tenant LIMIT 1)
     FROM o WHERE o.tenant IS NOT NULL
+), running AS (
+    SELECT tenant, count(*) AS n FROM tasks WHERE state = 'processing' GROUP BY tenant
 )
-SELECT tenant FROM o WHERE tenant IS NOT NULL LIMIT 10000
+SELECT o.tenant, coalesce(r.n, 0) FROM o LEFT JOIN running r USING (tenant)
+WHERE o.tenant IS NOT NULL LIMIT 10000
 """
-RUNNING = "SELECT tenant, count(*) FROM tasks WHERE state = 'processing' GROUP BY tenant"
+
+CLAIM_ROUND = f"""
+UPDATE tasks
+SET state = 'processing', attempt = attempt + 1, owner = %(agent)s,
+    lease_expires_at = %(expires)s, started_at = %(now)s
+WHERE {NO_FLUSH} AND ctid = ANY(ARRAY(
+    SELECT c.ctid FROM unnest(%(tenants)s::text[], %(limits)s::int[]) AS p(tenant, n)
+    CROSS JOIN LATERAL (
+        SELECT ctid FROM tasks
+        WHERE state = 'pending' AND tenant = p.tenant {{filter}}
+        ORDER BY priority DESC, seq
+        LIMIT p.n
+        FOR UPDATE SKIP LOCKED
+    ) c
+))
+RETURNING {LEASE_COLUMNS}, tenant
+"""
 
 
 class PostgresShare:
@@ -55,29 +83,32 @@ class PostgresShare:
     ) -> list[Lease]:
         if max_tasks <= 0:
             return []
-        where = "AND tenant = %(tenant)s"
-        if functions is not None:
-            where += " AND function = ANY(%(functions)s::text[])"
-        sql = CLAIM.format(filter=where)
-        params = {
+        only = "" if functions is None else FUNCTIONS
+        shares = self._shares().shares(now)
+        params: dict[str, Any] = {
             "agent": agent_id,
             "expires": now + lease_seconds,
             "now": now,
             "functions": list(functions or []),
+            "limit": max_tasks,
+            "quota_owners": [o for o, s in shares.items() if s.max_running is not None],
         }
-        rows: list[Any] = []
+        # the plain claim first, unless the last claim here found several owners waiting
+        crowded = getattr(self, "_crowded", False)
+        rows = [] if crowded else self._rows(CLAIM.format(filter=f"{ALONE} {only}"), params)
+        if not rows:
+            found = {str(owner): int(n) for owner, n in self._rows(OWNERS)}
+            self._crowded = len(found) > 1
+            sql = CLAIM_ROUND.format(filter=only)
 
-        def take(owner: str, n: int) -> int:
-            got = self._rows(sql, {**params, "tenant": owner, "limit": n})
-            rows.extend(got)
-            return len(got)
+            def take(plan: dict[str, int]) -> Mapping[str, int]:
+                got = self._rows(sql, {**params, "tenants": list(plan), "limits": [*plan.values()]})
+                rows.extend(got)
+                counts: dict[str, int] = {}
+                for row in got:
+                    counts[row[-1]] = counts.get(row[-1], 0) + 1
+                return counts
 
-        book = self._shares()
-        owners = [str(owner) for (owner,) in self._rows(PENDING_OWNERS)]
-        if book.plain(owners, now):
-            take(owners[0], max_tasks)
-        elif owners:
-            running = {str(owner): int(n) for owner, n in self._rows(RUNNING)}
-            fair_claim(max_tasks, owners, running, book.shares(now), take)
+            fair_claim(max_tasks, list(found), found, shares, take)
         rows.sort(key=lambda r: (-r[10], r[11]))
         return [lease_from_row(r) for r in rows]

@@ -136,17 +136,20 @@ def _room(owner: str, given: int, running: Mapping[str, int], shares: Mapping[st
     return math.inf if quota is None else quota - running.get(owner, 0) - given
 
 
+Round = Callable[[dict[str, int]], Mapping[str, int]]
+
+
 def fair_claim(
     wanted: int,
     owners: Collection[str],
     running: Mapping[str, int],
     shares: Mapping[str, Share],
-    take: Callable[[str, int], int],
+    take: Round,
 ) -> int:
-    """Claim up to ``wanted`` tasks split by ``split_claim``: ``take(owner, n)`` claims up to
-    ``n`` of ``owner``'s tasks in its own queue order and says how many it got. An owner that
-    gives fewer than asked has no more (of the claimer's functions); what it left is split
-    again among the others. Returns how many were claimed."""
+    """Claim up to ``wanted`` tasks split by ``split_claim``, in rounds: ``take(plan)`` claims
+    up to ``plan[owner]`` of each owner's tasks in that owner's queue order and says how many
+    it got of each. An owner that gives fewer than asked has no more (of the claimer's
+    functions); what it left is split again among the others. Returns how many were claimed."""
     now_running = dict(running)
     active = set(owners)
     claimed = 0
@@ -154,11 +157,16 @@ def fair_claim(
         plan = split_claim(wanted - claimed, active, now_running, shares)
         if not plan:
             break
-        for owner, n in sorted(plan.items()):
-            got = take(owner, n)
-            now_running[owner] = now_running.get(owner, 0) + got
-            claimed += got
-            if got < n:
+        got = take(plan)
+        for owner, n in plan.items():
+            now_running[owner] = now_running.get(owner, 0) + got.get(owner, 0)
+            claimed += got.get(owner, 0)
+            if got.get(owner, 0) < n:
                 active.discard(owner)
         active = {o for o in active if _room(o, 0, now_running, shares) > 0}
     return claimed
+
+
+def one_by_one(take: Callable[[str, int], int]) -> Round:
+    """A round of ``fair_claim`` as one ``take(owner, n)`` per owner."""
+    return lambda plan: {owner: take(owner, n) for owner, n in sorted(plan.items())}

@@ -11,13 +11,13 @@ the rule, one ``UPDATE … RETURNING`` per owner, all in the claim's one write t
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from htcgrid.models import Lease
 from htcgrid.store.rows import LEASE_COLUMNS, lease_from_row
-from htcgrid.store.share import ShareBook, fair_claim
+from htcgrid.store.share import ShareBook, fair_claim, one_by_one
 
 # The pending tasks through their index (without ``INDEXED BY`` the planner prefers a scan
 # of the covering ``tasks_by_state`` for a plain "any pending?", which reads every task).
@@ -32,7 +32,9 @@ MAX_OWNERS = 10_000
 class SQLiteShare:
     if TYPE_CHECKING:
 
-        def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        @contextmanager
+        def _write(self) -> Iterator[sqlite3.Connection]: ...
+
         def list_meta(self, prefix: str) -> dict[str, str]: ...
 
     def _shares(self) -> ShareBook:
@@ -73,7 +75,7 @@ class SQLiteShare:
                 take(owners[0], max_tasks)
             elif owners:
                 running = _running(db)
-                fair_claim(max_tasks, owners, running, book.shares(now), take)
+                fair_claim(max_tasks, owners, running, book.shares(now), one_by_one(take))
         rows.sort(key=lambda r: (-r[10], r[11]))
         return [lease_from_row(r) for r in rows]
 
