@@ -79,7 +79,7 @@ def api() -> Iterator[tuple[TestClient, GridService, dict[str, str], dict[str, s
 def test_admins_set_shares_through_the_api_and_the_claim_follows(
     api: tuple[TestClient, GridService, dict[str, str], dict[str, str]],
 ) -> None:
-    http, service, alice, root = api
+    http, service, _, root = api
     answer = http.put("/v1/users/alice/share", json={"share": 3}, headers=root)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"owner": "alice", "share": 3.0, "max_running": None}
