@@ -18,6 +18,7 @@ from redis.commands.core import Script
 
 from htcgrid.models import Lease, split_task_id
 from htcgrid.store.redis_layout import text_of
+from htcgrid.store.redis_scripts import writing
 from htcgrid.store.share import ShareBook
 
 # ARGV: P, agent, max_tasks, expires_at, now, k, then k triples (owner, share, max_running
@@ -137,10 +138,31 @@ flush()
 return leases
 """
 
+# ARGV: P. Moves the members of each queue of the layout before fair share, P queue:<fn>, into
+# the queues of their sessions' owners (function names hold no ':', so no new key is taken
+# for an old one). Returns how many moved. Run once by each store, before its first claim.
+MIGRATE = r"""
+local moved = 0
+for _, fn in ipairs(redis.call('SMEMBERS', P .. 'functions')) do
+  local old = P .. 'queue:' .. fn
+  if redis.call('EXISTS', old) == 1 then
+    local members = redis.call('ZRANGE', old, 0, -1, 'WITHSCORES')
+    for i = 1, #members, 2 do
+      local sid = session_of(string.sub(members[i], 31))
+      redis.call('ZADD', queue_of(sid), members[i + 1], members[i])
+      moved = moved + 1
+    end
+    redis.call('DEL', old)
+  end
+end
+return moved
+"""
+
 
 class RedisShare:
     if TYPE_CHECKING:
         _claim: Script
+        _client: Any
 
         def _run(self, script: Script, *args: Any) -> Any: ...
         def list_meta(self, prefix: str) -> dict[str, str]: ...
@@ -159,6 +181,9 @@ class RedisShare:
         now: float,
         functions: Sequence[str] | None,
     ) -> list[Lease]:
+        if not getattr(self, "_queues_moved", False):
+            self._run(self._client.register_script(writing(MIGRATE)))
+            self._queues_moved = True
         expires = float(now + lease_seconds)
         shares = self._shares().shares(now)
         triples = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from test_store_contract import LEASE, NOW, finish
 
 from htcgrid.models import Lease, NewTask, SessionSpec
@@ -103,3 +104,23 @@ def test_a_claim_for_some_functions_shares_among_their_owners(store: TaskStore) 
     submit(store, "c-1", "c", 10, function="g")
     assert owners_of(store.claim("agent", 4, LEASE, NOW, functions=["g"])) == {"b": 2, "c": 2}
     assert owners_of(store.claim("agent", 4, LEASE, NOW, functions=["f"])) == {"a": 4}
+
+
+def test_redis_moves_the_queues_of_a_grid_from_before_fair_share(store: TaskStore) -> None:
+    from htcgrid.store.redis import RedisTaskStore
+
+    if not isinstance(store, RedisTaskStore):
+        pytest.skip("the queue layout before fair share was Redis's")
+    submit(store, "a-1", "a", 4)
+    submit(store, "b-1", "b", 4)
+    client, prefix = store._client, store.keys.prefix
+    old = f"{prefix}queue:f"
+    client.zunionstore(old, [f"{prefix}queue:f:a", f"{prefix}queue:f:b"])  # one queue, as it was
+    client.delete(f"{prefix}queue:f:a", f"{prefix}queue:f:b", f"{prefix}owners:f")
+    again = RedisTaskStore(store.url)  # a store of the new version opens the old grid
+    try:
+        assert owners_of(again.claim("agent", 4, LEASE, NOW)) == {"a": 2, "b": 2}
+        assert not client.exists(old)
+        assert owners_of(again.claim("agent", 8, LEASE, NOW)) == {"a": 2, "b": 2}
+    finally:
+        again.close()
