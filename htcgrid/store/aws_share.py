@@ -37,6 +37,7 @@ from htcgrid.store.share import REFRESH_SECONDS, Share, ShareBook, fair_claim, o
 
 NEWEST_SESSIONS = 200  # open sessions looked at for the owners with work
 MAX_SCAN = 100  # messages looked at per queue in one claim's window
+MAX_REMEMBERED = 100_000  # sessions whose owner a claimer keeps
 
 
 class Census:
@@ -72,6 +73,8 @@ class Census:
             info = self.sessions.get(session_id)
             if info is None:
                 return None
+            if len(self._owners) >= MAX_REMEMBERED:
+                self._owners.clear()  # owners of old sessions: read again when seen again
             owner = self._owners[session_id] = info.spec.owner
         return owner
 

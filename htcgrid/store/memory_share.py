@@ -19,6 +19,7 @@ from htcgrid.models import Lease, TaskRecord, TaskState
 from htcgrid.store.share import ShareBook, fair_claim, one_by_one
 
 Entry = tuple[int, int, str]
+PRUNE_AT = 1024  # then at every power of two a set of leased tasks reaches
 
 
 class MemoryShare:
@@ -42,12 +43,12 @@ class MemoryShare:
         heapq.heappush(self._queues.setdefault(owner, []), entry)
 
     def _running(self, owners: Sequence[str]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for owner in owners:
-            leased = self._leased.get(owner, set())
-            leased -= {t for t in leased if not self._processing(t)}
-            counts[owner] = len(leased)
-        return counts
+        return {owner: len(self._prune(owner)) for owner in owners}
+
+    def _prune(self, owner: str) -> set[str]:
+        leased = self._leased.setdefault(owner, set())
+        leased -= {t for t in leased if not self._processing(t)}
+        return leased
 
     def _processing(self, tid: str) -> bool:
         t = self._tasks.get(tid)
@@ -107,7 +108,10 @@ class MemoryShare:
                 started_at=now,
             )
             self._tasks[t.task_id] = claimed
-            self._leased.setdefault(owner, set()).add(t.task_id)
+            leased = self._leased.setdefault(owner, set())
+            leased.add(t.task_id)
+            if len(leased) >= PRUNE_AT and len(leased).bit_count() == 1:
+                self._prune(owner)  # one owner alone never needs the counts: keep it small
             leases.append(
                 Lease(
                     task_id=t.task_id,

@@ -124,3 +124,23 @@ def test_redis_moves_the_queues_of_a_grid_from_before_fair_share(store: TaskStor
         assert owners_of(again.claim("agent", 8, LEASE, NOW)) == {"a": 2, "b": 2}
     finally:
         again.close()
+
+
+def test_sqlite_gives_a_file_from_before_fair_share_its_owners(store: TaskStore) -> None:
+    from htcgrid.store.sqlite import SQLiteTaskStore
+
+    if not isinstance(store, SQLiteTaskStore):
+        pytest.skip("the file layout before fair share was SQLite's")
+    submit(store, "a-1", "a", 4)
+    submit(store, "b-1", "b", 4)
+    store._conn().executescript(  # the file as an older htcgrid left it
+        "DROP INDEX tasks_queue_by_tenant; ALTER TABLE tasks DROP COLUMN tenant;"
+        "CREATE INDEX tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';"
+    )
+    again = SQLiteTaskStore(store.url)
+    try:
+        assert owners_of(again.claim("agent", 4, LEASE, NOW)) == {"a": 2, "b": 2}
+        indexes = {r[0] for r in again._conn().execute("SELECT name FROM sqlite_master")}
+        assert "tasks_queue" not in indexes and "tasks_queue_by_tenant" in indexes
+    finally:
+        again.close()
