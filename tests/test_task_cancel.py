@@ -1,22 +1,25 @@
 """Per-task cancel end to end: ``POST /v1/sessions/{id}/cancel`` with ``{"tasks": [...]}``,
-``Session.cancel(tasks=...)`` in process, and ``Future.cancel()`` of an ``htcgrid.Executor``
+``Session.cancel(tasks=...)`` in process, ``htcgrid cancel --task``, and ``Future.cancel()`` of an ``htcgrid.Executor``
 call already on the grid, which cancels that task alone (the rest of its session runs on).
 Over HTTP with a real server, the HTTP client and the CLI: ``test_task_cancel_http``."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from backends import backend_url
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from test_api_unit import error_of, memory_service
 from test_executor import nap, start_agent, until
 
 import htcgrid
 from htcgrid.api import create_app
+from htcgrid.cli import main
 from htcgrid.client.session import Client
 from htcgrid.errors import NotFound, ValidationError
 from htcgrid.models import HeartbeatStatus, TaskState
@@ -93,6 +96,21 @@ def test_cancel_of_some_tasks_in_process(tmp_path: Path) -> None:
             client.session("no-such", 1).cancel(tasks=[0])
         assert session.cancel()["total_cancelled_tasks"] == 2  # the rest, and the session
         assert session.status()["cancelled"] is True
+
+
+@pytest.mark.filterwarnings("ignore::htcgrid.NoAgentWarning")
+def test_the_cancel_command_cancels_the_tasks_named(tmp_path: Path) -> None:
+    with backend_url("sqlite", tmp_path) as url, htcgrid.connect(url) as client:
+        sid = client.submit([{"i": i} for i in range(4)]).id
+        run = CliRunner().invoke
+        args = ["cancel", sid, "--task", "1", "--task", f"{sid}_2", "--url", url, "--json"]
+        done = run(main, args, catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        assert json.loads(done.output)["total_cancelled_tasks"] == 2
+        refused = run(main, ["cancel", sid, "--task", "4", "--url", url])
+        assert refused.exit_code != 0 and f"'4' is not a task of session {sid}" in refused.output
+        counts = client.session(sid, 4).status()["counts"]
+        assert (counts["cancelled"], counts["pending"]) == (2, 2)
 
 
 @pytest.fixture(scope="module")
