@@ -1,7 +1,7 @@
 """Per-task cancel end to end: ``POST /v1/sessions/{id}/cancel`` with ``{"tasks": [...]}``,
-``Session.cancel(tasks=...)`` in process, ``htcgrid cancel --task``, and ``Future.cancel()`` of an ``htcgrid.Executor``
-call already on the grid, which cancels that task alone (the rest of its session runs on).
-Over HTTP with a real server, the HTTP client and the CLI: ``test_task_cancel_http``."""
+``Session.cancel(tasks=...)`` in process, ``htcgrid cancel --task``, and ``Future.cancel()``
+of an ``htcgrid.Executor`` call already on the grid, which cancels that task alone (the rest
+of its session runs on). Over HTTP with a real server: ``test_task_cancel_http``."""
 
 from __future__ import annotations
 
