@@ -98,7 +98,7 @@ def test_a_chain_runs_link_after_link(grid: Grid) -> None:
 
 
 def test_fan_out_and_fan_in(grid: Grid) -> None:
-    width = 8
+    width = 80  # past READ_AHEAD_FROM: the sink reads its inputs from the results
     tasks = [task("root", 1)] + [task(f"m{i}", i) for i in range(width)] + [task("sink")]
     deps = [None] + [[0]] * width + [list(range(width, 0, -1))]
     done = outputs(grid.client.submit(tasks, deps=deps))

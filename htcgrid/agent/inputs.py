@@ -22,13 +22,16 @@ from typing import Any
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.graph import Graph
 from htcgrid.graph_submit import load_graph
-from htcgrid.models import ErrorInfo, Lease, TaskState, json_loads
+from htcgrid.models import ErrorInfo, Lease, TaskRecord, TaskState, json_loads
 from htcgrid.store import TaskStore
 
 GRAPHS_KEPT = 4  # sessions whose graph an agent keeps (a graph of 1,000,000 tasks: ~8 MB)
 PLAIN_KEPT = 4096  # sessions an agent remembers have no graph
 OUTPUTS_KEPT_BYTES = 32 * 1024 * 1024  # recent inline outputs an agent keeps for dependents
 PIPE_BUDGET_BYTES = 256 * 1024  # inline inputs of one task beyond this go as a bundle
+READ_AHEAD_FROM = 64  # dependencies in one session from which their outputs are read by page
+READ_AHEAD_SHARE = 8  # … when they are at least an eighth of that session
+READ_AHEAD_PAGE = 1000  # results with their outputs (64 KiB at most inline): bounded
 
 Input = bytes | str  # an output's JSON, or the data-plane key it is at
 
@@ -61,7 +64,9 @@ class AgentInputs:
         graph = self._graph(lease.session_id)
         if graph is None or lease.index >= graph.task_count or not graph.has_deps(lease.index):
             return None, None
-        found = tuple(self._output(dep) for dep in graph.dep_ids(lease.session_id, lease.index))
+        deps = graph.dep_ids(lease.session_id, lease.index)
+        self._read_ahead(deps)
+        found = tuple(self._output(dep) for dep in deps)
         inline = sum(len(x) for x in found if isinstance(x, bytes))
         if inline <= PIPE_BUDGET_BYTES or not self.worker_reads_data:
             return found, None
@@ -82,6 +87,24 @@ class AgentInputs:
             _keep_last(self._graphs, session_id, graph, GRAPHS_KEPT)
         return graph
 
+    def _read_ahead(self, deps: list[str]) -> None:
+        """A fan-in: many dependencies in one session are read from its results, a page of
+        1,000 a query, rather than one task at a time (when they are a good part of it)."""
+        wanted: dict[str, set[str]] = {}
+        for dep in deps:
+            if dep not in self._outputs:
+                wanted.setdefault(dep.rpartition("_")[0], set()).add(dep)
+        for session_id, ids in wanted.items():
+            info = self.store.get_session(session_id) if len(ids) >= READ_AHEAD_FROM else None
+            if info is None or info.spec.task_count > READ_AHEAD_SHARE * len(ids):
+                continue
+            cursor = 0
+            while page := self.store.results(session_id, cursor, READ_AHEAD_PAGE):
+                for record in page:
+                    if record.task_id in ids and record.state is TaskState.FINISHED:
+                        self._keep(record.task_id, self._input_of(record))
+                cursor = page[-1].cursor or cursor + len(page)
+
     def _output(self, dep: str) -> Input:
         kept = self._outputs.get(dep)
         if kept is not None:
@@ -91,14 +114,15 @@ class AgentInputs:
         if record is None or record.state is not TaskState.FINISHED:
             state = TaskState.CANCELLED if record is None else record.state
             raise NotReady(dep, state)
-        found: Input
-        if record.output_ref is not None:
-            ref = record.output_ref
-            found = ref if self.worker_reads_data else self.data.get(ref)
-        else:
-            found = record.output if record.output is not None else b"null"
+        found = self._input_of(record)
         self._keep(dep, found)
         return found
+
+    def _input_of(self, record: TaskRecord) -> Input:
+        if record.output_ref is not None:
+            ref = record.output_ref
+            return ref if self.worker_reads_data else self.data.get(ref)
+        return record.output if record.output is not None else b"null"
 
     def _keep(self, dep: str, found: Input) -> None:
         self._outputs[dep] = found
