@@ -223,6 +223,7 @@ def test_cancel_session_cancels_held_tasks(store: TaskStore) -> None:
 
 def test_release_wakes_a_waiting_agent(store: TaskStore) -> None:
     make_held(store, held={0}, n=1)
+    assert store.wait_for_tasks(0.05) is False  # a held task is no work for an agent
     waiter, woke = in_thread(lambda: store.wait_for_tasks(30.0))
     assert store.release("s1", [0], NOW) == [0]
     waiter.join(30)
