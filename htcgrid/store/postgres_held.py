@@ -118,7 +118,8 @@ class PostgresHeld:
     def fail_held(
         self, session_id: str, failures: Sequence[tuple[int, ErrorInfo]], now: float
     ) -> list[int]:
-        errors = {i: e for i, e in failures if 0 <= i < 2**31}
+        named = [(i, e) for i, e in failures if 0 <= i < 2**31]
+        errors = dict(sorted(named, key=lambda pair: pair[0]))  # locks taken in index order
         params = {
             "session": session_id,
             "idxs": list(errors),
