@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from htcgrid.models import NewTask, Outcome, SessionSpec, TaskState
 from htcgrid.store.sqlite import SQLiteTaskStore
-from htcgrid.store.sqlite_wake import WORK, WakeBoard
+from htcgrid.store.sqlite_wake import DONE, PARKED, WORK, WakeBoard
 
 NOW = 1_000_000.0
 LOOK_SECONDS = 60.0  # waiters in these tests look on their own only this rarely
@@ -70,10 +74,64 @@ def test_a_completion_wakes_a_waiting_long_poll_at_once(tmp_path: Path) -> None:
     assert not thread.is_alive() and answers == [1]
 
 
-def test_a_waiter_leaves_no_socket_behind(tmp_path: Path) -> None:
+def test_a_waiter_leaves_no_socket_of_its_topic_behind_and_closing_removes_the_rest(
+    tmp_path: Path,
+) -> None:
     _, waiter = open_pair(tmp_path)
     assert waiter.wait_for_tasks(0.01) is False
+    (parked,) = os.listdir(waiter.wakes.folder)
+    assert parked.startswith(f"{PARKED}-{os.getpid()}-")  # no sender sends to it
+    waiter.wakes.close()
     assert os.listdir(waiter.wakes.folder) == []
+
+
+def test_a_wait_reuses_a_parked_socket_instead_of_binding_one(tmp_path: Path) -> None:
+    board = WakeBoard(tmp_path / "wake", poll_seconds=0.002)
+    with board.listening(WORK) as first:
+        pass
+    with board.listening(DONE) as second:
+        assert second.sock is first.sock
+        (name,) = os.listdir(board.folder)
+        assert name.startswith(f"{DONE}-")
+        board.notify(DONE)
+        assert second.sock is not None and second.sock.recv(64) == b"!"
+    board.close()
+
+
+def test_a_reused_socket_starts_without_old_wake_ups(tmp_path: Path) -> None:
+    board = WakeBoard(tmp_path / "wake", poll_seconds=0.002)
+    with board.listening(WORK):
+        board.notify(WORK)  # never read: this waiter found its work without waiting
+    with board.listening(WORK) as again:
+        assert again.sock is not None
+        with pytest.raises(BlockingIOError):
+            again.sock.recv(64)
+    board.close()
+
+
+def test_the_parked_sockets_of_a_dead_process_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "wake"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.bind(str(folder / f"{PARKED}-{int(dead.stdout)}-0"))
+    left.close()  # as a killed process leaves it
+    board = WakeBoard(folder, poll_seconds=0.002)
+    with board.listening(WORK):
+        assert [n for n in os.listdir(folder) if n.startswith(PARKED)] == []
+    board.close()
+
+
+def test_a_forked_child_does_not_use_its_parents_parked_sockets(tmp_path: Path) -> None:
+    board = WakeBoard(tmp_path / "wake", poll_seconds=0.002)
+    with board.listening(WORK) as parents:
+        pass
+    board._owner = -1  # as a forked child sees it: the board was made in another process
+    with board.listening(WORK) as childs:
+        assert childs.sock is not parents.sock
+        assert len(os.listdir(board.folder)) == 2  # the parent's stays parked, untouched
+    board.close()
 
 
 def test_a_dead_waiters_socket_is_removed_by_the_next_notice(tmp_path: Path) -> None:
@@ -98,6 +156,7 @@ def test_a_grid_in_a_deep_folder_binds_its_sockets_elsewhere(tmp_path: Path) -> 
     submit(writer)
     thread.join(timeout=WAIT_SECONDS / 3)
     assert not thread.is_alive() and answers == [True]
+    waiter.wakes.close()
     waiter.wakes.folder.rmdir()  # empty again: the waiter removed its socket
 
 
