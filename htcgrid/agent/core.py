@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -70,6 +71,7 @@ class AgentCore:
     counts: Counter[str]
     completer: Completer
     _gone: deque[tuple[str, HeartbeatStatus]]
+    _hungry: threading.Event  # set while the queue looked empty, until the waker sees work
     _wake_r: int
     _wake_w: int
 

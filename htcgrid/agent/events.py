@@ -35,7 +35,12 @@ class Events(AgentCore):
         if self._wake_r in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
-            self.queue_empty = False
+            # Only the waker's news (it clears ``_hungry`` when it found work) makes the store
+            # worth asking again: a wake for a recorded outcome, a cancel or a memo answer did
+            # not put tasks in the queue, and a claim after each was a wasted write transaction
+            # per task on a quiet grid.
+            if not self._hungry.is_set():
+                self.queue_empty = False
         for slot in list(self.slots):
             if slot.conn not in ready and slot.sentinel not in ready:
                 continue

@@ -1,0 +1,53 @@
+"""An idle agent asks the task store for work when there is news of work, not after every
+wake-up of its loop: a recorded outcome or a cancel seen by the heartbeat puts no task in the
+queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_thread import running
+from procs import until
+from sample_handlers_path import HERE
+
+from htcgrid.agent.agent import Agent
+from htcgrid.agent.worker import WorkerConfig
+from htcgrid.dataplane import open_data_plane
+from htcgrid.service import GridService, SubmitRequest
+from htcgrid.settings import Settings
+from htcgrid.store import open_store
+
+FAST = Settings(heartbeat_seconds=0.2, lease_seconds=2.0, ttl_check_seconds=0.2, grace_seconds=5)
+ROUND_TRIPS = 20
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Iterator[GridService]:
+    store = open_store(f"sqlite://{tmp_path / 'grid.db'}")
+    yield GridService(store, open_data_plane(f"file://{tmp_path / 'blobs'}"), FAST)
+    store.close()
+
+
+def test_one_claim_per_task_on_a_quiet_grid(grid: GridService) -> None:
+    claimed: list[int] = []
+    real_claim = grid.store.claim
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        leases = real_claim(*args, **kwargs)
+        claimed.append(len(leases))
+        return leases
+
+    worker = WorkerConfig(handler="sample_handlers.echo", paths=(HERE,))
+    with running(Agent(grid.store, grid.data, FAST, worker, 2)) as runner:
+        until(lambda: all(s.ready for s in runner.slots), 30, "ready workers")
+        grid.store.claim = counting  # type: ignore[method-assign]
+        for i in range(ROUND_TRIPS):
+            sid = grid.submit(SubmitRequest(tasks=[i])).session_id
+            until(lambda: grid.session(sid).complete, 30, f"session {sid}")  # noqa: B023
+            until(lambda: runner.completer.unrecorded == 0, 30, "the outcome recorded")
+    assert sum(claimed) == ROUND_TRIPS
+    # before: every recorded outcome woke the loop into a claim that found nothing
+    assert claimed.count(0) <= 2, f"{claimed.count(0)} claims found nothing: {claimed}"
