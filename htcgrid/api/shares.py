@@ -6,20 +6,29 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, WithJsonSchema
 
 from htcgrid.api.auth import NAME_IN_PATH, PrincipalDependency, require_admin
 from htcgrid.auth.principals import Principal
 from htcgrid.shares import KEEP, list_shares, set_share
 from htcgrid.store import TaskStore
+from htcgrid.store.share import MAX_SHARE
 
 
 class ShareBody(BaseModel):
+    # The bounds are documented here and checked by ``check_share``, whose words the API and
+    # the in-process call share.
     model_config = ConfigDict(extra="forbid")
     share: StrictFloat | StrictInt | None = Field(
-        None, description="Weight against other owners (default 1; absent: unchanged)."
+        None,
+        description="Weight against other owners (default 1; absent: unchanged).",
+        json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_SHARE},
     )
-    max_running: StrictInt | None = Field(
+    # JSON has no integer type of its own: 8.0 is 8 (``check_share`` refuses 8.5)
+    max_running: Annotated[
+        StrictInt | StrictFloat | None,
+        WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}),
+    ] = Field(
         None,
         description="Most tasks of this owner running at once (null: no quota; absent: unchanged).",
     )

@@ -62,6 +62,8 @@ def check_share(share: object = 1.0, max_running: object = None) -> Share:
         raise ValidationError(f"share must be a number, not {share!r}")
     if not (math.isfinite(share) and 0 < share <= MAX_SHARE):
         raise ValidationError(f"share must be above 0 and at most {MAX_SHARE:g}, not {share}")
+    if isinstance(max_running, float) and max_running.is_integer():
+        max_running = int(max_running)  # JSON's 8.0 is 8
     if max_running is not None and (
         isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 0
     ):
