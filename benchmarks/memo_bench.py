@@ -44,11 +44,16 @@ def grid(url: str, slots: int) -> Iterator[Client]:
     agent = Agent(store, data, settings, WorkerConfig("bench_handlers.work", (HERE,)), slots)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
+    service = GridService(store, data, settings)
+    before = {s.id for s in store.list_sessions(limit=10_000)}
     try:
-        yield Client(DirectTransport.of(GridService(store, data, settings)))
+        yield Client(DirectTransport.of(service))
     finally:
-        agent.stop()
+        agent.stop()  # its last answers recorded first
         thread.join(60)
+        for made in store.list_sessions(limit=10_000):  # leave a shared store as it was
+            if made.id not in before:
+                service.delete(made.id)
         store.close()
         data.close()
 

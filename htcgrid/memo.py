@@ -3,19 +3,21 @@ earlier finished task of the same owner, function version and input, without run
 
 The records are the task store's grid metadata (point reads and writes, on every backend)::
 
-    memo/<owner>/<function>/<version>/<sha256 of the payload>   "<task id> <created> <computed>"
+    memo/<owner>/<function>/<version>/<sha256 of the payload>   "<task id> <submitted> <computed>"
     memo-of/<session id>/<n>                                   the memo keys one batch wrote
 
-The first says which task holds an answer: ``created`` is its session's creation time (a
-session id used again later is another session) and ``computed`` when the answer was worked
-out (an answer given from the cache keeps the time of the run it copies). The second lists,
-per batch of a session's finished tasks, the memo keys they wrote, so ``forget`` removes a
-deleted or purged session's records with point reads (``n`` = 0, 1, … up to the first one
-missing), never a scan of the metadata.
+The first says which task worked an answer out: ``submitted`` is when that task was submitted
+(a session id used again later holds other tasks) and ``computed`` when its run began. Only a
+run records an answer; a task answered from the cache does not, so an answer lives as long as
+the session that worked it out, and the next run after that session is purged records anew.
+The second lists, per batch of a session's finished tasks, the memo keys they wrote, so
+``forget`` removes a deleted or purged session's records with point reads (``n`` = 0, 1, … up
+to the first one missing), never a scan of the metadata.
 
-A record is a hint, checked on every use: its task must still be ``finished`` in the same
-session of the same owner, and young enough for the asking session. Anything else is a miss,
-and a miss costs one run, never a wrong answer. Failed tasks are never recorded.
+A record is a hint, checked on every use (two point reads: the record, its task): its task must
+still be ``finished`` and be the task that recorded it, and the answer young enough for the
+asking session. Anything else is a miss, and a miss costs one run, never a wrong answer.
+Failed tasks are never recorded. Owners never share records: the owner is in the key.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from htcgrid.store import TaskStore
 log = logging.getLogger("htcgrid.memo")
 PREFIX = "memo/"
 INDEX_PREFIX = "memo-of/"
-SAME_TIME = 1e-6  # creation times read back from a store, compared as equal within this
+SAME_TIME = 1e-6  # times read back from a store, compared as equal within this
 
 
 def input_digest(payload: bytes) -> str:
@@ -58,7 +60,8 @@ class Entry:
 
     key: str
     task_id: str
-    computed_at: float
+    submitted_at: float  # the task's own (``Lease.submitted_at``)
+    computed_at: float  # when its run began
 
 
 @dataclass(frozen=True)
@@ -69,17 +72,15 @@ class Answer:
     computed_at: float
 
 
-def lookup(
-    store: TaskStore, key: str, owner: str, max_age_seconds: float, now: float
-) -> Answer | None:
-    """The answer recorded under ``key`` if it is still good: its task finished, in the
-    session that recorded it, of ``owner``, worked out at most ``max_age_seconds`` ago."""
+def lookup(store: TaskStore, key: str, max_age_seconds: float, now: float) -> Answer | None:
+    """The answer recorded under ``key`` if it is still good: its task is the one that
+    recorded it and is finished, and it was worked out at most ``max_age_seconds`` ago."""
     value = store.get_meta(key)
     if value is None:
         return None
     try:
-        tid, created, computed = value.split(" ")
-        created_at, computed_at = float(created), float(computed)
+        tid, submitted, computed = value.split(" ")
+        submitted_at, computed_at = float(submitted), float(computed)
     except ValueError:
         return None
     if now - computed_at > max_age_seconds:
@@ -87,13 +88,8 @@ def lookup(
     task = store.get_task(tid)
     if task is None or task.state is not TaskState.FINISHED:
         return None
-    info = store.get_session(task.session_id)
-    if (
-        info is None
-        or info.spec.owner != owner
-        or abs(info.spec.created_at - created_at) > SAME_TIME
-    ):
-        return None
+    if abs(task.submitted_at - submitted_at) > SAME_TIME:
+        return None  # another session's task now has that id
     return Answer(task, computed_at)
 
 
@@ -102,13 +98,15 @@ def record(
 ) -> int:
     """Record ``entries`` (tasks of session ``spec`` whose completion was accepted) and list
     their keys in the session's index; returns the index slot used, a hint for the next call.
-    A session deleted meanwhile has its records removed again, so none outlives it."""
-    for entry in entries:
-        store.put_meta(entry.key, f"{entry.task_id} {spec.created_at!r} {entry.computed_at!r}")
+    The index comes first, so a record is listed before it exists (a crash leaves no record
+    that ``forget`` cannot find), and a session deleted meanwhile has them removed again."""
     listed = json.dumps({"batch": uuid.uuid4().hex, "keys": [e.key for e in entries]})
     slot = first_slot
     while store.set_meta_if_absent(index_key(spec.id, slot), listed) != listed:
         slot += 1
+    for entry in entries:
+        value = f"{entry.task_id} {entry.submitted_at!r} {entry.computed_at!r}"
+        store.put_meta(entry.key, value)
     info = store.get_session(spec.id)
     if info is None or abs(info.spec.created_at - spec.created_at) > SAME_TIME:
         _remove(store, spec.id, index_key(spec.id, slot), listed)

@@ -81,7 +81,8 @@ class Grid:
         """Submit, wait for the results and for the answers they give to be recorded."""
         session_id = self.submit(tasks, owner, **options)
         results = self.results(session_id)
-        self.recorded(session_id, sum(r.state.value == "finished" for r in results))
+        ran = sum(r.state.value == "finished" and not r.cached for r in results)
+        self.recorded(session_id, ran)  # only a run records its answer
         return results
 
 
@@ -199,20 +200,20 @@ def test_a_big_output_is_copied_so_deleting_its_session_keeps_the_answer(grid: G
 
 
 def test_deleting_and_purging_sessions_leave_no_memo_record(grid: Grid) -> None:
-    first = grid.submit(grid.events(range(3)), cache=True)
-    grid.results(first)
-    grid.recorded(first, 3)
-    second = grid.submit(grid.events(range(3)), cache=True)
-    assert all(r.cached for r in grid.results(second))
-    grid.recorded(second, 3)  # a cached answer is recorded too: it outlives the first session
+    first = grid.ran_then_recorded(grid.events(range(3)), cache=True)[0].session_id
+    second = grid.ran_then_recorded(grid.events(range(2)), cache=True)[0].session_id
+    other = grid.ran_then_recorded(grid.events(range(5, 7)), cache=True)[0].session_id
+    assert len(grid.service.store.list_meta(memo.PREFIX)) == 5
 
-    grid.service.delete(first)  # the second session recorded the answers again: they stay
+    grid.service.delete(second)  # answered from the cache: it recorded nothing
+    assert len(grid.service.store.list_meta(memo.PREFIX)) == 5
+    grid.service.delete(other)
     answers = grid.service.store.list_meta(memo.PREFIX)
-    assert len(answers) == 3 and all(v.startswith(f"{second}_") for v in answers.values())
-    assert grid.service.purge(older_than_seconds=0) == [second]
+    assert len(answers) == 3 and all(v.startswith(f"{first}_") for v in answers.values())
+    assert grid.service.purge(older_than_seconds=0) == [first]
     assert memo_records(grid) == {}
     third = grid.submit(grid.events(range(3)), cache=True)
-    assert not any(r.cached for r in grid.results(third)) and len(grid.ran()) == 6
+    assert not any(r.cached for r in grid.results(third)) and len(grid.ran()) == 8
 
 
 def test_the_cache_option_is_checked() -> None:

@@ -23,6 +23,7 @@ import queue
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from htcgrid import memo
@@ -34,6 +35,8 @@ from htcgrid.store import TaskStore
 
 log = logging.getLogger("htcgrid.agent")
 KNOWN_SESSIONS = 4096  # session specs an agent keeps (the newest)
+LOOKUPS = 8  # lookups at once: each is a few round trips to the store
+BATCH = 256  # lookups and records taken from the queue at a time
 MAX_PENDING = 100_000  # looked-up tasks whose outcome is awaited (the oldest are dropped)
 
 
@@ -54,10 +57,13 @@ class _Asked:
 
 @dataclass(frozen=True)
 class _Pending:
+    """A task that missed: its answer is recorded once the store accepts its result."""
+
     spec: SessionSpec
     key: str
     attempt: int
-    computed_at: float  # when its run began; a hit keeps the time of the run it copies
+    submitted_at: float
+    computed_at: float  # when its run began: the lookup's time
 
 
 class MemoDesk:
@@ -74,7 +80,8 @@ class MemoDesk:
         self.wake = wake
         self.asked = 0  # tasks handed to the thread and not answered yet
         self._specs: OrderedDict[str, SessionSpec | None] = OrderedDict()
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, _Pending] = {}  # under _lock: lookups and the Completer
+        self._lock = threading.Lock()
         self._slots: dict[str, int] = {}  # per session: where its next index record may go
         self._work: queue.Queue[_Asked | list[tuple[_Pending, str]] | None] = queue.Queue()
         self._answers: deque[tuple[Lease, Outcome | None]] = deque()
@@ -96,6 +103,13 @@ class MemoDesk:
         self.asked += 1
         self._work.put(_Asked(lease, spec, version))
         return True
+
+    @property
+    def room(self) -> int:
+        """How many tasks the agent may claim beyond what its slots take while memoized
+        sessions' tasks come (the last claim had some): their lookups wait for no slot,
+        so answers from the cache do not go at the pace of the workers."""
+        return max(0, BATCH - self.asked) if self.asked else 0
 
     def answers(self) -> list[tuple[Lease, Outcome | None]]:
         """Looked-up tasks: with the outcome that answers them, or None to run them."""
@@ -135,52 +149,79 @@ class MemoDesk:
         if not self._pending:
             return
         done: list[tuple[_Pending, str]] = []
-        for outcome, ok in zip(batch, applied, strict=True):
-            pending = self._pending.get(outcome.task_id)
-            if pending is None or pending.attempt != outcome.attempt:
-                continue
-            self._pending.pop(outcome.task_id, None)
-            if ok and outcome.state is TaskState.FINISHED:
-                done.append((pending, outcome.task_id))
+        with self._lock:
+            for outcome, ok in zip(batch, applied, strict=True):
+                pending = self._pending.get(outcome.task_id)
+                if pending is None or pending.attempt != outcome.attempt:
+                    continue
+                del self._pending[outcome.task_id]
+                if ok and outcome.state is TaskState.FINISHED:
+                    done.append((pending, outcome.task_id))
         if done:
             self._work.put(done)
 
     # ---- on the desk's thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        while (work := self._work.get()) is not None:
-            try:
-                if isinstance(work, _Asked):
-                    self._answer(work)
-                else:
-                    self._record(work)
-            except Exception:  # never lose the thread: a miss runs the task
-                log.exception("memoization")
-                if isinstance(work, _Asked):
-                    self._answers.append((work.lease, None))
+        """Take what waits, up to ``BATCH``: records first (answers that came before these
+        lookups), then the lookups side by side on ``LOOKUPS`` threads, since each is a few
+        round trips to the store spent waiting."""
+        with ThreadPoolExecutor(LOOKUPS, thread_name_prefix="htcgrid-memo") as pool:
+            stopping = False
+            while not stopping:
+                batch = [self._work.get()]
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(self._work.get_nowait())
+                    except queue.Empty:
+                        break
+                stopping = None in batch  # close(): the rest is done first
+                for done in batch:
+                    if isinstance(done, list):
+                        self._record(done, pool)
+                asked = [a for a in batch if isinstance(a, _Asked)]
+                if asked:  # together: their outcomes are recorded in one batch
+                    outcomes = pool.map(self._answer_or_run, asked)
+                    self._answers.extend(zip((a.lease for a in asked), outcomes, strict=True))
                     self.wake()
 
-    def _answer(self, asked: _Asked) -> None:
+    def _record_part(self, part: tuple[SessionSpec, list[memo.Entry]]) -> None:
+        spec, entries = part
+        try:
+            slot = self._slots.get(spec.id, 0)
+            self._slots[spec.id] = memo.record(self.store, spec, entries, slot)
+        except Exception as exc:  # a lost record costs a later run, never a wrong answer
+            log.warning("session %s: answers not cached: %s", spec.id, exc)
+
+    def _answer_or_run(self, asked: _Asked) -> Outcome | None:
+        try:
+            return self._answer(asked)
+        except Exception:  # never lose the thread: a miss runs the task
+            log.exception("memoization")
+            return None
+
+    def _answer(self, asked: _Asked) -> Outcome | None:
         lease, spec = asked.lease, asked.spec
         outcome: Outcome | None = None
-        computed_at = now = self.clock()  # a run's answer is as old as the run
+        now = self.clock()
         try:
             payload = lease.payload
             if payload is None:
                 payload = self.data.get(lease.payload_ref or "")
             digest = memo.input_digest(payload)
             key = memo.memo_key(spec.owner, lease.function, asked.version, digest)
-            found = memo.lookup(self.store, key, spec.owner, spec.cache_seconds or 0.0, now)
+            found = memo.lookup(self.store, key, spec.cache_seconds or 0.0, now)
             if found is not None:
                 outcome = self._reuse(lease, found.task)
-                computed_at = found.computed_at
-            self._pending[lease.task_id] = _Pending(spec, key, lease.attempt, computed_at)
-            if len(self._pending) > MAX_PENDING:  # tasks cancelled or lost never report back
-                self._pending.pop(next(iter(self._pending)), None)
+            elif lease.submitted_at is not None:  # a run: its answer is as old as the run
+                pending = _Pending(spec, key, lease.attempt, lease.submitted_at, now)
+                with self._lock:
+                    self._pending[lease.task_id] = pending
+                    if len(self._pending) > MAX_PENDING:  # cancelled or lost tasks never report
+                        self._pending.pop(next(iter(self._pending)))
         except GridError as exc:
             log.warning("task %s: cache lookup failed, running it: %s", lease.task_id, exc)
-        self._answers.append((lease, outcome))
-        self.wake()
+        return outcome
 
     def _reuse(self, lease: Lease, source: TaskRecord) -> Outcome:
         """``lease`` finished with ``source``'s output: inline as it is, or a copy of its
@@ -198,18 +239,23 @@ class MemoDesk:
             cached=True,
         )
 
-    def _record(self, done: list[tuple[_Pending, str]]) -> None:
+    def _record(self, done: list[tuple[_Pending, str]], pool: ThreadPoolExecutor) -> None:
+        """Record the answers of ``done``, per session in up to ``LOOKUPS`` parts at once
+        (one index record each): a record is a write per answer."""
+        parts: list[tuple[SessionSpec, list[memo.Entry]]] = []
         by_session: dict[str, list[memo.Entry]] = {}
-        specs: dict[str, SessionSpec] = {}
         for pending, tid in done:
-            entry = memo.Entry(pending.key, tid, pending.computed_at)
-            by_session.setdefault(pending.spec.id, []).append(entry)
-            specs[pending.spec.id] = pending.spec
-        for session_id, entries in by_session.items():
-            try:
-                slot = self._slots.get(session_id, 0)
-                self._slots[session_id] = memo.record(self.store, specs[session_id], entries, slot)
-            except GridError as exc:
-                log.warning("session %s: answers not cached: %s", session_id, exc)
+            entry = memo.Entry(pending.key, tid, pending.submitted_at, pending.computed_at)
+            if pending.spec.id not in by_session:
+                by_session[pending.spec.id] = []
+                parts.append((pending.spec, by_session[pending.spec.id]))
+            by_session[pending.spec.id].append(entry)
+        split = [
+            (spec, entries[i::LOOKUPS])
+            for spec, entries in parts
+            for i in range(min(LOOKUPS, len(entries)))
+        ]
+        for _ in pool.map(self._record_part, split):
+            pass
         while len(self._slots) > KNOWN_SESSIONS:
             self._slots.pop(next(iter(self._slots)))

@@ -57,25 +57,28 @@ def run_all(store: TaskStore, sid: str, outputs: dict[int, bytes], now: float = 
     assert {le.session_id for le in leases} == {sid}
 
 
-def entries(spec: SessionSpec, owner: str = "alice") -> list[memo.Entry]:
-    return [
-        memo.Entry(memo.memo_key(owner, "default", "1", f"d{i}"), f"{spec.id}_{i}", NOW)
-        for i in range(spec.task_count)
-    ]
+def entries(store: TaskStore, spec: SessionSpec, owner: str = "alice") -> list[memo.Entry]:
+    """One answer per task of ``spec``, as the agent that ran them records them."""
+    found = []
+    for i in range(spec.task_count):
+        task = store.get_task(f"{spec.id}_{i}")
+        assert task is not None
+        key = memo.memo_key(owner, "default", "1", f"d{i}")
+        found.append(memo.Entry(key, task.task_id, task.submitted_at, NOW))
+    return found
 
 
 def test_a_recorded_answer_is_found_while_its_task_is_good(store: TaskStore) -> None:
     spec = cache_session(store, "c1")
     run_all(store, "c1", {0: b"10", 1: b"11"})
-    assert memo.record(store, spec, entries(spec)) == 1
+    assert memo.record(store, spec, entries(store, spec)) == 1
     key = memo.memo_key("alice", "default", "1", "d1")
 
-    found = memo.lookup(store, key, "alice", 60.0, NOW + 60)
+    found = memo.lookup(store, key, 60.0, NOW + 60)
     assert found is not None and found.task.output == b"11" and found.computed_at == NOW
-    assert memo.lookup(store, key, "alice", 60.0, NOW + 61) is None  # too old for this session
-    assert memo.lookup(store, key, "bob", 60.0, NOW) is None  # another owner's session
+    assert memo.lookup(store, key, 60.0, NOW + 61) is None  # too old for this session
     other = memo.memo_key("bob", "default", "1", "d1")
-    assert memo.lookup(store, other, "bob", 60.0, NOW) is None  # never recorded for bob
+    assert memo.lookup(store, other, 60.0, NOW) is None  # bob never sees alice's answers
 
 
 def test_an_answer_whose_task_is_no_longer_finished_is_a_miss(store: TaskStore) -> None:
@@ -83,8 +86,8 @@ def test_an_answer_whose_task_is_no_longer_finished_is_a_miss(store: TaskStore) 
     (lease,) = store.claim("a1", 1, LEASE, NOW)
     failed = Outcome(lease.task_id, lease.attempt, TaskState.FAILED)
     assert store.complete("a1", [failed], NOW) == [True]
-    memo.record(store, spec, entries(spec))  # wrongly recorded: the lookup still checks
-    assert memo.lookup(store, entries(spec)[0].key, "alice", 60.0, NOW) is None
+    memo.record(store, spec, entries(store, spec))  # wrongly recorded: the lookup checks
+    assert memo.lookup(store, entries(store, spec)[0].key, 60.0, NOW) is None
 
 
 def test_forgetting_a_session_removes_its_records_and_keeps_others(store: TaskStore) -> None:
@@ -92,17 +95,17 @@ def test_forgetting_a_session_removes_its_records_and_keeps_others(store: TaskSt
     second = cache_session(store, "c2")
     run_all(store, "c1", {0: b"1", 1: b"2"})
     run_all(store, "c2", {0: b"1", 1: b"2"})
-    memo.record(store, first, entries(first))
-    memo.record(store, first, entries(first)[:1], first_slot=0)  # a second batch, next slot
+    memo.record(store, first, entries(store, first))
+    memo.record(store, first, entries(store, first)[:1], first_slot=0)  # a second batch
+    assert len(store.list_meta(memo.INDEX_PREFIX)) == 2
     shared = memo.memo_key("alice", "default", "1", "d1")
-    store.put_meta(shared, f"c2_1 {second.created_at!r} {NOW!r}")  # c2 answered d1 since
-    memo.record(store, second, entries(second)[1:])
+    memo.record(store, second, entries(store, second)[1:])  # c2 worked d1 out since
 
     assert store.delete_session("c1")
     assert memo.forget(store, "c1") == 1  # d0; d1 is c2's answer now
     assert not store.list_meta("memo-of/c1/")
-    assert store.list_meta(memo.PREFIX) == {shared: f"c2_1 {second.created_at!r} {NOW!r}"}
-    assert memo.lookup(store, shared, "alice", 60.0, NOW) is not None
+    assert list(store.list_meta(memo.PREFIX)) == [shared]
+    assert memo.lookup(store, shared, 60.0, NOW) is not None
 
     assert store.delete_session("c2")
     assert memo.forget(store, "c2") == 1
@@ -113,16 +116,18 @@ def test_an_answer_recorded_after_its_session_was_deleted_is_removed(store: Task
     spec = cache_session(store, "c1", n=1)
     run_all(store, "c1", {0: b"1"})
     assert store.delete_session("c1")
-    memo.record(store, spec, entries(spec))  # a completer that was late
+    late = [memo.Entry(memo.memo_key("alice", "default", "1", "d0"), "c1_0", NOW, NOW)]
+    memo.record(store, spec, late)  # an agent that recorded late
     assert not store.list_meta(memo.PREFIX) and not store.list_meta(memo.INDEX_PREFIX)
 
 
 def test_a_session_id_used_again_does_not_answer_for_the_old_one(store: TaskStore) -> None:
     spec = cache_session(store, "c1", n=1)
     run_all(store, "c1", {0: b"1"})
-    memo.record(store, spec, entries(spec))
+    (entry,) = entries(store, spec)
+    memo.record(store, spec, [entry])
     assert store.delete_session("c1")  # not forgotten: a record left behind by a crash
     again = SessionSpec(id="c1", task_count=1, owner="alice", content_hash="h2", created_at=NOW + 5)
     assert store.create_session(again, [NewTask(0, 0, payload=b'"other"')], NOW + 5)
     run_all(store, "c1", {0: b"2"}, NOW + 5)
-    assert memo.lookup(store, entries(spec)[0].key, "alice", 60.0, NOW + 5) is None
+    assert memo.lookup(store, entry.key, 60.0, NOW + 5) is None
