@@ -8,6 +8,10 @@ own language, beside the grid's code, so a leak the grid cannot see is still cou
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from htcgrid.urls import local_path
@@ -63,10 +67,82 @@ def _redis(url: str) -> int:
 
 
 def _aws(url: str) -> int:
+    """Items of the tasks and sessions tables (DynamoDB), objects under the grid's data-plane
+    prefix (S3) and messages ready or delayed in its queues and dead-letter queues (SQS);
+    messages in flight are ``settle_queues``'s."""
+    from htcgrid.backends import DATA_URL_KEY
+    from htcgrid.store.aws_layout import sessions_table, tasks_table
+
+    config = _aws_config(url)
+    with _store(url) as store:
+        data_url = store.get_meta(DATA_URL_KEY) or ""
+    db = config.client("dynamodb")
+    items = sum(
+        page["Count"]
+        for table in (tasks_table(config.tag), sessions_table(config.tag))
+        for page in db.get_paginator("scan").paginate(TableName=table, Select="COUNT")
+    )
+    ready, _ = _sqs_messages(config)
+    return items + _s3_objects(config, data_url) + ready
+
+
+def settle_queues(url: str, wait_seconds: float) -> int:
+    """AWS: let the grid's queues drop the messages of tasks that are gone, as any claimer
+    does (it deletes what it receives, claimed or not); for up to ``wait_seconds``, waits for
+    messages a killed agent had received, hidden for the queue's visibility timeout, to come
+    back and be dropped too. Returns how many are still hidden."""
+    config = _aws_config(url)
+    deadline = time.monotonic() + wait_seconds
+    with _store(url) as store:
+        while True:
+            ready, hidden = _sqs_messages(config)
+            if ready:
+                store.claim("chaos-check", 10, 1.0, time.time())
+            elif not hidden or time.monotonic() >= deadline:
+                return hidden
+            else:
+                time.sleep(1.0)  # the visibility timeout runs on SQS's clock, not ours
+
+
+def _aws_config(url: str) -> Any:
+    from htcgrid.store.aws_calls import AwsConfig
+
+    options = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    return AwsConfig(options["region"], options["endpoint_url"], options["tag"])
+
+
+@contextmanager
+def _store(url: str) -> Iterator[Any]:
     from htcgrid.store import open_store
 
     store = open_store(url)
     try:
-        return len(store.list_sessions(limit=1000)) + sum(store.task_counts().values())
+        yield store
     finally:
         store.close()
+
+
+def _s3_objects(config: Any, data_url: str) -> int:
+    if not data_url.startswith("s3://"):
+        return 0
+    where = urlsplit(data_url)
+    pages = config.client("s3").get_paginator("list_objects_v2")
+    prefix = where.path.strip("/")
+    return sum(p["KeyCount"] for p in pages.paginate(Bucket=where.netloc, Prefix=prefix))
+
+
+READY = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+HIDDEN = "ApproximateNumberOfMessagesNotVisible"
+
+
+def _sqs_messages(config: Any) -> tuple[int, int]:
+    """Messages (ready or delayed, in flight) in the grid's queues and dead-letter queues."""
+    sqs = config.client("sqs")
+    urls = sqs.list_queues(QueueNamePrefix="htc_task_queue").get("QueueUrls", [])
+    ready = hidden = 0
+    for queue in [u for u in urls if u.endswith(tuple(f"-{config.tag}__{q}" for q in range(10)))]:
+        found = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[*READY, HIDDEN])
+        counts = {k: int(v) for k, v in found["Attributes"].items()}
+        ready += sum(counts.get(name, 0) for name in READY)
+        hidden += counts.get(HIDDEN, 0)
+    return ready, hidden

@@ -1,6 +1,7 @@
 """Chaos in the workers: crashes, memory over the limit, hangs past the timeout, megabytes of
 output and forked children; and agents whose clocks run ahead or behind. Every scenario ends
-with ``harness.check`` on SQLite, PostgreSQL and Redis."""
+with ``harness.check`` on SQLite, PostgreSQL and Redis; the misbehaving workers on AWS (moto)
+too."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
-from harness import HANDLER, LONG, Row, check, done, events, grid, kind, scale
+from harness import HANDLER, LONG, Row, check, done, events, grid, kind, progress, scale
 from procs import until
 
 import htcgrid
@@ -33,7 +34,10 @@ TIMING = ["--heartbeat-seconds", "0.5", "--lease-seconds", "2"]
 FAULTS = ["crash", "memory", "hang", "spew", "fork"]
 
 
-def test_workers_that_misbehave(url: str, tmp_path: Path, report: Callable[[Row], None]) -> None:
+def test_workers_that_misbehave(
+    url_with_aws: str, tmp_path: Path, report: Callable[[Row], None]
+) -> None:
+    url = url_with_aws
     per_fault = scale(1, 6)
     row = Row("workers crash, exceed memory, hang, print MiBs, fork children", kind(url))
     with grid(url, tmp_path, TIMING) as g:
@@ -44,8 +48,8 @@ def test_workers_that_misbehave(url: str, tmp_path: Path, report: Callable[[Row]
             event["fault"] = fault
         with htcgrid.connect(url) as client:
             session = client.submit(tasks, timeout_seconds=3)
-        row.faults = len(faulty)
-        until(lambda: done(url, session.id) >= len(tasks), 300, "every task")
+            row.faults = len(faulty)
+            until(lambda: progress(session) >= len(tasks), 300, "every task")
         report(check(g, [session.id], row))
 
 
