@@ -1,5 +1,7 @@
 """Memoization on an agent: the tasks of sessions submitted with ``cache`` are looked up before
-they go to a worker, on a thread of their own, and their answers recorded once accepted.
+they go to a worker, on threads of their own (``LOOKUPS`` at a time, a batch's answers handed
+back together so the Completer records them in one call), and the answers of those that ran
+are recorded once the store accepted their results.
 
     claim ─▶ takes? ─no──────────────────────────────▶ backlog (every other session's task)
                │yes                              ┌─miss─▶ backlog, its key remembered
@@ -8,8 +10,10 @@ they go to a worker, on a thread of their own, and their answers recorded once a
     Completer ─accepted FINISHED with a key─▶ thread: memo.record (AFTER the store took it)
 
 A session's spec is read once per agent (``get_session``) the first time one of its tasks is
-claimed; for a session without ``cache`` nothing else happens. The function's version (the
-deployed package, or the agent's own handler) is part of the key, so a new version runs anew.
+claimed; for a session without ``cache`` nothing else happens. While memoized tasks come, the
+agent may claim up to ``BATCH`` tasks beyond its slots (``room``): a lookup needs no slot.
+The function's version (the deployed package, or the agent's own handler) is part of the key,
+so a new version runs anew.
 An output kept in the data plane is copied to the new task's own key: purging the session
 that worked it out never breaks the one that reused it. Store or data-plane errors make a
 lookup a miss (the task runs) and a record a loss (a later task runs): never a wrong answer.
