@@ -6,8 +6,9 @@ second old (plus its own claims and completions since):
 
 - the **census**: each owner's processing tasks, read from ``gsi_ttl_index`` (one query per
   state partition, task ids only; an owner is its session's, looked up once per session);
-- the **active owners**: owners of the newest open sessions not yet complete, and of every
-  session this process created.
+- the **active owners**: owners of the newest open sessions not yet complete (one listing of
+  the sessions table a second, the only cost a grid of one owner pays), and of every session
+  this process created.
 
 With at most one active owner and no quota, a claim is the plain claim. Otherwise it receives
 a **window** of messages, highest queue first, until it has seen every active owner or
@@ -31,6 +32,7 @@ from htcgrid.models import split_task_id
 from htcgrid.store.aws_grid import Grid
 from htcgrid.store.aws_items import S, text
 from htcgrid.store.aws_layout import MAX_STATE_PARTITIONS
+from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import SQS_BATCH, Message, PriorityQueues
 from htcgrid.store.aws_sessions import Sessions
 from htcgrid.store.share import REFRESH_SECONDS, Share, ShareBook, fair_claim, one_by_one
@@ -135,8 +137,6 @@ class Census:
 
 
 def grid_meta(grid: Grid) -> dict[str, str]:
-    from htcgrid.store.aws_meta import Meta
-
     return Meta(grid).list_prefix("share/")
 
 
