@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner
 from grid_process import htcgrid_up
 
 import htcgrid
+from htcgrid.cli import main
 
 PASSWORD = "a password long enough"
 
@@ -28,10 +30,9 @@ def test_a_second_user_runs_before_the_first_users_backlog_drains(tmp_path: Path
     with htcgrid_up(tmp_path / "grid", auth=True) as grid:
         admin_key = grid.credentials["api_key"]
         alice_key, bob_key = (add_user(grid.url, admin_key, n) for n in ("alice", "bob"))
-        set_bob = httpx.put(
-            f"{grid.url}/v1/users/bob/share", json={"share": 1}, headers={"x-api-key": admin_key}
-        )
-        assert set_bob.status_code == 200 and set_bob.json()["owner"] == "bob"
+        admin = ["--url", grid.url, "--token", admin_key]
+        set_alice = CliRunner().invoke(main, ["user", "set", "alice", "--share", "1", *admin])
+        assert set_alice.exit_code == 0 and "alice: share 1, no quota" in set_alice.output
         task = {"worker_arguments": ["10", "1", "1"]}  # 10 ms each
         with (
             htcgrid.connect(grid.url, api_key=alice_key) as alice,
