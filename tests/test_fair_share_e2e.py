@@ -39,7 +39,6 @@ def test_a_second_user_runs_before_the_first_users_backlog_drains(tmp_path: Path
             htcgrid.connect(grid.url, api_key=bob_key) as bob,
         ):
             backlog = alice.submit([task] * 2000)
-            assert backlog.status()["counts"]["pending"] > 1500  # 2 slots: barely started
             few = bob.submit([task] * 20)
             assert few.wait(timeout=120)["counts"]["finished"] == 20
             left = backlog.status()["counts"]
