@@ -272,6 +272,14 @@ class GraphReleaser:
         self._wake.set()
         self.start()
 
+    def waiting_on(self, session_id: str) -> None:
+        """Someone in this process waits for ``session_id``: if it is an open graph and no
+        releaser runs here yet, start one (an in-process client waiting for a graph another
+        process submitted)."""
+        running = self._thread is not None and self._thread.is_alive()
+        if not running and self.store.get_meta(marker(session_id)) is not None:
+            self.notify(session_id)
+
     def start(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():

@@ -253,3 +253,19 @@ def test_the_command_line_takes_a_deps_file(tmp_path: Path) -> None:
     client.close()
     rows = [json.loads(line) for line in done.stdout.splitlines()]  # JSON lines, one a task
     assert [r["output"]["total"] for r in rows] == [1, 2, 4]
+
+
+def test_an_in_process_client_waiting_for_a_graph_releases_it(tmp_path: Path) -> None:
+    """The process that submitted a graph is gone; another one that waits for it (an
+    in-process ``htcgrid wait``, say) runs the releaser while it waits."""
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    submitter = htcgrid.connect(url)
+    session_id = submitter.submit([task("a", 1), task("b", 2)], deps=[None, [0]]).id
+    submitter.close()  # its releaser stops with it
+    waiter = htcgrid.connect(url)
+    service = waiter._t.service  # type: ignore[attr-defined]
+    worker = WorkerConfig("graph_handlers.handle", (HERE,))
+    with running(Agent(service.store, service.data, FAST, worker, 1)):
+        done = waiter.session(session_id).outputs(timeout=120)
+    waiter.close()
+    assert [o["total"] for o in done] == [1, 3]

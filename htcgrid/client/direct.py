@@ -34,11 +34,15 @@ class DirectTransport:
         return self.service.submit(SubmitRequest.from_json(body)).as_dict()
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
+        if wait > 0:
+            self.service.releaser.waiting_on(session_id)
         return self.service.status(session_id, wait_seconds=wait).as_dict()
 
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
         from htcgrid.wire import results_json
 
+        if wait > 0:
+            self.service.releaser.waiting_on(session_id)
         page = self.service.results(session_id, cursor, limit, wait)
         return json.loads(results_json(page))  # type: ignore[no-any-return]
 
