@@ -373,6 +373,7 @@ def test_a_task_reads_in_full_and_a_big_payload_by_its_url(
         "started_at": None,
         "finished_at": None,
         "evidence": [],
+        "cached": False,
     }
     large = http.get(f"/v1/tasks/{sid}_1").json()
     assert large["payload"] is None and large["payload_url"] == f"/v1/tasks/{sid}_1/payload"
