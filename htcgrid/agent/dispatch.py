@@ -47,7 +47,11 @@ class Dispatch(AgentCore):
         depth = self._depth()
         routed: list[tuple[Lease, WorkerConfig]] = []
         waiting: deque[Lease] = deque()
-        for lease in self.backlog:
+        # A send below may find its worker dead: the crash hands that worker's tasks back to
+        # a fresh backlog, which must keep them (they were lost, held forever, when it was
+        # overwritten by the tasks left waiting here).
+        pending, self.backlog = self.backlog, deque()
+        for lease in pending:
             try:
                 config = self._config_for(lease)
             except BackendUnavailable as exc:  # the packages' data plane is down: wait
@@ -65,7 +69,7 @@ class Dispatch(AgentCore):
                 waiting.append(lease)
             else:
                 self._send(slot, _within(lease, config), now)
-        self.backlog = waiting
+        self.backlog.extend(waiting)
         self._take_back_for_idle()
 
     def _config_for(self, lease: Lease) -> WorkerConfig | None:

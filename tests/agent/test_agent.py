@@ -125,6 +125,35 @@ def test_a_crashing_worker_is_replaced_and_the_task_retried(grid: GridService) -
     ] * 3
 
 
+def test_a_task_sent_to_a_worker_that_died_unnoticed_runs_elsewhere(grid: GridService) -> None:
+    """A worker can die between two turns of the loop; the next task sent to it finds it dead.
+    That crash hands the worker's tasks back, and they must stay in the backlog (they were lost,
+    held forever, when the dispatch pass overwrote the backlog after its sends)."""
+    submit(grid, ["a", "b"])
+    worker = WorkerConfig(handler="sample_handlers.crash_on_first_attempt", paths=(HERE,))
+    runner = Agent(grid.store, grid.data, FAST, worker, 1)
+    runner.pools.start(runner.worker)
+    (slot,) = runner.slots
+    try:
+        until(lambda: [runner._on_message(slot, m, 0.0) for m in slot.receive()] and slot.ready)
+        first, second = grid.store.claim(runner.agent_id, 2, 30.0, time.time())
+        runner.held = {first.task_id: first, second.task_id: second}
+        runner.backlog.append(first)
+        runner._dispatch(time.monotonic())  # the first starts, and its worker dies at once
+        slot.process.join(10)
+        assert not slot.alive()
+        runner.backlog.append(second)
+        runner._dispatch(time.monotonic())  # sent to the dead worker: the crash is seen here
+        assert runner.counts["crashed"] == 1
+        assert [o.task_id for o in runner.outcomes] == [first.task_id]  # retried
+        assert [le.task_id for le in runner.backlog] == [second.task_id]
+        assert second.task_id in runner.held
+    finally:
+        runner.pools.stop_all()
+        os.close(runner._wake_r)
+        os.close(runner._wake_w)
+
+
 def test_crashes_fail_the_task_after_max_attempts(grid: GridService) -> None:
     sid = submit(grid, [1], max_attempts=2)  # below poison_after: an ordinary crash
     with agent(grid.store, grid.data, "exit_now", slots=1):
