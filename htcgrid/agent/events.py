@@ -36,8 +36,8 @@ class Events(AgentCore):
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
             # Only the waker's news (it clears ``_hungry`` when it found work) makes the store
-            # worth asking again: a wake for a recorded outcome, a cancel or a memo answer did
-            # not put tasks in the queue, and a claim after each was a wasted write transaction
+            # worth asking again: a wake for a recorded outcome, a cancel or a memo answer put
+            # no task in the queue, and claiming after each cost a claim that found nothing
             # per task on a quiet grid.
             if not self._hungry.is_set():
                 self.queue_empty = False
