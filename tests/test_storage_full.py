@@ -152,3 +152,24 @@ def test_a_read_only_file_is_unavailable_not_full(grid: GridService, small_fs: P
         conn.close()
     assert not isinstance(refused.value, StorageFull)
     assert str(path) in str(refused.value) and "writable" in str(refused.value)
+
+
+def test_a_file_locked_past_the_busy_timeout_is_unavailable(tmp_path: Path) -> None:
+    """A writer that holds the file longer than the busy timeout (a big purge on a loaded
+    machine) makes others' writes unavailable, to be retried: never a raw error, which
+    killed an agent's heartbeat thread in a long run."""
+    path = tmp_path / "grid.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    holder.execute("BEGIN IMMEDIATE")
+    conn = sqlite3.connect(
+        path, isolation_level=None, timeout=0.01, factory=sqlite_errors.Connection
+    )
+    conn.database_path = path
+    try:
+        with pytest.raises(BackendUnavailable) as refused:
+            conn.execute("INSERT INTO meta VALUES ('k', 'v')")
+    finally:
+        conn.close()
+        holder.close()
+    assert str(path) in str(refused.value) and "locked" in str(refused.value)

@@ -1,6 +1,7 @@
-"""SQLite's errors at the edge of the task store: a full disk becomes ``StorageFull`` and a
-file that cannot be opened, read or written becomes ``BackendUnavailable``, each in one line
-naming the database file, its file system and what to do. Everything else passes unchanged."""
+"""SQLite's errors at the edge of the task store: a full disk becomes ``StorageFull``, and a
+file that cannot be opened, read or written, or that another writer held locked past the busy
+timeout, becomes ``BackendUnavailable``, each in one line naming the database file and what to
+do (callers retry an unavailable store). Everything else passes unchanged."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 from htcgrid.errors import BackendUnavailable, GridError, StorageFull
 
 # primary result codes (the low byte of an extended code)
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 SQLITE_READONLY = 8
 SQLITE_IOERR = 10
 SQLITE_FULL = 13
@@ -47,6 +50,11 @@ def translate(path: Path, exc: sqlite3.Error) -> GridError | None:
         return StorageFull(
             f"the task store {path} is out of space: its file system {mount_point(path)} is "
             f"full{left}; free space on it or delete finished sessions, then retry"
+        )
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return BackendUnavailable(
+            f"the task store {path} stayed locked by another writer past the busy timeout "
+            f"({exc}): a long purge or vacuum, or a machine too loaded to finish a write; retry"
         )
     if code in UNAVAILABLE:
         return BackendUnavailable(
