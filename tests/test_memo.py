@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from agent_thread import running
 from backends import backend_url
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from procs import until
 from sample_handlers_path import HERE
@@ -28,8 +29,10 @@ from htcgrid.agent.packages import PackageCache
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.api import create_app
 from htcgrid.backends import open_grid
+from htcgrid.cli import main
 from htcgrid.client.direct import DirectTransport
 from htcgrid.client.http import HTTPTransport
+from htcgrid.models import MAX_RETENTION_SECONDS
 from htcgrid.service import GridService, SubmitRequest
 from htcgrid.settings import Settings
 
@@ -221,6 +224,24 @@ def test_the_cache_option_is_checked() -> None:
     for bad in (0, -1, "yes", float("inf"), 1e12):
         with pytest.raises(ValidationError, match="cache must be true, false or a number"):
             service.submit(SubmitRequest(tasks=[1], cache=bad))
-    for given, stored in ((True, 10 * 366 * 86400.0), (False, None), (90, 90.0), (None, None)):
+    for given, stored in ((True, MAX_RETENTION_SECONDS), (False, None), (90, 90.0), (None, None)):
         sid = service.submit(SubmitRequest(tasks=[1], cache=given)).session_id
         assert service.session(sid).spec.cache_seconds == stored
+
+
+def test_the_cache_option_over_http_and_on_the_command_line(tmp_path: Path) -> None:
+    service = GridService(*open_grid("memory://"))
+    with TestClient(create_app(service)) as http:
+        bad = http.post("/v1/sessions", json={"tasks": [1], "cache": 0})
+        assert bad.status_code == 400
+        assert "cache must be true, false or a number" in bad.json()["error"]["message"]
+        good = http.post("/v1/sessions", json={"tasks": [1], "cache": 90})
+        assert service.session(good.json()["session_id"]).spec.cache_seconds == 90.0
+
+    url = f"sqlite://{tmp_path / 'grid.db'}"
+    for given, stored in ((["--cache"], MAX_RETENTION_SECONDS), (["--cache", "2h"], 7200.0)):
+        answer = CliRunner().invoke(main, ["submit", "-", "--url", url, *given], input="[1]")
+        assert answer.exit_code == 0, answer.output
+        store, _ = open_grid(url)
+        assert store.get_session(answer.output.split()[-1]).spec.cache_seconds == stored  # type: ignore[union-attr]
+        store.close()
