@@ -79,5 +79,13 @@ class FileDataPlane(DataPlane):
         if not path.exists():
             return 0
         count = sum(1 for p in path.rglob("*") if p.is_file())
-        shutil.rmtree(path)
+        shutil.rmtree(path, onerror=_unless_gone)  # another delete of it may run meanwhile
         return count
+
+
+def _unless_gone(
+    function: object, path: str, info: tuple[type[BaseException], BaseException, object]
+) -> None:
+    """``rmtree``'s error handler: what is already gone is what we wanted."""
+    if not issubclass(info[0], FileNotFoundError):
+        raise info[1]

@@ -41,6 +41,37 @@ def test_delete_prefix_removes_one_session_only(data: DataPlane) -> None:
     assert data.get(keys.task_input("s2", 2)) == b"x"
 
 
+def test_two_deletes_of_one_prefix_at_once_both_succeed(data: DataPlane) -> None:
+    """A client that timed out retries a commit while the first one still runs: both delete
+    the upload's parts, and neither may fail on what the other removed first."""
+    for round_ in range(5):
+        sid = f"s{round_}"
+        for i in range(200):
+            data.put(keys.task_input(sid, i), b"x")
+        assert _delete_twice_at_once(data, keys.session_prefix(sid)) == []
+        with pytest.raises(NotFound):
+            data.get(keys.task_input(sid, 0))
+
+
+def _delete_twice_at_once(data: DataPlane, prefix: str) -> list[BaseException]:
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def delete() -> None:
+        start.wait()
+        try:
+            data.delete_prefix(prefix)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=delete) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "a/../../b", "a//b", "./a", "a\\b"])
 def test_bad_keys_are_refused(data: DataPlane, key: str) -> None:
     with pytest.raises(ValueError):
