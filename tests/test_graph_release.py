@@ -151,4 +151,3 @@ def test_a_marker_waits_for_its_session_to_be_created(service: GridService) -> N
     assert service.store.get_meta(marker("g-2")) is not None
     GraphReleaser(service.store, service.data, clock=lambda: NOW + 7200).run_until_idle()
     assert service.store.get_meta(marker("g-2")) is None
-
