@@ -31,6 +31,7 @@ from typing import Any
 
 from htcgrid.models import (
     CancelCounts,
+    ErrorInfo,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -45,12 +46,14 @@ from htcgrid.models import (
 from htcgrid.store.aws_calls import AwsConfig, Calls, ConditionFailed
 from htcgrid.store.aws_finish import Terminal, owned, update_args
 from htcgrid.store.aws_grid import Grid, poll
+from htcgrid.store.aws_held import Held
 from htcgrid.store.aws_items import BOOL, B, N, S, lease_from_item, text
 from htcgrid.store.aws_layout import state_of, status
 from htcgrid.store.aws_meta import Meta
 from htcgrid.store.aws_queue import Message
 from htcgrid.store.aws_retry import Retries
 from htcgrid.store.aws_sessions import Sessions
+from htcgrid.store.aws_share import Census, choose, gather, session_of
 from htcgrid.store.aws_states import tasks_in_state
 from htcgrid.store.aws_ttl import Sweeper
 from htcgrid.store.base import TaskStore
@@ -69,11 +72,15 @@ class AwsTaskStore(TaskStore):
         self.retries = Retries(self.grid, self.sessions)
         # one conditional write per task: claims and heartbeats of a batch run side by side
         self._pool = ThreadPoolExecutor(PARALLEL_WRITES, thread_name_prefix="htcgrid-aws")
+        self.held = Held(self.grid, self.sessions, self._pool.map)
+        self.census = Census(self.grid, self.sessions)  # fair share (aws_share)
 
     # ---- clients ------------------------------------------------------------------------
 
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
-        return self.sessions.create(spec, tasks, now)
+        created = self.sessions.create(spec, tasks, now)
+        self.census.created(spec.id, spec.owner)
+        return created
 
     def get_session(self, session_id: str) -> SessionInfo | None:
         return self.sessions.get(session_id)
@@ -98,7 +105,18 @@ class AwsTaskStore(TaskStore):
         return self.sessions.get_task(task_id)
 
     def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        return self.sessions.cancel(session_id, now)
+        return self.held.cancel(session_id, now, None)
+
+    def cancel_tasks(self, session_id: str, indexes: Sequence[int], now: float) -> CancelCounts:
+        return self.held.cancel(session_id, now, indexes)
+
+    def release(self, session_id: str, indexes: Sequence[int], now: float) -> list[int]:
+        return self.held.release(session_id, indexes, now)
+
+    def fail_held(
+        self, session_id: str, failures: Sequence[tuple[int, ErrorInfo]], now: float
+    ) -> list[int]:
+        return self.held.fail_held(session_id, failures, now)
 
     def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
         return self.retries.retry(session_id, task_ids, now)
@@ -115,6 +133,29 @@ class AwsTaskStore(TaskStore):
         lease_seconds: float,
         now: float,
         functions: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        _, active = self.census.view()
+        if self.census.plain(active):
+            leases = self._claim_plain(agent_id, max_tasks, lease_seconds, now, functions)
+        else:
+            window, others = gather(self.grid.queues, functions, max_tasks, self.census, active)
+            take, rest = choose(window, max_tasks, self.census)
+            claimed = self._pool.map(
+                lambda m: self._claim_one(m, agent_id, lease_seconds, now), take
+            )
+            leases = [lease for lease in claimed if lease is not None]
+            self.grid.queues.delete(take)
+            self.grid.queues.hand_back(rest + others)
+        self.census.claimed(lease.session_id for lease in leases)
+        return leases
+
+    def _claim_plain(
+        self,
+        agent_id: str,
+        max_tasks: int,
+        lease_seconds: float,
+        now: float,
+        functions: Sequence[str] | None,
     ) -> list[Lease]:
         queues = self.grid.queues
         leases: list[Lease] = []
@@ -237,6 +278,8 @@ class AwsTaskStore(TaskStore):
             done = self.grid.finisher.finish(session_id, [c for _, c in entries], now)
             for i, change in entries:
                 applied[i] = change.task_id in done
+        ended = [o.task_id for o, ok in zip(outcomes, applied, strict=True) if ok]
+        self.census.ended(session_of(tid) for tid in ended)
         return applied
 
     # ---- TTL checker -------------------------------------------------------------------

@@ -6,7 +6,6 @@ tests and for a client that wants a grid inside one Python process.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 import threading
@@ -20,7 +19,6 @@ from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
     ExpiryReport,
     HeartbeatStatus,
-    Lease,
     NewTask,
     Outcome,
     SessionInfo,
@@ -33,6 +31,7 @@ from htcgrid.models import (
 from htcgrid.store.base import TaskStore, purge_cutoff
 from htcgrid.store.memory_held import MemoryHeld
 from htcgrid.store.memory_meta import MemoryMeta
+from htcgrid.store.memory_share import MemoryShare
 from htcgrid.store.state_pages import MemoryStates
 
 T = TypeVar("T")
@@ -50,14 +49,14 @@ class _Session:
         return SessionInfo(self.spec, self.done_count - self.retried, self.cancelled, self.retried)
 
 
-class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
+class MemoryTaskStore(MemoryShare, MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
     def __init__(self, url: str = "memory://", create: bool = True) -> None:
         self.url = url
         self._cond = threading.Condition()
         self._sessions: dict[str, _Session] = {}
         self._tasks: dict[str, TaskRecord] = {}
         self._specs: dict[str, SessionSpec] = {}
-        self._queue: list[tuple[int, int, str]] = []  # (-priority, seq, task_id)
+        self._share_init()  # the queue: one heap per owner (memory_share)
         self._order: dict[str, int] = {}  # task_id -> its FIFO position, kept across requeues
         self._held: set[str] = set()  # pending tasks kept out of the queue until released
         self._seq = itertools.count()
@@ -88,7 +87,7 @@ class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
             lease_expires_at=None,
             **changes,  # type: ignore[arg-type]
         )
-        heapq.heappush(self._queue, (-record.priority, self._order[record.task_id], record.task_id))
+        self._enqueue(self._tasks[record.task_id])
 
     def _changed(self, fn: Callable[[], T]) -> T:
         with self._cond:
@@ -125,7 +124,7 @@ class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
                 if t.held:
                     self._held.add(tid)
                 else:
-                    heapq.heappush(self._queue, (-t.priority, self._order[tid], tid))
+                    self._enqueue(self._tasks[tid])
             return True
 
         return self._changed(create)
@@ -217,55 +216,6 @@ class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
 
     # ---- agents ------------------------------------------------------------------------
 
-    def claim(
-        self,
-        agent_id: str,
-        max_tasks: int,
-        lease_seconds: float,
-        now: float,
-        functions: Sequence[str] | None = None,
-    ) -> list[Lease]:
-        leases: list[Lease] = []
-        skipped: list[tuple[int, int, str]] = []
-        with self._cond:
-            while self._queue and len(leases) < max_tasks:
-                entry = heapq.heappop(self._queue)
-                t = self._tasks.get(entry[2])
-                if t is None or t.state is not TaskState.PENDING:
-                    continue  # stale entry: cancelled, deleted or already requeued
-                spec = self._sessions[t.session_id].spec
-                if functions is not None and spec.function not in functions:
-                    skipped.append(entry)
-                    continue
-                claimed = replace(
-                    t,
-                    state=TaskState.PROCESSING,
-                    attempt=t.attempt + 1,
-                    owner=agent_id,
-                    lease_expires_at=now + lease_seconds,
-                    started_at=now,
-                )
-                self._tasks[t.task_id] = claimed
-                leases.append(
-                    Lease(
-                        task_id=t.task_id,
-                        session_id=t.session_id,
-                        index=t.index,
-                        attempt=claimed.attempt,
-                        max_attempts=t.max_attempts,
-                        timeout_seconds=spec.timeout_seconds,
-                        function=spec.function,
-                        retry_on_error=spec.retry_on_error,
-                        expires_at=now + lease_seconds,
-                        payload=t.payload,
-                        payload_ref=t.payload_ref,
-                        submitted_at=t.submitted_at,
-                    )
-                )
-            for entry in skipped:
-                heapq.heappush(self._queue, entry)
-        return leases
-
     def _owned(self, tid: str, agent_id: str, attempt: int) -> TaskRecord | None:
         t = self._tasks.get(tid)
         if (
@@ -317,6 +267,7 @@ class MemoryTaskStore(MemoryHeld, MemoryMeta, MemoryStates, TaskStore):
                         output_ref=o.output_ref,
                         error=o.error,
                         log=o.log,
+                        cached=o.cached,
                     )
             return applied
 

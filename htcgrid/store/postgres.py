@@ -27,10 +27,8 @@ from psycopg.rows import TupleRow
 
 from htcgrid.errors import Conflict, NotFound, ValidationError
 from htcgrid.models import (
-    CancelCounts,
     ExpiryReport,
     HeartbeatStatus,
-    Lease,
     NewTask,
     Outcome,
     SessionInfo,
@@ -42,12 +40,12 @@ from htcgrid.models import (
     task_id,
 )
 from htcgrid.store.base import TaskStore, wanted_indexes
+from htcgrid.store.postgres_held import PostgresHeld
 from htcgrid.store.postgres_listen import RECHECK_SECONDS, Listener, channel_names
 from htcgrid.store.postgres_migrations import Database
+from htcgrid.store.postgres_share import PostgresShare
 from htcgrid.store.postgres_sql import (
     APPLY,
-    CANCEL,
-    CLAIM,
     COPY_TASKS,
     DELETE_SESSION,
     HEARTBEAT,
@@ -59,9 +57,10 @@ from htcgrid.store.postgres_sql import (
 from htcgrid.store.rows import (
     SESSION_COLUMNS,
     TASK_COLUMNS,
-    lease_from_row,
+    own_options,
     session_from_row,
     session_row,
+    state_of,
     task_from_row,
     task_rows,
 )
@@ -96,7 +95,7 @@ def _distinct(outcomes: Sequence[Outcome]) -> list[tuple[int, tuple[str, int], O
     return keyed
 
 
-class PostgresTaskStore(PostgresStates, TaskStore):
+class PostgresTaskStore(PostgresShare, PostgresHeld, PostgresStates, TaskStore):
     """``postgresql://user:password@host:port/db?schema=htcgrid&pool_max=10``.
 
     Construction applies any missing migrations (see ``postgres_migrations``). Raises
@@ -147,7 +146,7 @@ class PostgresTaskStore(PostgresStates, TaskStore):
     def create_session(self, spec: SessionSpec, tasks: Sequence[NewTask], now: float) -> bool:
         try:
             with self._transaction() as conn:
-                values = (*session_row(spec, now), spec.retention_seconds, spec.poison_after)
+                values = (*session_row(spec, now), *own_options(spec))
                 if conn.execute(INSERT_SESSION, values).fetchone() is None:
                     return self._resubmitted(conn, spec)
                 with conn.cursor().copy(COPY_TASKS) as copy:
@@ -186,7 +185,7 @@ class PostgresTaskStore(PostgresStates, TaskStore):
             "SELECT state, count(*) FROM tasks WHERE session_id = %s GROUP BY state", (session_id,)
         )
         for state, n in rows:
-            counts[TaskState(state)] = n
+            counts[state_of(state)] += n
         return counts
 
     def results(self, session_id: str, cursor: int = 0, limit: int = 1000) -> list[TaskRecord]:
@@ -207,13 +206,6 @@ class PostgresTaskStore(PostgresStates, TaskStore):
             key,
         )
         return None if row is None else task_from_row(row[:-2], row[-2:])
-
-    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        params = {"session": session_id, "now": now, "channel": self._sessions_channel}
-        row = self._row(CANCEL, params)
-        if row is None or not row[0]:
-            raise NotFound(f"no session {session_id}")
-        return CancelCounts(pending=row[1], processing=row[2])
 
     def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
         wanted = wanted_indexes(session_id, task_ids)
@@ -239,28 +231,6 @@ class PostgresTaskStore(PostgresStates, TaskStore):
         return [str(sid) for (sid,) in rows if self.delete_session(str(sid))]
 
     # ---- agents ------------------------------------------------------------------------
-
-    def claim(
-        self,
-        agent_id: str,
-        max_tasks: int,
-        lease_seconds: float,
-        now: float,
-        functions: Sequence[str] | None = None,
-    ) -> list[Lease]:
-        if max_tasks <= 0:
-            return []
-        where = "" if functions is None else "AND function = ANY(%(functions)s::text[])"
-        params = {
-            "limit": max_tasks,
-            "agent": agent_id,
-            "expires": now + lease_seconds,
-            "now": now,
-            "functions": list(functions or []),
-        }
-        rows = self._rows(CLAIM.format(filter=where), params)
-        rows.sort(key=lambda r: (-r[10], r[11]))
-        return [lease_from_row(r) for r in rows]
 
     def heartbeat(
         self,
@@ -313,6 +283,7 @@ class PostgresTaskStore(PostgresStates, TaskStore):
             "logs": [o.log if agent_id is not None else None for _, _, o in keyed],
             "releases": [o.released for _, _, o in keyed],
             "evidences": [o.evidence or None for _, _, o in keyed],
+            "cached": [o.cached for _, _, o in keyed],
             "agent": agent_id,
             "now": now,
             "tasks_channel": self._tasks_channel,
@@ -367,7 +338,11 @@ class PostgresTaskStore(PostgresStates, TaskStore):
         query = "SELECT function, state, priority, count(*) FROM tasks GROUP BY 1, 2, 3"
         with self._connection() as conn:
             rows = conn.execute(query).fetchall()
-        return {(f, TaskState(state), int(p)): int(n) for f, state, p, n in rows}
+        found: dict[tuple[str, TaskState, int], int] = {}
+        for f, state, p, n in rows:
+            key = (f, state_of(state), int(p))
+            found[key] = found.get(key, 0) + int(n)
+        return found
 
     # ---- grid metadata ------------------------------------------------------------------
 

@@ -128,6 +128,31 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX tasks_failed ON tasks (session_id, idx) WHERE state = 'failed';
     """,
+    # 9: memoization: a session's own answer age (NULL: it is not memoized), and whether a
+    # task was answered from an earlier task's output without running.
+    """
+    ALTER TABLE sessions ADD COLUMN cache_seconds double precision;
+    ALTER TABLE tasks ADD COLUMN cached boolean NOT NULL DEFAULT false;
+    """,
+    # 10: fair share between owners: each task carries its session's owner (``tenant``), and
+    # the queue is indexed by owner first, so one owner's claim is one index range and the
+    # owners with pending tasks are found by a skip scan (``postgres_share``).
+    """
+    ALTER TABLE tasks ADD COLUMN tenant text NOT NULL DEFAULT '';
+    UPDATE tasks t SET tenant = s.owner FROM sessions s
+        WHERE s.id = t.session_id AND t.state IN ('pending', 'processing');
+    DROP INDEX tasks_queue;
+    CREATE INDEX tasks_queue_by_tenant ON tasks (tenant, priority DESC, seq)
+        WHERE state = 'pending';
+    """,
+    # 11: task graphs: a held task (state 'held', reported as pending) waits for ``release``.
+    # NOT VALID: the rows already there met the narrower check, so none is scanned.
+    """
+    ALTER TABLE tasks DROP CONSTRAINT tasks_state_check;
+    ALTER TABLE tasks ADD CONSTRAINT tasks_state_check CHECK (
+        state IN ('pending', 'held', 'processing', 'finished', 'failed', 'cancelled')
+    ) NOT VALID;
+    """,
 ]
 
 

@@ -9,7 +9,7 @@ from htcgrid.store.rows import NEW_TASK_COLUMNS, SESSION_COLUMNS
 
 INSERT_SESSION = f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0, %s, %s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, false, 0, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING RETURNING true
 """
 COPY_TASKS = f"COPY tasks ({NEW_TASK_COLUMNS}) FROM STDIN"
@@ -67,9 +67,10 @@ WITH req AS (
     SELECT * FROM unnest(
         %(sessions)s::text[], %(idxs)s::int[], %(attempts)s::int[], %(states)s::text[],
         %(outputs)s::bytea[], %(output_refs)s::text[], %(errors)s::text[], %(logs)s::text[],
-        %(releases)s::bool[], %(evidences)s::text[]
+        %(releases)s::bool[], %(evidences)s::text[], %(cached)s::bool[]
     ) WITH ORDINALITY AS r(
-        session_id, idx, attempt, state, output, output_ref, error, log, released, evidence, ord)
+        session_id, idx, attempt, state, output, output_ref, error, log, released, evidence,
+        cached, ord)
 ), hit AS MATERIALIZED (
     -- one primary-key lookup per outcome, whatever the planner believes of the table: a join
     -- would scan every processing task of the grid when statistics are stale
@@ -100,7 +101,7 @@ WITH req AS (
     UPDATE tasks t
     SET state = n.state, owner = NULL, lease_expires_at = NULL, output = n.output,
         output_ref = n.output_ref, error = n.error, log = coalesce(n.log, t.log),
-        evidence = coalesce(n.evidence, t.evidence),
+        evidence = coalesce(n.evidence, t.evidence), cached = n.cached,
         done_seq = n.done_seq, attempt = t.attempt - n.released::int,
         finished_at = CASE WHEN n.state = 'pending' THEN NULL ELSE %(now)s END
     FROM numbered n
@@ -120,29 +121,6 @@ WHERE state = 'processing' AND lease_expires_at < %s
 ORDER BY lease_expires_at
 LIMIT %s
 FOR UPDATE SKIP LOCKED
-"""
-
-CANCEL = """
-WITH open AS MATERIALIZED (
-    SELECT idx, state FROM tasks
-    WHERE session_id = %(session)s AND state IN ('pending', 'processing')
-    ORDER BY session_id, idx
-    FOR UPDATE
-), bumped AS (
-    UPDATE sessions SET done_count = done_count + (SELECT count(*) FROM open), cancelled = true
-    WHERE id = %(session)s
-    RETURNING done_count - (SELECT count(*) FROM open) AS base
-), cancelled AS (
-    UPDATE tasks t
-    SET state = 'cancelled', owner = NULL, lease_expires_at = NULL, finished_at = %(now)s,
-        done_seq = b.base + o.rank
-    FROM (SELECT idx, row_number() OVER (ORDER BY idx) AS rank FROM open) o, bumped b
-    WHERE t.session_id = %(session)s AND t.idx = o.idx
-)
-SELECT (SELECT count(*) FROM bumped),
-       (SELECT count(*) FROM open WHERE state = 'pending'),
-       (SELECT count(*) FROM open WHERE state = 'processing'),
-       pg_notify(%(channel)s, %(session)s)
 """
 
 # Failed tasks back to the queue as new (their seq keeps their queue place); tasks are locked

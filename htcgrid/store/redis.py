@@ -6,7 +6,9 @@ prefix ``P`` (default ``htcgrid:``):
 
     P task:<task_id>     hash, one per task (fields in ``redis_scripts``)
     P session:<id>       hash: the spec, the completion count and one counter per state
-    P queue:<function>   sorted set of pending tasks, the queue of one function
+    P queue:<fn>:<owner> sorted set of pending tasks, the queue of one function and owner
+    P owners:<fn>        set of owners that may have a queue of that function
+    P running            hash: owner -> its tasks now processing (fair share, ``redis_share``)
     P leases             sorted set of processing tasks by lease expiry (the TTL checker's index)
     P done:<id>          sorted set of a session's terminal tasks by completion number
     P failed:<id>        sorted set of a session's failed tasks by index (``redis_states``)
@@ -48,7 +50,6 @@ from htcgrid.errors import (
     ValidationError,
 )
 from htcgrid.models import (
-    CancelCounts,
     ExpiryReport,
     HeartbeatStatus,
     Lease,
@@ -67,15 +68,16 @@ from htcgrid.store.redis_connect import (
     connect,
     translate_errors,
 )
+from htcgrid.store.redis_held import RedisHeld
 from htcgrid.store.redis_layout import (
     PAYLOAD_FIELDS,
     RECORD_FIELDS,
     Keys,
     session_info,
     task_record,
-    text_of,
 )
 from htcgrid.store.redis_retry import RETRY
+from htcgrid.store.redis_share import CLAIM, RedisShare
 from htcgrid.store.redis_states import RedisStates
 from htcgrid.store.redis_wait import Waiter
 
@@ -93,7 +95,7 @@ def _check_indices(spec: SessionSpec, tasks: Sequence[NewTask]) -> None:
 # ---- the store -----------------------------------------------------------------------------
 
 
-class RedisTaskStore(RedisStates, TaskStore):
+class RedisTaskStore(RedisShare, RedisHeld, RedisStates, TaskStore):
     """``redis://host:port/db?prefix=htcgrid:``; see the module docstring for the layout."""
 
     def __init__(self, url: str, create: bool = True) -> None:
@@ -102,11 +104,10 @@ class RedisTaskStore(RedisStates, TaskStore):
         self.keys = Keys(prefix)
         register = self._client.register_script
         self._create = register(lua.writing(lua.CREATE))
-        self._claim = register(lua.writing(lua.CLAIM))
+        self._claim = register(lua.writing(CLAIM))
         self._heartbeat = register(lua.writing(lua.HEARTBEAT))
         self._complete = register(lua.writing(lua.COMPLETE))
         self._expire = register(lua.writing(lua.EXPIRE))
-        self._cancel = register(lua.writing(lua.CANCEL))
         self._delete = register(lua.writing(lua.DELETE))
         self._retry = register(lua.writing(RETRY))
         self._depth = register(lua.reading(lua.DEPTH))
@@ -138,18 +139,19 @@ class RedisTaskStore(RedisStates, TaskStore):
             float(spec.created_at or now),
             float(now),
         ]
+        own = {"rs": spec.retention_seconds, "pa": spec.poison_after, "cs": spec.cache_seconds}
+        pairs = [(name, repr(value)) for name, value in own.items() if value is not None]
+        args += [len(pairs), *(x for pair in pairs for x in pair)]  # set with the session
         for t in tasks:
-            flags = ("p" if t.payload is not None else "") + (
-                "r" if t.payload_ref is not None else ""
+            flags = (
+                ("p" if t.payload is not None else "")
+                + ("r" if t.payload_ref is not None else "")
+                + ("h" if t.held else "")
             )
             args += (t.index, t.priority, flags, t.payload or b"", t.payload_ref or "")
         created = self._run(self._create, *args)
         if created == -1:
             raise Conflict(f"session {spec.id} exists with different content")
-        own = {"rs": spec.retention_seconds, "pa": spec.poison_after}  # its own settings
-        for name, value in own.items():
-            if created == 1 and value is not None:
-                self._client.hset(self.keys.session(spec.id), name, repr(value))
         return bool(created == 1)
 
     @translate_errors
@@ -199,13 +201,6 @@ class RedisTaskStore(RedisStates, TaskStore):
             return None
         n = len(RECORD_FIELDS)
         return task_record(task_id, values[:n], int(max_attempts), values[n:])
-
-    @translate_errors
-    def cancel_session(self, session_id: str, now: float) -> CancelCounts:
-        counts = self._run(self._cancel, session_id, float(now))
-        if counts is None:
-            raise NotFound(f"no session {session_id}")
-        return CancelCounts(pending=int(counts[0]), processing=int(counts[1]))
 
     @translate_errors
     def retry(self, session_id: str, task_ids: Sequence[str] | None, now: float) -> list[str]:
@@ -264,28 +259,7 @@ class RedisTaskStore(RedisStates, TaskStore):
     ) -> list[Lease]:
         if max_tasks <= 0 or (functions is not None and not functions):
             return []
-        expires = float(now + lease_seconds)
-        rows = self._run(self._claim, agent_id, max_tasks, expires, float(now), *(functions or ()))
-        leases = []
-        for tid, attempt, max_attempts, timeout, function, retry, payload, ref, sub in rows:
-            session_id, index = split_task_id(tid.decode())
-            leases.append(
-                Lease(
-                    task_id=tid.decode(),
-                    session_id=session_id,
-                    index=index,
-                    attempt=int(attempt),
-                    max_attempts=int(max_attempts),
-                    timeout_seconds=float(timeout),
-                    function=function.decode(),
-                    retry_on_error=retry == b"1",
-                    expires_at=expires,
-                    payload=payload,
-                    payload_ref=text_of(ref),
-                    submitted_at=float(sub) if sub else None,
-                )
-            )
-        return leases
+        return self._claim_leases(agent_id, max_tasks, lease_seconds, now, functions)
 
     @translate_errors
     def heartbeat(
@@ -319,6 +293,7 @@ class RedisTaskStore(RedisStates, TaskStore):
                     ("r", o.output_ref),
                     ("e", o.error),
                     ("x", True if o.released else None),
+                    ("c", True if o.cached else None),
                 )
                 if value is not None
             )

@@ -16,11 +16,14 @@ Task hash fields (short because every task carries them):
     pl   payload                     pr   payload ref          q    queue position
     out  output                      oref output ref           err  error (JSON)
     log  captured log                xa   "1": failed because the lease expired
+    hd   "1": held (pending, in no queue until released; ``redis_held``)
+    ca   "1": answered from the cache (memoization) without running
     ev   poison evidence (JSON list of the attempts that killed their worker)
 
 Session hash fields: ``hash owner fn pri ma to re tc at ix done cx`` (content hash, owner,
 function, priority, max attempts, timeout, retry on error, task count, created at, index
-member, completion count, cancelled) and ``n:<state>``, the number of tasks in each state.
+member, completion count, cancelled), its own settings ``rs pa cs`` (retention, poison after,
+cache seconds; absent: none) and ``n:<state>``, the number of tasks in each state.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ PRELUDE = r"""
 local P = ARGV[1]
 local function task_key(tid) return P .. 'task:' .. tid end
 local function session_key(sid) return P .. 'session:' .. sid end
-local function queue_key(fn) return P .. 'queue:' .. fn end
+-- One queue per function and owner (fair share, ``redis_share``); P owners:<fn> is the set of
+-- owners that may have a queue of that function.
+local function queue_key(fn, owner) return P .. 'queue:' .. fn .. ':' .. owner end
 local function session_of(tid) return string.match(tid, '^(.*)_%d+$') end
 local function pad(s, width) return string.rep('0', width - #s) .. s end
 -- Queue scores are 0 - priority, so ZPOPMIN takes the highest priority first.
@@ -42,36 +47,69 @@ local sessions = {}
 local function session(sid)
   local s = sessions[sid]
   if not s then
-    local f = redis.call('HMGET', session_key(sid), 'fn', 'ma', 'to', 're')
-    s = {fn = f[1], ma = tonumber(f[2]), to = f[3], re = f[4], counts = {}, progressed = false}
+    local f = redis.call('HMGET', session_key(sid), 'fn', 'ma', 'to', 're', 'owner')
+    s = {fn = f[1], ma = tonumber(f[2]), to = f[3], re = f[4], owner = f[5], counts = {},
+      progressed = false, running = 0}
     sessions[sid] = s
   end
   return s
 end
 
+-- The queue of a session's pending tasks: its function's, of its owner.
+local function queue_of(sid)
+  local s = session(sid)
+  if not s.queue then
+    s.queue = queue_key(s.fn, s.owner)
+    redis.call('SADD', P .. 'owners:' .. s.fn, s.owner)
+  end
+  return s.queue
+end
+
+-- P running: owner -> its tasks now processing, which fair share weighs (no field: none).
+local function running_add(owner, n)
+  if redis.call('HINCRBY', P .. 'running', owner, n) <= 0 then
+    redis.call('HDEL', P .. 'running', owner)
+  end
+end
+
+-- Also keeps P running.
 local function move(sid, from, to)
-  local c = session(sid).counts
+  local s = session(sid)
+  local c = s.counts
   c[from] = (c[from] or 0) - 1
   c[to] = (c[to] or 0) + 1
+  if from == 'processing' then s.running = s.running - 1 end
+  if to == 'processing' then s.running = s.running + 1 end
 end
 
 local woken = {}
+-- Put a pending task in its queue at its member ``q`` (its original place), the one way
+-- every script (requeue, retry, release of a held task) makes a task claimable.
+local function enqueue(tid, key, sid)
+  local t = redis.call('HMGET', key, 'pri', 'q')
+  local fn = session(sid).fn
+  redis.call('ZADD', queue_of(sid), score(t[1]), t[2] .. tid)
+  woken[fn] = true
+end
+-- Take a pending task out of its queue (a held task is in none: nothing to take).
+local function dequeue(tid, key, sid)
+  local q = redis.call('HGET', key, 'q')
+  if q then redis.call('ZREM', queue_of(sid), q .. tid) end
+end
+
 local function requeue(tid, key, sid)
   -- The task keeps its original queue member, so a retry runs before younger tasks of
   -- its priority (as in the SQL stores, where it keeps its row number).
-  local t = redis.call('HMGET', key, 'pri', 'q')
-  local fn = session(sid).fn
-  redis.call('ZADD', queue_key(fn), score(t[1]), t[2] .. tid)
+  enqueue(tid, key, sid)
   redis.call('HSET', key, 'st', 'pending')
   redis.call('HDEL', key, 'ow', 'le')
   move(sid, 'processing', 'pending')
-  woken[fn] = true
 end
 
 local function finish(tid, key, sid, from, state, now)
   local done = redis.call('HINCRBY', session_key(sid), 'done', 1)
   redis.call('HSET', key, 'st', state, 'fin', now, 'ds', done)
-  redis.call('HDEL', key, 'ow', 'le', 'q')
+  redis.call('HDEL', key, 'ow', 'le', 'q', 'hd')
   redis.call('ZADD', P .. 'done:' .. sid, done, tid)
   if state == 'failed' then
     redis.call('ZADD', P .. 'failed:' .. sid, string.match(tid, '_(%d+)$'), tid)
@@ -87,6 +125,7 @@ local function flush()
       if n ~= 0 then redis.call('HINCRBY', session_key(sid), 'n:' .. state, n) end
     end
     if s.progressed then redis.call('PUBLISH', P .. 'progress:' .. sid, 1) end
+    if s.running ~= 0 then running_add(s.owner, s.running) end
   end
   local any = false
   for fn in pairs(woken) do
@@ -98,8 +137,10 @@ end
 """
 
 # ARGV: P, sid, content_hash, owner, function, priority, max_attempts, timeout_seconds,
-#       retry_on_error, task_count, created_at, now, then per task: index, priority, flags,
-#       payload, payload_ref (flags holds 'p' and/or 'r' for the fields that are present).
+#       retry_on_error, task_count, created_at, now, k, then k pairs (field, value) of the
+#       session's own settings, then per task: index, priority, flags, payload, payload_ref
+#       (flags holds 'p' and/or 'r' for the fields that are present, 'h' for a held task:
+#       pending, marked ``hd``, and in no queue until ``redis_held.RELEASE``).
 # Returns 1 created, 0 same content already there, -1 conflict.
 CREATE = r"""
 local sid, hash = ARGV[2], ARGV[3]
@@ -117,13 +158,15 @@ local block = pad(redis.call('GET', P .. 'seq'), 20)
 redis.call('HSET', skey, 'hash', hash, 'owner', owner, 'fn', fn, 'pri', ARGV[6],
   'ma', ARGV[7], 'to', ARGV[8], 're', ARGV[9], 'tc', tc, 'at', created, 'ix', block .. sid,
   'done', 0, 'cx', 0, 'n:pending', tc)
+local own = tonumber(ARGV[13])
+for j = 14, 13 + 2 * own, 2 do redis.call('HSET', skey, ARGV[j], ARGV[j + 1]) end
 redis.call('ZADD', P .. 'sessions', created, block .. sid)
 redis.call('ZADD', P .. 'owner:' .. owner, created, block .. sid)
 redis.call('SADD', P .. 'functions', fn)
-local queue = queue_key(fn)
+local queue = queue_of(sid)
 local batch = {}
 local position = 0
-for i = 13, #ARGV, 5 do
+for i = 14 + 2 * own, #ARGV, 5 do
   position = position + 1
   local tid = sid .. '_' .. ARGV[i]
   -- Only the 30 ordering digits go into the hash: with the task id they would pass the
@@ -139,9 +182,16 @@ for i = 13, #ARGV, 5 do
     fields[#fields + 1] = 'pr'
     fields[#fields + 1] = ARGV[i + 4]
   end
+  local held = string.find(flags, 'h', 1, true)
+  if held then
+    fields[#fields + 1] = 'hd'
+    fields[#fields + 1] = 1
+  end
   redis.call('HSET', task_key(tid), unpack(fields))
-  batch[#batch + 1] = score(ARGV[i + 1])
-  batch[#batch + 1] = place .. tid
+  if not held then
+    batch[#batch + 1] = score(ARGV[i + 1])
+    batch[#batch + 1] = place .. tid
+  end
   -- unpack() is bounded by the Lua C stack: add members in slices.
   if #batch >= 1000 then
     redis.call('ZADD', queue, unpack(batch))
@@ -152,57 +202,6 @@ if #batch > 0 then redis.call('ZADD', queue, unpack(batch)) end
 woken[fn] = true
 flush()
 return 1
-"""
-
-# ARGV: P, agent, max_tasks, expires_at, now, function... (none: every function).
-# Returns per lease: tid, attempt, max_attempts, timeout, function, retry, payload, ref,
-# submitted_at.
-CLAIM = r"""
-local agent, max, expires, now = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local functions = {}
-for i = 6, #ARGV do functions[#functions + 1] = ARGV[i] end
-if #functions == 0 then functions = redis.call('SMEMBERS', P .. 'functions') end
-
-local popped = {}
-if #functions == 1 then
-  local r = redis.call('ZPOPMIN', queue_key(functions[1]), max)
-  for i = 1, #r, 2 do popped[#popped + 1] = r[i] end
-else
-  -- Merge the heads of several queues by (score, member); members start with 30 digits
-  -- that order them, compared alone so the server's collation locale cannot interfere.
-  local heads = {}
-  for _, fn in ipairs(functions) do
-    local key = queue_key(fn)
-    local r = redis.call('ZRANGE', key, 0, max - 1, 'WITHSCORES')
-    for i = 1, #r, 2 do
-      heads[#heads + 1] = {tonumber(r[i + 1]), string.sub(r[i], 1, 30), r[i], key}
-    end
-  end
-  table.sort(heads, function(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
-  end)
-  for i = 1, math.min(max, #heads) do
-    redis.call('ZREM', heads[i][4], heads[i][3])
-    popped[#popped + 1] = heads[i][3]
-  end
-end
-
-local leases = {}
-for _, member in ipairs(popped) do
-  local tid = string.sub(member, 31)
-  local key = task_key(tid)
-  local sid = session_of(tid)
-  local s = session(sid)
-  local attempt = redis.call('HINCRBY', key, 'at', 1)
-  redis.call('HSET', key, 'st', 'processing', 'ow', agent, 'le', expires, 'sta', now)
-  redis.call('ZADD', P .. 'leases', expires, tid)
-  local data = redis.call('HMGET', key, 'pl', 'pr', 'sub')
-  move(sid, 'pending', 'processing')
-  leases[#leases + 1] = {tid, attempt, s.ma, s.to, s.fn, s.re, data[1], data[2], data[3]}
-end
-flush()
-return leases
 """
 
 # ARGV: P, agent, expires_at, then (tid, attempt) pairs. Returns a HeartbeatStatus per pair.
@@ -227,7 +226,8 @@ return answers
 """
 
 # ARGV: P, agent, now, then per outcome: tid, attempt, state, flags, output, output_ref,
-#       error, log, evidence (flags holds 'o', 'r', 'e' for the fields that are present;
+#       error, log, evidence (flags holds 'o', 'r', 'e' for the fields that are present, 'c'
+#       for an answer from the cache;
 #       an empty evidence keeps the task's).
 # Returns 1 (applied) or 0 (refused) per outcome.
 COMPLETE = r"""
@@ -253,6 +253,7 @@ for i = 4, #ARGV, 9 do
           fields[#fields + 1] = ARGV[i + 3 + j]
         end
       end
+      if string.find(flags, 'c', 1, true) then fields[#fields + 1] = 'ca'; fields[#fields + 1] = 1 end
       if #fields > 0 then redis.call('HSET', key, unpack(fields)) end
       finish(tid, key, sid, 'processing', state, now)
     end
@@ -291,53 +292,29 @@ flush()
 return {requeued, failed}
 """
 
-# ARGV: P, sid, now. Returns {pending, processing} cancelled, or nil for an unknown session.
-CANCEL = r"""
-local sid, now = ARGV[2], ARGV[3]
-local skey = session_key(sid)
-local tc = redis.call('HGET', skey, 'tc')
-if not tc then return false end
-local counts = {pending = 0, processing = 0}
-for i = 0, tonumber(tc) - 1 do
-  local tid = sid .. '_' .. i
-  local key = task_key(tid)
-  local t = redis.call('HMGET', key, 'st', 'q')
-  local state = t[1]
-  if state == 'pending' or state == 'processing' then
-    if state == 'pending' then
-      redis.call('ZREM', queue_key(session(sid).fn), t[2] .. tid)
-    else
-      redis.call('ZREM', P .. 'leases', tid)
-    end
-    finish(tid, key, sid, state, 'cancelled', now)
-    counts[state] = counts[state] + 1
-  end
-end
-redis.call('HSET', skey, 'cx', 1)
-flush()
-return {counts.pending, counts.processing}
-"""
-
 # ARGV: P, sid. Returns 1 if the session existed, else 0.
 DELETE = r"""
 local sid = ARGV[2]
 local skey = session_key(sid)
 local s = redis.call('HMGET', skey, 'tc', 'fn', 'owner', 'ix')
 if not s[1] then return 0 end
+local running = 0
 for i = 0, tonumber(s[1]) - 1 do
   local tid = sid .. '_' .. i
   local key = task_key(tid)
   local t = redis.call('HMGET', key, 'st', 'q')
   if t[1] == 'pending' then
-    redis.call('ZREM', queue_key(s[2]), t[2] .. tid)
+    redis.call('ZREM', queue_of(sid), t[2] .. tid)
   elseif t[1] == 'processing' then
     redis.call('ZREM', P .. 'leases', tid)
+    running = running + 1
   end
   redis.call('UNLINK', key)
 end
 redis.call('UNLINK', skey, P .. 'done:' .. sid, P .. 'failed:' .. sid)
 redis.call('ZREM', P .. 'sessions', s[4])
 redis.call('ZREM', P .. 'owner:' .. s[3], s[4])
+if running > 0 then running_add(s[3], -running) end
 redis.call('PUBLISH', P .. 'progress:' .. sid, 1)
 return 1
 """
@@ -348,7 +325,11 @@ local functions = {}
 for i = 2, #ARGV do functions[#functions + 1] = ARGV[i] end
 if #functions == 0 then functions = redis.call('SMEMBERS', P .. 'functions') end
 local n = 0
-for _, fn in ipairs(functions) do n = n + redis.call('ZCARD', queue_key(fn)) end
+for _, fn in ipairs(functions) do
+  for _, owner in ipairs(redis.call('SMEMBERS', P .. 'owners:' .. fn)) do
+    n = n + redis.call('ZCARD', queue_key(fn, owner))
+  end
+end
 return n
 """
 

@@ -16,7 +16,6 @@ from htcgrid.errors import Conflict, NotFound
 from htcgrid.models import (
     ExpiryReport,
     HeartbeatStatus,
-    Lease,
     NewTask,
     Outcome,
     SessionInfo,
@@ -29,11 +28,9 @@ from htcgrid.models import (
 )
 from htcgrid.store.base import TaskStore, wanted_indexes
 from htcgrid.store.rows import (
-    LEASE_COLUMNS,
     NEW_TASK_COLUMNS,
     SESSION_COLUMNS,
     TASK_COLUMNS,
-    lease_from_row,
     own_options,
     session_from_row,
     session_row,
@@ -43,6 +40,7 @@ from htcgrid.store.rows import (
 )
 from htcgrid.store.sqlite_db import SQLiteFile
 from htcgrid.store.sqlite_held import SQLiteHeld
+from htcgrid.store.sqlite_share import QUEUE, SQLiteShare
 from htcgrid.store.sqlite_wake import DONE, WORK
 from htcgrid.store.state_pages import SQLiteStates
 from htcgrid.urls import local_path, query
@@ -60,7 +58,7 @@ ORDER BY s.created_at LIMIT ?2
 """
 
 
-class SQLiteTaskStore(SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
+class SQLiteTaskStore(SQLiteShare, SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
     """``sqlite:///path/grid.db``; options ``?poll_ms=2`` (how often waiters look where push
     wake-ups cannot work: no unix sockets, or a path too long for one). With ``create``
     False a missing file raises NotFound instead of becoming a new, empty grid."""
@@ -198,35 +196,6 @@ class SQLiteTaskStore(SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
 
     # ---- agents ------------------------------------------------------------------------
 
-    def claim(
-        self,
-        agent_id: str,
-        max_tasks: int,
-        lease_seconds: float,
-        now: float,
-        functions: Sequence[str] | None = None,
-    ) -> list[Lease]:
-        if max_tasks <= 0:
-            return []
-        where, args = self._function_filter(functions)
-        with self._write() as db:
-            rows = db.execute(
-                "UPDATE tasks SET state = 'processing', attempt = attempt + 1, owner = ?, "
-                "lease_expires_at = ?, started_at = ? WHERE seq IN (SELECT seq FROM tasks "
-                f"WHERE state = 'pending' {where} ORDER BY priority DESC, seq LIMIT ?) "
-                f"RETURNING {LEASE_COLUMNS}",
-                (agent_id, now + lease_seconds, now, *args, max_tasks),
-            ).fetchall()
-        rows.sort(key=lambda r: (-r[10], r[11]))
-        return [lease_from_row(r) for r in rows]
-
-    @staticmethod
-    def _function_filter(functions: Sequence[str] | None) -> tuple[str, list[str]]:
-        if functions is None:
-            return "", []
-        marks = ",".join("?" * len(functions)) or "NULL"
-        return f"AND function IN ({marks})", list(functions)
-
     def heartbeat(
         self,
         agent_id: str,
@@ -340,7 +309,7 @@ class SQLiteTaskStore(SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
         self, timeout_seconds: float, functions: Sequence[str] | None = None
     ) -> bool:
         where, args = self._function_filter(functions)
-        sql = f"SELECT 1 FROM tasks WHERE state = 'pending' {where} LIMIT 1"
+        sql = f"SELECT 1 FROM {QUEUE} WHERE state = 'pending' {where} LIMIT 1"
 
         def pending() -> object:
             return self._conn().execute(sql, args).fetchone()
@@ -361,7 +330,7 @@ class SQLiteTaskStore(SQLiteHeld, SQLiteFile, SQLiteStates, TaskStore):
         where, args = self._function_filter(functions)
         row = (
             self._conn()
-            .execute(f"SELECT count(*) FROM tasks WHERE state = 'pending' {where}", args)
+            .execute(f"SELECT count(*) FROM {QUEUE} WHERE state = 'pending' {where}", args)
             .fetchone()
         )
         return int(row[0])

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     cancelled INTEGER NOT NULL DEFAULT 0,
     retried INTEGER NOT NULL DEFAULT 0,
     retention_seconds REAL,
-    poison_after INTEGER
+    poison_after INTEGER,
+    cache_seconds REAL
 );
 CREATE INDEX IF NOT EXISTS sessions_by_time ON sessions (created_at);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -58,11 +59,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     submitted_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
-    evidence TEXT
+    evidence TEXT,
+    cached INTEGER NOT NULL DEFAULT 0,
+    tenant TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_session ON tasks (session_id, idx);
 CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
-CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (priority DESC, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires_at) WHERE state = 'processing';
 CREATE INDEX IF NOT EXISTS tasks_done ON tasks (session_id, done_seq) WHERE done_seq IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,7 +76,18 @@ NEW_COLUMNS = [
     ("sessions", "retention_seconds", "REAL"),
     ("sessions", "poison_after", "INTEGER"),
     ("tasks", "evidence", "TEXT"),
+    ("sessions", "cache_seconds", "REAL"),
+    ("tasks", "cached", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "tenant", "TEXT NOT NULL DEFAULT ''"),
 ]
+
+# The queue, by owner (``sqlite_share``). It replaced ``tasks_queue`` (priority DESC, seq);
+# made after the new columns, as a file from before fair share lacks ``tenant`` until then.
+QUEUE_INDEX = """
+DROP INDEX IF EXISTS tasks_queue;
+CREATE INDEX IF NOT EXISTS tasks_queue_by_tenant ON tasks (tenant, priority DESC, seq)
+    WHERE state = 'pending';
+"""
 
 
 class SQLiteFile:
@@ -93,6 +106,7 @@ class SQLiteFile:
                 _create(self.path)
             self._conn().executescript(SCHEMA)
             _add_new_columns(self._conn())
+            self._conn().executescript(QUEUE_INDEX)
         except StorageFull:
             raise
         except (OSError, sqlite3.Error, BackendUnavailable) as exc:
@@ -215,6 +229,11 @@ def _add_new_columns(db: sqlite3.Connection) -> None:
         if (table, name) not in present:
             try:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+                if name == "tenant":  # live tasks of an older file: their session's owner
+                    db.execute(
+                        "UPDATE tasks SET tenant = (SELECT owner FROM sessions "
+                        "WHERE id = tasks.session_id) WHERE state IN ('pending', 'processing')"
+                    )
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise

@@ -141,8 +141,8 @@ class WakeBoard:
             else:
                 _drain(sock)  # what came while it was parked, or in its last wait
                 return sock, path
-        sock = self._bind(path)
-        return None if sock is None else (sock, path)
+        fresh = self._bind(path)
+        return None if fresh is None else (fresh, path)
 
     def _park(self, sock: socket.socket, path: str) -> None:
         parked = self._path(PARKED)

@@ -282,10 +282,11 @@ def _wake_latency(
 
 
 def _assert_prompt(latencies: list[float]) -> None:
-    # The median tolerates a scheduling hiccup on a busy machine; a poller would miss it,
-    # and a missed wake-up would sit out the 30 s timeout.
-    assert max(latencies) < 1.0
-    assert statistics.median(latencies) < 0.010, latencies
+    # A missed wake-up would sit out the waiter's 30 s timeout; the bounds leave room for a
+    # machine busy with other work (a push lands in milliseconds when it is quiet; the speed
+    # itself is measured in benchmarks/, not here).
+    assert max(latencies) < 5.0, latencies
+    assert statistics.median(latencies) < 0.5, latencies
 
 
 @pytest.mark.parametrize("functions", [None, ["default"]])
