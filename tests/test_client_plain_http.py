@@ -5,16 +5,18 @@ httpx kept wherever the plain path does not apply (a proxy, https, a client swap
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
 
 from htcgrid.client.auth import HeaderAuth
 from htcgrid.client.http import HTTPTransport
-from htcgrid.client.plain_http import usable
+from htcgrid.client.plain_http import ONE_WRITE_BYTES, Connection, usable
 from htcgrid.errors import NotFound, TooManyRequests
 
 
@@ -124,3 +126,29 @@ def test_a_fixed_credential_rides_the_plain_path(grid: Grid) -> None:
     transport.status("s1", 0)
     transport.close()
     assert [auth for *_, auth, _ in grid.seen] == ["kk"]  # sent as x-api-key
+
+
+def test_a_submit_goes_out_in_one_write_with_nagle_off(
+    grid: Grid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    real_send = Connection.send
+
+    def counting(self: Connection, data: Any) -> None:
+        writes.append(bytes(data))
+        real_send(self, data)
+
+    monkeypatch.setattr(Connection, "send", counting)
+    transport = HTTPTransport(f"http://127.0.0.1:{grid.server_port}", token="k", retry_seconds=0)
+    body = {"tasks": ["x" * 1000]}
+    assert transport.submit(body)["path"] == "/v1/sessions"
+    assert len(writes) == 1 and writes[0].endswith(b"\r\n\r\n" + json.dumps(body).encode())
+    assert json.loads(grid.seen[0][4]) == body  # the server read the whole body
+    assert transport._plain is not None
+    conn = transport._plain._local.conn
+    assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    big = {"tasks": ["x" * (ONE_WRITE_BYTES + 1)]}
+    writes.clear()
+    transport.submit(big)
+    assert len(writes) == 2 and json.loads(grid.seen[1][4]) == big  # head, then the body
+    transport.close()

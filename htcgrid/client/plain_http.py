@@ -1,18 +1,43 @@
 """The client's hot path over plain HTTP: the standard library's ``http.client`` on one
 kept-alive connection per thread. A request costs the client about a quarter of httpx's CPU
-(0.1 ms against 0.4 ms, measured on loopback) and goes out in one write; ``HTTPTransport``
-uses it for submit, status and results on ``http://`` grids without a proxy or an auth flow,
-and httpx for everything else."""
+(0.1 ms against 0.4 ms, measured on loopback) and goes out in one write, a submit's body with
+its headers (``http.client`` writes them apart: the server then reads the request in two
+parts, and Nagle's algorithm may hold the second back until the first is acknowledged);
+``HTTPTransport`` uses it for submit, status and results on ``http://`` grids without a proxy
+or an auth flow, and httpx for everything else."""
 
 from __future__ import annotations
 
 import http.client
 import select
+import socket
 import threading
 import urllib.parse
 import urllib.request
 
 RESET = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+ONE_WRITE_BYTES = 256 * 1024  # bodies up to this go out with their headers in one write
+
+
+class Connection(http.client.HTTPConnection):
+    """An ``HTTPConnection`` that sends a request and its (small) body in one write, with
+    Nagle's algorithm off."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # http.client writes the head and the body apart; not in the type stubs, same in 3.8-3.13
+    def _send_output(self, message_body: object = None, encode_chunked: bool = False) -> None:
+        small = isinstance(message_body, bytes) and len(message_body) <= ONE_WRITE_BYTES
+        if not small or encode_chunked:
+            super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+            return
+        assert isinstance(message_body, bytes)
+        lines: list[bytes] = vars(self)["_buffer"]  # the request line and headers, as queued
+        head = b"\r\n".join([*lines, b"", b""])
+        del lines[:]
+        self.send(head + message_body)
 
 
 def usable(url: str) -> bool:
@@ -46,7 +71,7 @@ class PlainHTTP:
                 return conn, True
             conn.close()
         if conn is None:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            conn = Connection(self.host, self.port, timeout=timeout)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
