@@ -24,6 +24,7 @@ from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.api.server import APIServer, bind
 from htcgrid.client.session import Client, Session
+from htcgrid.dataplane import keys
 from htcgrid.errors import ValidationError
 from htcgrid.models import TaskState
 from htcgrid.service import GridService
@@ -161,6 +162,18 @@ def test_big_outputs_travel_by_reference(grid: Grid) -> None:
     tasks = [{"op": "big", "name": "x", "size": size}, {"op": "big", "name": "y", "size": 10}]
     done = outputs(grid.client.submit([*tasks, {"op": "big"}], deps=[None, None, [0, 1]]))
     assert done[2] == {"sizes": [size, 10]}
+
+
+def test_many_small_inputs_travel_as_one_bundle(grid: Grid) -> None:
+    """Eight outputs of 40 KiB each stay inline in the store, but together they pass the
+    pipe's budget: the agent bundles them on the data plane (memory://: inline after all)."""
+    size = 40 * 1024
+    tasks: list[Any] = [{"op": "big", "name": f"p{i}", "size": size} for i in range(8)]
+    session = grid.client.submit([*tasks, {"op": "big"}], deps=[None] * 8 + [list(range(8))])
+    assert outputs(session)[8] == {"sizes": [size] * 8}
+    if grid.service.data.url != "memory://":
+        attempt = grid.client.task(session.task_ids[8])["attempts"]
+        assert grid.service.data.get(keys.task_inputs(session.id, 8, attempt)).startswith(b"[{")
 
 
 def test_events_that_are_not_objects_or_hold_inputs_stay_as_sent(grid: Grid) -> None:
