@@ -7,17 +7,20 @@ only translates; the direct client calls this class.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from htcgrid import memo
 from htcgrid.auth.code_policy import PickledCode
 from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.functions import FunctionRegistry
+from htcgrid.graph import Graph, from_lists
+from htcgrid.graph_release import GraphReleaser
+from htcgrid.graph_submit import check_graph, store_graph, with_graph
 from htcgrid.models import (
     MAX_ATTEMPTS,
     MAX_CURSOR,
@@ -30,7 +33,6 @@ from htcgrid.models import (
     SessionSpec,
     TaskRecord,
     TaskState,
-    json_dumps,
     split_task_id,
     task_json,
 )
@@ -41,6 +43,7 @@ from htcgrid.store import TaskStore
 from htcgrid.submission import NO_TASKS as NO_TASKS  # importable from here, as before
 from htcgrid.submission import SubmitRequest as SubmitRequest
 from htcgrid.submission import (
+    cache_seconds,
     check,
     check_names,
     int_in,
@@ -49,6 +52,9 @@ from htcgrid.submission import (
     task_priorities,
     timeout_seconds,
 )
+from htcgrid.submission import content_hash as content_hash  # importable from here, as before
+from htcgrid.submission import payload_digest as payload_digest
+from htcgrid.task_names import task_indexes
 from htcgrid.uploads import SessionUploads
 from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
 from htcgrid.wire import result_dict as result_dict
@@ -116,28 +122,44 @@ class GridService:
         self.presence = PresenceCheck(store, grace_seconds=agent_grace_seconds)
         self.pickled = PickledCode(store, data, clock)
         self.uploads = SessionUploads(self)
+        self.releaser = GraphReleaser(store, data, clock)
 
     # ---- submit ------------------------------------------------------------------------
 
     def submit(self, request: SubmitRequest, owner: str = "") -> SubmitResult:
-        spec, tasks = self._prepare(request, owner)
+        spec, tasks, graph = self._prepare(request, owner)
         existing = self.store.get_session(spec.id)
         if existing is None:
             tasks = self._offload_large(spec.id, tasks)
         elif existing.spec.owner != owner:
             raise Conflict(f"session id {spec.id} is already in use")
+        return self.create(spec, tasks, graph, existing is None)
+
+    def create(
+        self, spec: SessionSpec, tasks: Sequence[NewTask], graph: Graph | None, new: bool
+    ) -> SubmitResult:
+        """Create a checked session (its graph stored first, when it is ``new``)."""
+        if graph is not None and new:
+            store_graph(self.store, self.data, spec.id, graph, self.clock())
         created = self.store.create_session(spec, tasks, self.clock())
+        if graph is not None and created:
+            self.releaser.notify(spec.id)
         return SubmitResult(spec.id, spec.task_count, created, self.presence.warning())
 
-    def _prepare(self, request: SubmitRequest, owner: str) -> tuple[SessionSpec, list[NewTask]]:
-        """Validate a submission and turn it into a session spec and its tasks."""
+    def _prepare(
+        self, request: SubmitRequest, owner: str
+    ) -> tuple[SessionSpec, list[NewTask], Graph | None]:
+        """Validate a submission: its session spec, its tasks and its graph (None: no deps)."""
         self._check_tasks(request.tasks)
         spec = self.spec(request, owner, len(request.tasks))
         priorities = task_priorities(request.task_priorities, len(request.tasks), spec.priority)
         payloads = [self.encode(i, t) for i, t in enumerate(request.tasks)]
+        graph = check_graph(self.store, from_lists(spec.id, request.deps, len(payloads)), owner)
         digests = zip(priorities, map(payload_digest, payloads), strict=True)
-        spec = replace(spec, content_hash=content_hash(spec, digests))
-        return spec, [NewTask(i, priorities[i], p) for i, p in enumerate(payloads)]
+        spec = replace(spec, content_hash=with_graph(content_hash(spec, digests), graph))
+        held = [bool(graph and graph.has_deps(i)) for i in range(len(payloads))]
+        tasks = [NewTask(i, priorities[i], p, held=held[i]) for i, p in enumerate(payloads)]
+        return spec, tasks, graph
 
     def spec(self, request: SubmitRequest, owner: str, task_count: int) -> SessionSpec:
         """The session ``request`` describes, its options checked; ``content_hash`` is left
@@ -167,6 +189,7 @@ class GridService:
             created_at=self.clock(),
             retention_seconds=retention_seconds(request.retention_seconds),
             poison_after=poison_after(request.poison_after),
+            cache_seconds=cache_seconds(request.cache),
         )
 
     def _check_tasks(self, tasks: Sequence[Any]) -> None:
@@ -313,10 +336,19 @@ class GridService:
 
     # ---- change ------------------------------------------------------------------------
 
-    def cancel(self, session_id: str, owner: str | None = None) -> CancelCounts:
-        """Cancel what is not terminal yet. A complete session has nothing to cancel, and is
-        left exactly as it is (not even marked cancelled)."""
-        if self.session(session_id, owner).complete:
+    def cancel(
+        self,
+        session_id: str,
+        owner: str | None = None,
+        tasks: Sequence[str | int] | None = None,
+    ) -> CancelCounts:
+        """Cancel what is not terminal yet: every task, or only those ``tasks`` name (ids or
+        indexes, ``htcgrid.task_names``; the session is then not marked cancelled). A
+        complete session has nothing to cancel, and is left exactly as it is."""
+        info = self.session(session_id, owner)
+        if tasks is not None:
+            return self.store.cancel_tasks(info.id, task_indexes(info, tasks), self.clock())
+        if info.complete:
             return CancelCounts()
         return self.store.cancel_session(session_id, self.clock())
 
@@ -332,6 +364,7 @@ class GridService:
         self.store.cancel_session(session_id, self.clock())
         self.store.delete_session(session_id)
         self._delete_data(session_id)
+        memo.forget_quietly(self.store, [session_id])
 
     def purge(
         self, older_than_seconds: float | None = None, max_sessions: int = 10_000
@@ -353,6 +386,7 @@ class GridService:
             batch = self.store.purge(before, size, now if own else None)
             for session_id in batch:
                 self._delete_data(session_id)
+            memo.forget_quietly(self.store, batch)
             gone.extend(batch)
             if len(batch) < PURGE_BATCH:
                 break
@@ -364,20 +398,3 @@ class GridService:
 
     def queue_depth(self) -> int:
         return self.store.queue_depth()
-
-
-def payload_digest(payload: bytes) -> bytes:
-    """What a payload contributes to its session's content hash."""
-    return hashlib.sha256(payload).digest()
-
-
-def content_hash(spec: SessionSpec, tasks: Iterable[tuple[int, bytes]]) -> str:
-    """What makes two submissions of one session id the same: the options, and each task's
-    priority and ``payload_digest`` in index order. Digests, not payloads, so a session
-    uploaded in parts is hashed without holding its payloads."""
-    options = [spec.function, spec.priority, spec.max_attempts, spec.timeout_seconds]
-    digest = hashlib.sha256(json_dumps([*options, spec.retry_on_error, spec.task_count]))
-    for priority, payload in tasks:
-        digest.update(bytes((priority,)))
-        digest.update(payload)
-    return digest.hexdigest()

@@ -7,8 +7,9 @@ status wherever a session comes from. The API's schema only documents the shape.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,10 +23,12 @@ from htcgrid.models import (
     MIN_PRIORITY,
     NAME_PATTERN,
     SESSION_ID_PATTERN,
+    SessionSpec,
+    json_dumps,
 )
 
 NO_TASKS = "at least one task is needed"
-FROM_PARTS = ("tasks", "task_priorities", "session_id")  # a commit has them from its upload
+FROM_PARTS = ("tasks", "task_priorities", "session_id", "deps")  # a commit has them from its upload
 INTEGERS = ("priority", "max_attempts", "poison_after", "task_count", "parts")
 
 
@@ -41,6 +44,8 @@ class SubmitRequest:
     retry_on_error: bool = False
     retention_seconds: float | None = None
     poison_after: int | None = None
+    cache: bool | float | None = None
+    deps: Sequence[Any] | None = None  # per task: the indexes and task ids it depends on
 
     @classmethod
     def from_json(cls, body: Any) -> SubmitRequest:
@@ -141,6 +146,23 @@ def poison_after(given: Any) -> int | None:
     return None if given is None else int_in("poison_after", given, 1, MAX_ATTEMPTS)
 
 
+def cache_seconds(given: Any) -> float | None:
+    """A session's memoization (``htcgrid.memo``): None or false (off), true (answers of any
+    age the grid still keeps), or the age in seconds beyond which an answer is worked out anew."""
+    if given is None or given is False:
+        return None
+    if given is True:
+        return MAX_RETENTION_SECONDS
+    check(
+        isinstance(given, int | float)
+        and math.isfinite(given)
+        and 0 < given <= MAX_RETENTION_SECONDS,
+        "cache must be true, false or a number of seconds above 0 and up to "
+        f"{MAX_RETENTION_SECONDS:.0f} (ten years)",
+    )
+    return float(given)
+
+
 def task_priorities(given: Any, n: int, default: int) -> list[int]:
     """One priority per task: ``default`` for each, or the ``n`` given."""
     if given is None:
@@ -150,3 +172,20 @@ def task_priorities(given: Any, n: int, default: int) -> list[int]:
         "task_priorities needs one entry per task",
     )
     return [int_in("task_priorities[]", p, MIN_PRIORITY, MAX_PRIORITY) for p in given]
+
+
+def payload_digest(payload: bytes) -> bytes:
+    """What a payload contributes to its session's content hash."""
+    return hashlib.sha256(payload).digest()
+
+
+def content_hash(spec: SessionSpec, tasks: Iterable[tuple[int, bytes]]) -> str:
+    """What makes two submissions of one session id the same: the options, and each task's
+    priority and ``payload_digest`` in index order. Digests, not payloads, so a session
+    uploaded in parts is hashed without holding its payloads."""
+    options = [spec.function, spec.priority, spec.max_attempts, spec.timeout_seconds]
+    digest = hashlib.sha256(json_dumps([*options, spec.retry_on_error, spec.task_count]))
+    for priority, payload in tasks:
+        digest.update(bytes((priority,)))
+        digest.update(payload)
+    return digest.hexdigest()

@@ -35,6 +35,8 @@ from htcgrid.agent.completer import Completer
 from htcgrid.agent.dispatch import Dispatch
 from htcgrid.agent.events import FLUSH_SECONDS, Events
 from htcgrid.agent.heartbeat import Heartbeat, LoopWatch
+from htcgrid.agent.inputs import AgentInputs
+from htcgrid.agent.memo import MemoDesk
 from htcgrid.agent.messages import Result
 from htcgrid.agent.packages import PackageCache
 from htcgrid.agent.pool import PoolSet, wait_deadline
@@ -46,6 +48,7 @@ from htcgrid.models import (
     HeartbeatStatus,
     Lease,
     Outcome,
+    released,
 )
 from htcgrid.presence import AgentPresence
 from htcgrid.retry import Retrier
@@ -105,6 +108,7 @@ class Agent(Dispatch, Events):
         self.worker_memory_mb = worker_memory_mb  # a function deployed with --memory-mb has its own
         self.retry = Retrier(log)
         self.packages = packages
+        self.graph_inputs = AgentInputs(store, data, self.worker.data_url is not None)
         if packages is not None:
             packages.base = self.worker
         self.pools = PoolSet(autoscale.min_capacity if autoscale else slots)
@@ -136,6 +140,7 @@ class Agent(Dispatch, Events):
         self._hungry = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        self.memo = MemoDesk(store, data, clock, self._wake)  # sessions submitted with cache
         self._selector = selectors.DefaultSelector()
         self._selected: list[Any] = []
         os.set_blocking(self._wake_w, False)
@@ -154,6 +159,7 @@ class Agent(Dispatch, Events):
             self.settings.inline_limit_bytes,
         )
         self.counts = self.completer.counts
+        self.completer.on_applied = self.memo.recorded
         self.heartbeat.start()
         try:
             while not self._step(should_stop):
@@ -163,6 +169,7 @@ class Agent(Dispatch, Events):
             self._flush()
             self.heartbeat.stop()
             self.completer.close(self.settings.grace_seconds)
+            self.memo.close(self.settings.grace_seconds)
             self.pools.stop_all()
             waker.join(timeout=2)
             self._selector.close()
@@ -200,6 +207,8 @@ class Agent(Dispatch, Events):
         else:
             self._scale(now)
             self._refill()
+        if self.memo.asked:
+            self._take_memo_answers()
         self._apply_gone()
         self._dispatch(now)
         ready = self._ready(self._timeout(now))
@@ -228,6 +237,7 @@ class Agent(Dispatch, Events):
         # beyond that a slow store slows the claims instead of letting them pile up.
         unrecorded = len(self.outcomes) + self.completer.unrecorded
         wanted = capacity - len(self.held) - max(0, unrecorded - 4 * capacity)
+        wanted += self.memo.room  # tasks of memoized sessions: looked up before a slot
         if wanted <= 0:
             return
         self.watch.doing = "claiming tasks from the task store"
@@ -238,10 +248,24 @@ class Agent(Dispatch, Events):
         )
         for lease in leases:
             self.held[lease.task_id] = lease
-            self.backlog.append(lease)
+            if not self.memo.takes(lease, self._current_config):
+                self.backlog.append(lease)
         if len(leases) < wanted:
             self.queue_empty = True
             self._hungry.set()
+
+    def _take_memo_answers(self) -> None:
+        """Tasks of memoized sessions back from their lookup: answered, or to run."""
+        for lease, outcome in self.memo.answers():
+            if lease.task_id not in self.held:  # cancelled or lost meanwhile
+                if outcome is not None and outcome.output_ref:
+                    self.completer.discard(outcome.output_ref)
+            elif outcome is not None:
+                self._settle(outcome)
+            elif self.draining:
+                self._settle(released(lease))
+            else:
+                self.backlog.append(lease)
 
     def _waitables(self) -> list[Any]:
         items: list[Any] = [self._wake_r]

@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -16,11 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from htcgrid import __version__
+from htcgrid.api import answers
 from htcgrid.api.agents import agents_router
+from htcgrid.api.answers import closed_backend as _closed_backend  # noqa: F401 (tests)
 from htcgrid.api.auth import auth_router, principal_dependency
 from htcgrid.api.common import COMMON_PATH, common_router
 from htcgrid.api.dashboard import dashboard_router
 from htcgrid.api.functions import functions_router
+from htcgrid.api.hot import HotRoutes
 from htcgrid.api.metrics import install_metrics
 from htcgrid.api.middleware import BodyLimit, RateLimit, TokenBuckets
 from htcgrid.api.purge import purge_router
@@ -28,34 +29,13 @@ from htcgrid.api.runtimes import runtimes_router
 from htcgrid.api.scaling import scaling_router
 from htcgrid.api.schemas import ERRORS
 from htcgrid.api.sessions import sessions_router
+from htcgrid.api.shares import shares_router
 from htcgrid.api.uploads import PAYLOAD_PATH, uploads_router
 from htcgrid.auth.principals import Authenticator
-from htcgrid.auth.records import KEY_ID_PATTERN
-from htcgrid.errors import BackendUnavailable, GridError, TooManyRequests
-from htcgrid.models import (
-    NAME_PATTERN,
-    SESSION_ID_PATTERN,
-)
-from htcgrid.service import NO_TASKS, GridService
+from htcgrid.errors import GridError
+from htcgrid.service import GridService
 from htcgrid.settings import SecurityConfig
 from htcgrid.ttl import TTLChecker
-
-log = logging.getLogger("htcgrid.api")
-
-
-HTTP_CODES = {
-    400: "invalid_request",  # a body FastAPI could not parse (bad JSON, or nested too deeply)
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-}
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = {"error": {"code": code, "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def create_app(
@@ -80,6 +60,8 @@ def create_app(
 
     app = FastAPI(title="htcgrid", version=__version__, lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
+    # the hot routes' plain answers sit inside every middleware below (added first: innermost)
+    app.add_middleware(HotRoutes, service=service, principal=principal)
     uploads = [(p, service.settings.max_payload_bytes) for p in (PAYLOAD_PATH, COMMON_PATH)]
     app.add_middleware(BodyLimit, max_body_bytes=security.max_body_bytes, uploads=uploads)
     if security.rate_limit_per_second > 0:
@@ -89,6 +71,7 @@ def create_app(
         app.include_router(auth_router(auth, principal))
     app.include_router(functions_router(service.functions, principal, security.max_body_bytes))
     app.include_router(agents_router(service.store, principal))
+    app.include_router(shares_router(service.store, principal))
     app.include_router(scaling_router(service, principal))
     app.include_router(purge_router(service, principal))
     app.include_router(runtimes_router(service, principal))
@@ -105,58 +88,19 @@ def create_app(
     return app
 
 
-PATTERNS = {
-    NAME_PATTERN.pattern: "must be 1-64 letters, digits, '.', '_' or '-', "
-    "starting with a letter or digit",
-    SESSION_ID_PATTERN.pattern: "must be 1-64 letters, digits or '-'",
-    KEY_ID_PATTERN.pattern: "must be an API key id (16 hexadecimal digits)",
-}
-
-
-def _explain(error: Any) -> str:
-    """Pydantic's message, in words for the patterns a caller cannot be expected to read."""
-    if error.get("type") == "too_short" and tuple(error.get("loc", ()))[-1:] == ("tasks",):
-        return NO_TASKS  # the service's wording, so both paths say the same
-    pattern = str((error.get("ctx") or {}).get("pattern"))
-    return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GridError)
     async def grid_error(request: Request, exc: GridError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_seconds + 0.5)))}
-        elif exc.status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        return error_response(exc.status, exc.code, str(exc), headers)
+        return answers.grid_error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for e in exc.errors()[:5]:
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {_explain(e)}")
-        return error_response(400, "invalid_request", "; ".join(problems))
+        return answers.invalid(exc)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return answers.http_error(exc)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
-        if _closed_backend(exc):
-            message = "the grid's store is closed (the server is stopping); retry shortly"
-            return error_response(503, BackendUnavailable.code, message)
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", f"internal error: {type(exc).__name__}")
-
-
-CLOSED_ERRORS = {"ProgrammingError", "InterfaceError", "PoolClosed", "OperationalError"}
-
-
-def _closed_backend(exc: Exception) -> bool:
-    """A backend closed under a running request (a long poll while the server stops): the
-    drivers say so in their own words, and the caller should retry, not report a bug."""
-    return type(exc).__name__ in CLOSED_ERRORS and "closed" in str(exc).lower()
+        return answers.crash(exc, request.method, request.url.path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -20,6 +20,7 @@ from htcgrid.models import (
     SESSION_ID_PATTERN,
     json_loads,
 )
+from htcgrid.task_names import MAX_NAMED_TASKS
 
 # The bounds a submit's options document; htcgrid.submission checks them (and says so).
 Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY)]
@@ -54,6 +55,18 @@ class SubmitBody(BaseModel):
     )
     poison_after: Attempts | None = Field(
         None, description="Worker deaths after which a task fails as poison (default: the agents')."
+    )
+    cache: StrictBool | Annotated[float, Field(gt=0, le=MAX_RETENTION_SECONDS)] | None = Field(
+        None,
+        description="Memoization: answer a task from an earlier finished task of yours with the "
+        "same function version and input, without running it; true, or the oldest answer's age "
+        "in seconds (default: off).",
+    )
+    deps: list[list[int | str] | None] | None = Field(
+        None,
+        description="One entry per task: the tasks it depends on (indexes in this session, or "
+        "task ids of this or an earlier session of yours), or null. A task runs once they all "
+        "finished and gets their outputs (context.inputs); it fails if one fails.",
     )
 
 
@@ -138,6 +151,9 @@ class TaskResult(BaseModel):
     output_url: str | None = Field(
         None, description="Set when the output is too big for this answer: GET it on its own."
     )
+    cached: bool = Field(
+        False, description="Answered from an earlier task's output without running (cache)."
+    )
     error: TaskError | None = None
 
 
@@ -153,6 +169,14 @@ class TasksAnswer(BaseModel):
     cursor: str | None = Field(
         description="Pass it as `?cursor=` to get the next page; null after the last. A page "
         "may be short, even empty, before the end."
+    )
+
+
+class CancelBody(BaseModel):
+    tasks: list[StrictStr | StrictInt] | None = Field(
+        None,
+        max_length=MAX_NAMED_TASKS,
+        description="Only these tasks: task ids of the session, or indexes (default: all).",
     )
 
 

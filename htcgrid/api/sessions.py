@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from htcgrid.api.auth import API_KEY, BEARER, PrincipalDependency
 from htcgrid.api.schemas import (
     CancelAnswer,
+    CancelBody,
     ResultsAnswer,
     SessionAnswer,
     SessionList,
@@ -20,15 +21,14 @@ from htcgrid.api.schemas import (
     SubmitBody,
     TaskDetail,
     TasksAnswer,
-    json_body,
     request_body,
 )
+from htcgrid.api.session_work import results_page, session_status, submit_session
 from htcgrid.auth.principals import Principal
-from htcgrid.errors import ValidationError
 from htcgrid.models import MAX_CURSOR
-from htcgrid.service import GridService, SubmitRequest, SubmitResult
+from htcgrid.service import GridService
 from htcgrid.session_pages import SessionFilter, session_page
-from htcgrid.wire import cancel_dict, result_dict, results_json, task_dict
+from htcgrid.wire import cancel_dict, result_dict, task_dict
 
 SUBMIT_BODY = request_body(SubmitBody)
 T = TypeVar("T")
@@ -45,9 +45,6 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         dependency costs a thread hop of its own, a tenth of a request's time here."""
         return await anyio.to_thread.run_sync(lambda: work(principal(bearer, api_key)))
 
-    def submit_raw(raw: bytes, owner: str) -> SubmitResult:
-        return service.submit(SubmitRequest.from_json(json_body(raw)), owner=owner)
-
     @router.post(
         "/v1/sessions",
         response_model=SubmitAnswer,
@@ -62,7 +59,7 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         """Submit a session. Its body is read here and checked by the service, so each rule
         answers as it does in process (the schema documents the shape)."""
         raw = await request.body()
-        result = await as_caller(lambda caller: submit_raw(raw, caller.name), bearer, api_key)
+        result = await as_caller(lambda c: submit_session(service, raw, c), bearer, api_key)
         return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 
     @router.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
@@ -90,10 +87,9 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         bearer: Bearer = BEARER,
         api_key: str | None = API_KEY,
     ) -> dict[str, Any]:
-        def answer(caller: Principal) -> dict[str, Any]:
-            return service.status(session_id, caller.owner, wait_seconds=wait).as_dict()
-
-        return await as_caller(answer, bearer, api_key)
+        return await as_caller(
+            lambda c: session_status(service, session_id, wait, c), bearer, api_key
+        )
 
     @router.get(
         "/v1/sessions/{session_id}/results", response_model=ResultsAnswer, tags=["sessions"]
@@ -108,11 +104,7 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         api_key: str | None = API_KEY,
     ) -> Response:
         def page(caller: Principal) -> bytes:
-            if cursor is not None and after is not None and cursor != after:
-                raise ValidationError("cursor and after (its old name) disagree: give one")
-            position = after if cursor is None else cursor
-            found = service.results(session_id, position or 0, limit, wait, owner=caller.owner)
-            return results_json(found)
+            return results_page(service, session_id, cursor, after, limit, wait, caller)
 
         return Response(await as_caller(page, bearer, api_key), media_type="application/json")
 
@@ -134,8 +126,13 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         return {"tasks": [result_dict(r) for r in records], "cursor": after}
 
     @router.post("/v1/sessions/{session_id}/cancel", response_model=CancelAnswer, tags=["sessions"])
-    def cancel(session_id: str, caller: Principal = Caller) -> dict[str, Any]:
-        return cancel_dict(session_id, service.cancel(session_id, caller.owner))
+    def cancel(
+        session_id: str, body: CancelBody | None = None, caller: Principal = Caller
+    ) -> dict[str, Any]:
+        """Cancel the session's tasks not yet terminal; with a body ``{"tasks": [...]}``, only
+        those (task ids or indexes), the rest of the session going on."""
+        tasks = None if body is None else body.tasks
+        return cancel_dict(session_id, service.cancel(session_id, caller.owner, tasks))
 
     @router.delete("/v1/sessions/{session_id}", status_code=204, tags=["sessions"])
     def delete(session_id: str, caller: Principal = Caller) -> Response:

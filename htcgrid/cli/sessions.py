@@ -134,6 +134,15 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
     "an answer at most that old.",
 )
 @click.option(
+    "--deps",
+    "deps_file",
+    default=None,
+    metavar="FILE",
+    help="A task graph: FILE holds one entry per task (a JSON list, or JSON lines), the "
+    "indexes or task ids it depends on, or null; a task runs once they finished, with their "
+    "outputs as context.inputs.",
+)
+@click.option(
     "--session-id",
     default=None,
     envvar=env("SESSION_ID"),
@@ -160,6 +169,7 @@ def submit(
     poison_after: int | None,
     retention: str | None,
     cache: str | None,
+    deps_file: str | None,
     session_id: str | None,
     wait_: bool,
     as_json: bool,
@@ -167,6 +177,7 @@ def submit(
     """Submit a session: FILE is a JSON list or JSON lines, one task each; without FILE (or
     with '-') the tasks are read from stdin. Prints the session id, or with --wait the results."""
     tasks = read_tasks(source)
+    deps = None if deps_file is None else read_tasks(deps_file)
     with _client(url, token) as grid:
         session = grid.submit(
             tasks,
@@ -178,6 +189,7 @@ def submit(
             retention_seconds=None if retention is None else seconds_of(retention),
             poison_after=poison_after,
             cache=False if cache is None else True if cache == "on" else seconds_of(cache),
+            deps=deps,
         )
         if not wait_:
             click.echo(to_json({"session_id": session.id}) if as_json else session.id)

@@ -3,9 +3,9 @@ the results of every open session by paging through them (``Transport.results``)
 settles each task's future.
 
 A future stays pending until its task's result is in, so ``Future.cancel()`` works until
-then. The grid cancels whole sessions, so a cancel reaches the grid when every future left
-in its session is cancelled (a lone call, or ``shutdown(cancel_futures=True)``); a task
-whose session still has other calls to make runs, and its result is dropped.
+then, and reaches the grid once its task is there: that task alone is cancelled (a running one
+is stopped by its agent), or the whole session once every future left in it is cancelled (a
+lone call, or ``shutdown(cancel_futures=True)``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from htcgrid import pickled
 from htcgrid.client.session import Client
 from htcgrid.errors import GridError
-from htcgrid.models import json_loads
+from htcgrid.models import json_loads, task_id
 
 log = logging.getLogger("htcgrid.client")
 PAGE = 5000
@@ -38,6 +38,8 @@ class GridFuture(futures.Future[Any]):
         self.event = event
         self.unpack = unpack  # one call: its value; else the task's list of values
         self.session_id: str | None = None
+        self.index = 0  # its task's index in the session, once sent
+        self.deps: list[GridFuture] = []  # the futures it takes as arguments
 
     def cancel(self) -> bool:
         if not super().cancel():
@@ -84,8 +86,9 @@ class Batches:
 
     # ---- called by the executor and the futures ----------------------------------------
 
-    def add(self, event: Any, unpack: bool) -> GridFuture:
+    def add(self, event: Any, unpack: bool, deps: list[GridFuture] | None = None) -> GridFuture:
         future = GridFuture(self, event, unpack)
+        future.deps = deps or []
         with self.cv:
             if self.closing:
                 raise RuntimeError("cannot submit after shutdown")
@@ -100,17 +103,21 @@ class Batches:
                 self.cv.notify_all()
         return future
 
-    def cancelled(self, future: GridFuture) -> None:
-        """Cancel ``future``'s session on the grid if nothing else of it is wanted."""
+    def cancelled(self, *doomed: GridFuture) -> None:
+        """Cancel the tasks of ``doomed`` (futures of one session) on the grid: the whole
+        session when nothing else of it is wanted."""
         with self.cv:
-            found = self.open.get(future.session_id or "")
-            if found is None or not all(f.done() for f in found.futures):
-                return
-            del self.open[found.session_id]
+            found = self.open.get(doomed[0].session_id or "")
+            if found is None:
+                return  # not sent yet (it never will be), or its results are all in
+            whole = all(f.done() for f in found.futures)
+            if whole:
+                del self.open[found.session_id]
+        session = self.client.session(found.session_id, len(found.futures))
         try:
-            self.client.session(found.session_id, len(found.futures)).cancel()
+            session.cancel(None if whole else [f.index for f in doomed])
         except GridError as exc:
-            log.warning("could not cancel session %s: %s", found.session_id, exc)
+            log.warning("could not cancel tasks of session %s: %s", found.session_id, exc)
 
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         with self.cv:
@@ -160,10 +167,12 @@ class Batches:
                 self.in_flight = [f for f in self.in_flight if id(f) not in gone]
 
     def _submit(self, live: list[GridFuture]) -> None:
+        live, deps = graph_of(live)
         if not live:
             return
         try:
-            session = self.client.submit([f.event for f in live], **self.options)
+            events = [f.event for f in live]
+            session = self.client.submit(events, **self.options, deps=deps)
         except BaseException as exc:  # every caller learns why, from result()
             for future in live:
                 _settle(future, exc=exc)
@@ -174,8 +183,8 @@ class Batches:
         with self.cv:
             self.open[session.id] = OpenSession(session.id, live)
             self.cv.notify_all()
-        if all(f.cancelled() for f in live):  # cancelled while on their way: cancel there too
-            self.cancelled(live[0])
+        if doomed := [f for f in live if f.cancelled()]:  # cancelled on their way: there too
+            self.cancelled(*doomed)
 
     # ---- the collector ------------------------------------------------------------------
 
@@ -231,6 +240,37 @@ class Batches:
         with self.cv:
             self.open.pop(found.session_id, None)
             self.cv.notify_all()
+
+
+def graph_of(batch: list[GridFuture]) -> tuple[list[GridFuture], list[list[Any]] | None]:
+    """The futures of ``batch`` that can be sent, each at its index, and their dependencies
+    (None: no edges): the futures they take as arguments, by index in this batch or by task id
+    when sent before. One whose argument can never be sent (it failed to submit, or was
+    cancelled first) fails with that reason, and so, in turn, do its own dependents here."""
+    sent: list[GridFuture] = []
+    deps: list[list[Any]] = []
+    position: dict[int, int] = {}
+    for future in batch:
+        named: list[Any] = []
+        for dep in future.deps:
+            if id(dep) in position:
+                named.append(position[id(dep)])
+            elif dep.session_id is not None:
+                named.append(task_id(dep.session_id, dep.index))
+            else:
+                _settle(future, exc=_unsent(dep))
+                break
+        else:
+            future.index = position[id(future)] = len(sent)
+            sent.append(future)
+            deps.append(named)
+    return sent, deps if any(deps) else None
+
+
+def _unsent(dep: GridFuture) -> BaseException:
+    if dep.done() and not dep.cancelled() and dep.exception() is not None:
+        return dep.exception()  # type: ignore[return-value]
+    return futures.CancelledError("a future it takes as an argument was cancelled or not sent")
 
 
 def _settle_from(future: GridFuture, item: dict[str, Any]) -> None:

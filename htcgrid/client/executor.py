@@ -38,7 +38,9 @@ class Executor(futures.Executor):
     ``priority``, ``max_attempts``, ``timeout_seconds`` and ``retry_on_error`` are the
     sessions' options. Calls are gathered for ``batch_seconds`` (or ``max_batch`` calls)
     into one session. ``common`` (a JSON value or bytes) is each session's common data,
-    stored once per session."""
+    stored once per session. ``cache`` (True, or the oldest answer's age in seconds) answers
+    a call from an earlier identical one (same callable, arguments and runtime) that
+    finished, without running it: memoization, as ``Client.submit(cache=…)``."""
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class Executor(futures.Executor):
         batch_seconds: float = 0.02,
         max_batch: int = 10_000,
         common: Any = None,
+        cache: bool | float = False,
         **connect_options: Any,
     ) -> None:
         self.client = client or connect(url, **connect_options)
@@ -64,6 +67,7 @@ class Executor(futures.Executor):
             "timeout_seconds": timeout_seconds,
             "retry_on_error": retry_on_error,
             "common": common,  # every session's context.common (pickled calls: pickled.context())
+            "cache": cache,
         }
         self._batches = Batches(self.client, options, batch_seconds, max_batch)
         self._batches.close_client = client is None
@@ -80,8 +84,9 @@ class Executor(futures.Executor):
             if args or kwargs:
                 raise TypeError(f"a task of {self.function!r} is one event: submit(event)")
             return self._batches.add(fn, unpack=True)
+        deps, args, kwargs = _futures_as_inputs(args, kwargs)
         event = pickled.call_event(self._pickle(fn), [(args, kwargs)], self._versions)
-        return self._batches.add(event, unpack=True)
+        return self._batches.add(event, unpack=True, deps=deps)
 
     def map(
         self,
@@ -181,6 +186,27 @@ def set_pickle_policy(client: Client, policy: str) -> dict[str, Any]:
         return transport.call("PUT", RUNTIME_PATH, json={"policy": policy})  # type: ignore[no-any-return]
     transport.service.pickled.set_policy(policy)  # type: ignore[attr-defined]
     return runtime_info(client)
+
+
+def _futures_as_inputs(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[list[GridFuture], tuple[Any, ...], dict[str, Any]]:
+    """The grid futures among a call's arguments (at the top level) become its task's
+    dependencies, each replaced by a ``pickled.Input`` that the worker fills with its value."""
+    deps: list[GridFuture] = []
+
+    def stand_in(arg: Any) -> Any:
+        if not isinstance(arg, GridFuture):
+            return arg
+        if not any(d is arg for d in deps):
+            deps.append(arg)
+        number = next(i for i, d in enumerate(deps) if d is arg)
+        is_call = arg.unpack and arg.batches.options.get("function") == pickled.PYTHON_FUNCTION
+        return pickled.Input(number, pickled=is_call)
+
+    args = tuple(map(stand_in, args))
+    kwargs = {k: stand_in(v) for k, v in kwargs.items()}
+    return deps, args, kwargs
 
 
 def _chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -37,6 +37,7 @@ class TaskResult:
     output: Any
     error: dict[str, str] | None
     attempts: int
+    cached: bool = False  # answered from an earlier task's output without running
 
     @property
     def ok(self) -> bool:
@@ -45,7 +46,13 @@ class TaskResult:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskResult:
         return cls(
-            d["task_id"], d["index"], TaskState(d["state"]), d["output"], d["error"], d["attempts"]
+            d["task_id"],
+            d["index"],
+            TaskState(d["state"]),
+            d["output"],
+            d["error"],
+            d["attempts"],
+            bool(d.get("cached", False)),
         )
 
 
@@ -56,7 +63,9 @@ class Transport(Protocol):
     def tasks(
         self, session_id: str, state: str, cursor: str | None, limit: int
     ) -> dict[str, Any]: ...
-    def cancel(self, session_id: str) -> dict[str, Any]: ...
+    def cancel(
+        self, session_id: str, tasks: Sequence[str | int] | None = None
+    ) -> dict[str, Any]: ...
     def delete(self, session_id: str) -> None: ...
     def retry(self, session_id: str, task_ids: list[str] | None) -> dict[str, Any]: ...
     def purge(self, older_than_seconds: float) -> dict[str, Any]: ...
@@ -151,9 +160,10 @@ class Session:
             if cursor is None:
                 return
 
-    def cancel(self) -> dict[str, Any]:
-        """Cancel every task not yet terminal; running ones are killed by their agents."""
-        return self._t.cancel(self.id)
+    def cancel(self, tasks: Iterable[str | int] | None = None) -> dict[str, Any]:
+        """Cancel every task not yet terminal, or only those of ``tasks`` (ids or indexes);
+        running ones are killed by their agents. Tasks already ended are left as they are."""
+        return self._t.cancel(self.id, None if tasks is None else list(tasks))
 
     def retry(self, tasks: Iterable[str | int] | None = None) -> list[str]:
         """Run the failed tasks again, in place: all of them, or those of ``tasks`` (ids or
@@ -194,6 +204,8 @@ class Client:
         retention_seconds: float | None = None,
         poison_after: int | None = None,
         common: Any = None,
+        deps: Iterable[Iterable[int | str] | None] | None = None,
+        cache: bool | float = False,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
 
@@ -206,6 +218,13 @@ class Client:
         (None: the server's ``retention_seconds``), and ``poison_after`` how many times a task
         may kill its worker before it fails as poison (None: the agents' setting).
         ``common`` (a JSON value or bytes) is stored once and is every task's ``context.common``.
+        ``deps`` makes a task graph: one entry per task, the tasks it depends on (indexes in
+        this session, or task ids of this or an earlier session of yours) or None; a task runs
+        once they all finished, with their outputs as ``context.inputs``, and fails without
+        running if one of them fails or is cancelled.
+        ``cache`` (memoization): True answers a task from an earlier finished task of yours
+        with the same function version and input, without running it; a number of seconds
+        does so only with an answer at most that old. Such a task's result says ``cached``.
         """
         options: dict[str, Any] = {
             "priority": priority,
@@ -220,10 +239,12 @@ class Client:
             options["retention_seconds"] = retention_seconds
         if poison_after is not None:
             options["poison_after"] = poison_after
+        if cache is not False:
+            options["cache"] = cache
         if common is not None:
             session_id = session_id or str(uuid.uuid4())
             put_common(self._t, session_id, common)
-        answer = send_session(self._t, tasks, task_priorities, options, session_id)
+        answer = send_session(self._t, tasks, task_priorities, options, session_id, deps)
         if answer.get("warning"):
             warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)
         return Session(self._t, answer["session_id"], answer["task_count"])
