@@ -98,6 +98,9 @@ class Heartbeat:
             self.presence.beat(self.clock(), running=len(self.leases()))
         except GridError as exc:  # the next heartbeat tries again
             log.debug("could not announce the agent: %s", exc)
+        except Exception:  # never let the presence record stop the leases' heartbeat
+            if not self._stop.is_set():
+                log.exception("could not announce the agent")
 
     def beat(self) -> None:
         """One heartbeat now (the thread calls this; tests may too)."""
