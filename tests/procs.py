@@ -11,14 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
-def until(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+def until(
+    predicate: Callable[[], Any],
+    timeout: float = 30,
+    what: str = "condition",
+    every_seconds: float = 0.02,
+) -> Any:
+    """Poll ``predicate`` every ``every_seconds`` until it returns something truthy; fail
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.02)
+        time.sleep(every_seconds)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

@@ -22,6 +22,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::htcgrid.errors.NoAgentWarning"),
 ]
 TIMING = ["--heartbeat-seconds", "0.5", "--lease-seconds", "2"]
+LOOK = 0.25  # seconds between looks at a session's progress: each is requests to the store
 
 
 def test_agents_sigkilled_and_replaced(
@@ -29,8 +30,8 @@ def test_agents_sigkilled_and_replaced(
 ) -> None:
     url = url_with_aws
     tasks, kills = scale(400, 5000), scale(3, 8)
-    if kind(url) == "aws":  # moto answers in the test's process, a few hundred calls a second
-        tasks, kills = scale(100, 2000), scale(2, 6)
+    if kind(url) == "aws":  # moto answers in the test's process: 2-3 tasks/s on a loaded machine
+        tasks, kills = scale(100, 600), scale(2, 4)
     row = Row("agents SIGKILLed every few seconds, new ones started", kind(url))
     with grid(url, tmp_path, TIMING) as g:
         for _ in range(3):
@@ -38,13 +39,14 @@ def test_agents_sigkilled_and_replaced(
         with htcgrid.connect(url) as client:  # one client: opening one per look costs on AWS
             session = client.submit(events(g.runs, tasks, sleep_ms=scale(20, 5)))
             for k in range(1, kills + 1):
-                until(lambda k=k: progress(session) >= tasks * k // (kills + 2), 120, "progress")
+                step = tasks * k // (kills + 2)
+                until(lambda step=step: progress(session) >= step, 120, "progress", LOOK)
                 victim = random.choice(g.live_agents())
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(timeout=10)
                 row.faults += 1
                 g.start_agent()
-            until(lambda: progress(session) >= tasks, 300, "every task")
+            until(lambda: progress(session) >= tasks, 300, "every task", LOOK)
         report(check(g, [session.id], row))
 
 

@@ -49,7 +49,7 @@ def test_workers_that_misbehave(
         with htcgrid.connect(url) as client:
             session = client.submit(tasks, timeout_seconds=3)
             row.faults = len(faulty)
-            until(lambda: progress(session) >= len(tasks), 300, "every task")
+            until(lambda: progress(session) >= len(tasks), 300, "every task", 0.25)
         report(check(g, [session.id], row))
 
 
