@@ -28,6 +28,8 @@ from typing import Any
 
 import cloudpickle
 
+from htcgrid import pickled_packages
+
 PYTHON_FUNCTION = "htcgrid.python"  # reserved: no deployed function may take this name
 HANDLER = "htcgrid.pickled:lambda_handler"
 NOTE_PREFIX = "htcgrid-pickled-exception: "
@@ -104,10 +106,20 @@ def dumps(value: Any) -> bytes:
 
 
 def call_event(
-    fn_pickle: str, calls: Sequence[Call], versions: Mapping[str, str]
+    fn_pickle: str,
+    calls: Sequence[Call],
+    versions: Mapping[str, str],
+    packages: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The event of one task running ``calls`` of the callable pickled in ``fn_pickle``."""
-    return {"fn": fn_pickle, "calls": b64(dumps(list(calls))), **versions}
+    """The event of one task running ``calls`` of the callable pickled in ``fn_pickle``;
+    ``packages`` are those the callable needs (``pickled_packages.packages_of``), to which
+    those its calls' arguments import are added."""
+    data = dumps(list(calls))
+    event: dict[str, Any] = {"fn": fn_pickle, "calls": b64(data), **versions}
+    needed = {**(packages or {}), **pickled_packages.packages_of([data])}
+    if needed:
+        event["packages"] = needed
+    return event
 
 
 def read_results(output: Any) -> list[Any]:
@@ -174,6 +186,9 @@ def _check_versions(event: Mapping[str, Any]) -> None:
             "'here' is the client): run the client and the agents on the same major.minor "
             "versions of Python and cloudpickle"
         )
+    packages = event.get("packages")
+    if isinstance(packages, dict) and packages:
+        pickled_packages.check_worker(packages)
 
 
 _running = threading.local()

@@ -19,6 +19,7 @@ from typing import Any
 
 from htcgrid import __version__
 from htcgrid.pickled import local_versions
+from htcgrid.pickled_packages import installed_packages
 from htcgrid.store.base import TaskStore
 from htcgrid.urls import redact
 
@@ -41,6 +42,7 @@ class AgentInfo:
     last_seen: float
     runtimes: dict[str, str] = field(default_factory=dict)  # e.g. python, cloudpickle versions
     running: int | None = None  # tasks it held (running or next in a worker) when it wrote this
+    packages: dict[str, str] = field(default_factory=dict)  # installed distributions
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -99,6 +101,7 @@ class AgentPresence:
             now,
             local_versions(),
             running,
+            installed_packages(),
         )
         self.store.put_meta(self.key, json.dumps(info.as_dict(), sort_keys=True))
         self.written_at = now

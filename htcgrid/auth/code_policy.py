@@ -89,11 +89,11 @@ class PickledCode:
         )
 
     def describe(self, owner: str) -> dict[str, Any]:
-        """The setting, whether ``owner`` may use it, and the versions the agents that serve
-        ``htcgrid.python`` report (seen in the last ``QUIET_SECONDS``)."""
+        """The setting, whether ``owner`` may use it, and the versions and installed packages
+        the agents that serve ``htcgrid.python`` report (seen in the last ``QUIET_SECONDS``)."""
         now = self.clock()
         agents = [
-            {"agent_id": a.agent_id, "host": a.host, **a.runtimes}
+            {"agent_id": a.agent_id, "host": a.host, **a.runtimes, "packages": a.packages}
             for a in list_agents(self.store, now)
             if now - a.last_seen <= QUIET_SECONDS
             and (a.functions is None or PYTHON_FUNCTION in a.functions)

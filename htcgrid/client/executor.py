@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from typing import Any
 
-from htcgrid import pickled
+from htcgrid import pickled, pickled_packages
 from htcgrid.client.batches import Batches, GridFuture
 from htcgrid.client.http import HTTPTransport
 from htcgrid.client.session import Client, connect
@@ -73,7 +73,8 @@ class Executor(futures.Executor):
         self._batches.close_client = client is None
         self._versions = pickled.local_versions()
         self._checked_at = -RUNTIME_CHECK_SECONDS
-        self._pickles: dict[int, tuple[Any, str]] = {}
+        self._pickles: dict[int, tuple[Any, str, dict[str, str]]] = {}
+        self._agents: list[dict[str, Any]] = []  # those serving pickled calls, last looked at
 
     # ---- concurrent.futures.Executor ---------------------------------------------------
 
@@ -85,7 +86,9 @@ class Executor(futures.Executor):
                 raise TypeError(f"a task of {self.function!r} is one event: submit(event)")
             return self._batches.add(fn, unpack=True)
         deps, args, kwargs = _futures_as_inputs(args, kwargs)
-        event = pickled.call_event(self._pickle(fn), [(args, kwargs)], self._versions)
+        fn_pickle, packages = self._pickle(fn)
+        event = pickled.call_event(fn_pickle, [(args, kwargs)], self._versions, packages)
+        self._check_packages(event)
         return self._batches.add(event, unpack=True, deps=deps)
 
     def map(
@@ -105,12 +108,13 @@ class Executor(futures.Executor):
                 raise TypeError(f"map over {self.function!r} takes one iterable of events")
             chunks: list[futures.Future[Any]] = [self.submit(event) for event in fn]
             return _results(chunks, timeout, flatten=False)
-        fn_pickle = self._pickle(fn)
+        fn_pickle, packages = self._pickle(fn)
         calls: Iterator[pickled.Call] = ((args, {}) for args in zip(*iterables, strict=False))
-        chunks = [
-            self._batches.add(pickled.call_event(fn_pickle, chunk, self._versions), unpack=False)
-            for chunk in _chunked(calls, chunksize)
-        ]
+        chunks = []
+        for chunk in _chunked(calls, chunksize):
+            event = pickled.call_event(fn_pickle, chunk, self._versions, packages)
+            self._check_packages(event)
+            chunks.append(self._batches.add(event, unpack=False))
         return _results(chunks, timeout, flatten=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -121,22 +125,35 @@ class Executor(futures.Executor):
 
     # ---- pickled calls -----------------------------------------------------------------
 
-    def _pickle(self, fn: Callable[..., Any]) -> str:
-        """``fn`` pickled (once per callable), after checking the grid takes it."""
+    def _pickle(self, fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+        """``fn`` pickled, with the packages it imports (once per callable), after checking
+        the grid takes it."""
         if not callable(fn):
             raise TypeError(f"{type(fn).__name__} is not callable")
         self._check_runtime()
         found = self._pickles.get(id(fn))
         if found is not None and found[0] is fn:
-            return found[1]
+            return found[1], found[2]
         try:
-            text = pickled.b64(pickled.dumps(fn))
+            data = pickled.dumps(fn)
         except Exception as exc:
             raise ValidationError(f"{fn!r} cannot be pickled: {exc}") from exc
         if len(self._pickles) >= FN_CACHE:
             self._pickles.clear()
-        self._pickles[id(fn)] = (fn, text)
-        return text
+        text, packages = pickled.b64(data), pickled_packages.packages_of([data])
+        self._pickles[id(fn)] = (fn, text, packages)
+        return text, packages
+
+    def _check_packages(self, event: dict[str, Any]) -> None:
+        """Refuse now a call whose packages no agent serving it has (major.minor)."""
+        lacking = pickled_packages.agents_lacking(event.get("packages") or {}, self._agents)
+        if lacking:
+            hosts = ", ".join(sorted({a.get("host", "?") for a in self._agents}))
+            raise RuntimeMismatch(
+                f"the agents serving {pickled.PYTHON_FUNCTION} ({hosts}) lack packages this "
+                f"call imports: {lacking}. Install the client's versions where the agents "
+                "run, or run the client where the agents' versions are"
+            )
 
     def _check_runtime(self) -> None:
         """Refuse now, not deep in a worker: when the grid refuses this caller's pickled
@@ -151,6 +168,7 @@ class Executor(futures.Executor):
                 f"{info['policy']}); an admin may allow it, or deploy a function and use "
                 "Executor(url, function=NAME)"
             )
+        self._agents = info["agents"]
         mismatch = pickled.agents_mismatch(self._versions, info["agents"])
         if mismatch:
             hosts = ", ".join(sorted({a.get("host", "?") for a in info["agents"]}))
