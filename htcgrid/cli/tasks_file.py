@@ -31,7 +31,15 @@ def read_tasks(source: str) -> list[Any]:
     if not stripped:
         raise ValidationError(f"{name} is empty; {SOURCE_HINT}")
     if stripped.startswith("["):
-        return list(parse_json(stripped, name))
+        try:
+            return list(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            first = stripped[: exc.pos]  # the first value, whole, and the space after it
+            if exc.msg != "Extra data" or "\n" in first.rstrip() or "\n" not in first:
+                raise ValidationError(f"{name}: not valid JSON: {exc}") from None
+            # the first line is a whole list and more lines follow: JSON lines
+        except RecursionError:
+            raise ValidationError(f"{name}: JSON nested too deeply; flatten the task") from None
     return [
         parse_json(line, f"{name}:{number}")
         for number, line in enumerate(stripped.splitlines(), 1)

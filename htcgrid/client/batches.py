@@ -42,10 +42,16 @@ class GridFuture(futures.Future[Any]):
         self.deps: list[GridFuture] = []  # the futures it takes as arguments
 
     def cancel(self) -> bool:
+        if not self.cancel_here():
+            return False
+        self.batches.cancelled(self)
+        return True
+
+    def cancel_here(self) -> bool:
+        """Cancel this future, not (yet) its task on the grid."""
         if not super().cancel():
             return False
         self.set_running_or_notify_cancel()  # wakes as_completed() and wait() at once
-        self.batches.cancelled(self)
         return True
 
 
@@ -76,6 +82,7 @@ class Batches:
         self.open: dict[str, OpenSession] = {}
         self.closing = False
         self.sending = 0  # batches taken from pending, not yet open
+        self.cancelling = 0  # cancel requests on their way: the client stays open for them
         self.in_flight: list[GridFuture] = []  # their futures
         self.threads = [
             threading.Thread(target=self._send_loop, name="htcgrid-executor-send", daemon=True),
@@ -113,11 +120,16 @@ class Batches:
             whole = all(f.done() for f in found.futures)
             if whole:
                 del self.open[found.session_id]
+            self.cancelling += 1
         session = self.client.session(found.session_id, len(found.futures))
         try:
             session.cancel(None if whole else [f.index for f in doomed])
         except GridError as exc:
             log.warning("could not cancel tasks of session %s: %s", found.session_id, exc)
+        finally:
+            with self.cv:
+                self.cancelling -= 1
+                self.cv.notify_all()
 
     def shutdown(self, wait: bool, cancel_futures: bool) -> None:
         with self.cv:
@@ -125,9 +137,13 @@ class Batches:
             doomed = [*self.pending, *self.in_flight]
             doomed += [f for found in self.open.values() for f in found.futures]
             self.cv.notify_all()
-        if cancel_futures:
+        if cancel_futures:  # one cancel request per session, not one per future
+            by_session: dict[str, list[GridFuture]] = {}
             for future in doomed:
-                future.cancel()
+                if future.cancel_here() and future.session_id is not None:
+                    by_session.setdefault(future.session_id, []).append(future)
+            for group in by_session.values():
+                self.cancelled(*group)
         if wait:
             for thread in self.threads:
                 thread.join()
@@ -208,7 +224,7 @@ class Batches:
         """The open sessions, waiting for one; None once shut down and all collected."""
         with self.cv:
             while not self.open:
-                if self.closing and not self.pending and not self.sending:
+                if self.closing and not (self.pending or self.sending or self.cancelling):
                     return None
                 self.cv.wait()
             return list(self.open.values())

@@ -22,7 +22,7 @@ from htcgrid.client.direct import DirectTransport
 from htcgrid.client.http import RETRY_SECONDS, HTTPTransport
 from htcgrid.client.progress import Progress
 from htcgrid.client.upload import PartTask, send_session
-from htcgrid.errors import NoAgentWarning, TaskFailed
+from htcgrid.errors import NoAgentWarning, TaskFailed, ValidationError
 from htcgrid.models import DEFAULT_FUNCTION, TaskState, json_loads, task_id
 
 POLL_SECONDS = 30.0  # one long poll; the server caps it at 60
@@ -163,7 +163,7 @@ class Session:
     def cancel(self, tasks: Iterable[str | int] | None = None) -> dict[str, Any]:
         """Cancel every task not yet terminal, or only those of ``tasks`` (ids or indexes);
         running ones are killed by their agents. Tasks already ended are left as they are."""
-        return self._t.cancel(self.id, None if tasks is None else list(tasks))
+        return self._t.cancel(self.id, None if tasks is None else _names(tasks))
 
     def retry(self, tasks: Iterable[str | int] | None = None) -> list[str]:
         """Run the failed tasks again, in place: all of them, or those of ``tasks`` (ids or
@@ -172,9 +172,16 @@ class Session:
         ids = (
             None
             if tasks is None
-            else [t if isinstance(t, str) else task_id(self.id, t) for t in tasks]
+            else [t if isinstance(t, str) else task_id(self.id, t) for t in _names(tasks)]
         )
         return self._t.retry(self.id, ids)["retried"]  # type: ignore[no-any-return]
+
+
+def _names(tasks: Iterable[str | int]) -> list[str | int]:
+    """``tasks`` as a list; a lone string is refused rather than read as its characters."""
+    if isinstance(tasks, (str, bytes)):
+        raise ValidationError(f"give a list of task ids or indexes, not the string {tasks!r}")
+    return list(tasks)
 
 
 class Client:
