@@ -10,6 +10,10 @@ until the code it names is fixed; the fix belongs to modules others are changing
 - ``POST /v1/sessions/{id}/cancel`` with ``{"tasks": [1.5]}`` answers pydantic's words
   ("tasks.0.str: Input should be a valid string; tasks.0.int: …") where the same call in
   process says "1.5 is not a task of session …" (``htcgrid/api/schemas.py``).
+- Common data sent before a session (``PUT /v1/sessions/{id}/common``) is kept under the
+  session id alone: another user may plant it under an id you submit later (your tasks then
+  read theirs as ``context.common``), or submit under the id you sent yours to and read it
+  (``Uploads.put_common`` takes the owner but records none; the submit does not check it).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import pytest
 from grid_process import GridProcess, htcgrid_up
 
 import htcgrid
-from htcgrid.errors import ValidationError
+from htcgrid.client.admin import HTTPAdmin
+from htcgrid.errors import GridError, ValidationError
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # as a user's own script travels
 
@@ -67,3 +72,39 @@ def test_a_cancel_naming_a_float_gets_the_in_process_words(up: GridProcess) -> N
         session.cancel(tasks=[1.5])  # type: ignore[list-item]
     grid.close()
     assert "1.5 is not a task of session" in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def two_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """A grid with authentication, its URL, the admin's API key and alice's token."""
+    with htcgrid_up(tmp_path_factory.mktemp("authgrid"), auth=True) as grid:
+        key = grid.credentials["api_key"]
+        HTTPAdmin(grid.url, api_key=key).add_user("alice", "alice's long password", "user")
+        token = httpx.post(
+            f"{grid.url}/v1/auth/token",
+            json={"username": "alice", "password": "alice's long password"},
+        ).json()["access_token"]
+        yield grid.url, key, token
+        assert grid.stop() == 0
+
+
+@pytest.mark.xfail(strict=True, reason="common data sent before a submit has no owner")
+def test_common_data_planted_by_another_user_never_reaches_my_session(
+    two_users: tuple[str, str, str],
+) -> None:
+    url, key, alice = two_users
+    planted = httpx.put(
+        f"{url}/v1/sessions/nightly-prices/common",
+        headers={"authorization": f"Bearer {alice}", "content-type": "application/json"},
+        content=b'{"planted": "by alice"}',
+    )
+    if planted.status_code != 200:
+        return  # refused: an id nobody holds yet is not alice's to fill
+    grid = htcgrid.connect(url, api_key=key)
+    try:
+        session = grid.submit([{"a": 1}], session_id="nightly-prices")
+    except GridError:  # refused: the id is taken, which tells the admin
+        return
+    finally:
+        grid.close()
+    pytest.fail(f"alice's common data ({planted.status_code}) became the admin's {session.id}")
