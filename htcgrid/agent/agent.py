@@ -12,7 +12,7 @@ is dropped, and their worker is killed if they are running.
 
 One thread runs the loop; the Heartbeat thread extends leases and watches the loop; a waker
 thread waits on the store for new work while the queue looks empty; the Completer records
-outcomes. Dispatch is work-conserving: a task goes to an idle slot of its function first,
+outcomes (and wakes the loop only when unrecorded outcomes held its claims back). Dispatch is work-conserving: a task goes to an idle slot of its function first,
 waits behind a running task only while tasks are short (``prefetch_seconds`` of work), and is
 taken back from a worker's queue as soon as another slot of its function is idle.
 """
@@ -121,6 +121,7 @@ class Agent(Dispatch, Events):
         self.first_outcome_at = 0.0
         self.avg_task_seconds: float | None = None
         self.queue_empty = False
+        self._throttled = False  # the last claim was cut short by unrecorded outcomes
         self.draining = False
         self.drain_deadline = 0.0
         self.watch = LoopWatch()
@@ -155,7 +156,7 @@ class Agent(Dispatch, Events):
             self.store,
             self.data,
             self.clock,
-            self._wake,
+            self._recorded,
             self.settings.inline_limit_bytes,
         )
         self.counts = self.completer.counts
@@ -236,6 +237,7 @@ class Agent(Dispatch, Events):
         # capacities of them may be on their way (so claims overlap with slow completions);
         # beyond that a slow store slows the claims instead of letting them pile up.
         unrecorded = len(self.outcomes) + self.completer.unrecorded
+        self._throttled = unrecorded > 4 * capacity
         wanted = capacity - len(self.held) - max(0, unrecorded - 4 * capacity)
         wanted += self.memo.room  # tasks of memoized sessions: looked up before a slot
         if wanted <= 0:
@@ -253,6 +255,13 @@ class Agent(Dispatch, Events):
         if len(leases) < wanted:
             self.queue_empty = True
             self._hungry.set()
+
+    def _recorded(self) -> None:
+        """Called on the Completer's thread after each batch: the loop need only hear of it
+        when unrecorded outcomes held its claims back (a wake for every recorded outcome
+        was a turn of the loop and a pipe's write and read per task that changed nothing)."""
+        if self._throttled:
+            self._wake()
 
     def _take_memo_answers(self) -> None:
         """Tasks of memoized sessions back from their lookup: answered, or to run."""
