@@ -38,6 +38,7 @@ from htcgrid.models import (
 )
 from htcgrid.pickled import PYTHON_FUNCTION
 from htcgrid.presence import PresenceCheck
+from htcgrid.session_create import create_unread, offload_large
 from htcgrid.settings import Settings
 from htcgrid.store import TaskStore
 from htcgrid.submission import NO_TASKS as NO_TASKS  # importable from here, as before
@@ -128,9 +129,13 @@ class GridService:
 
     def submit(self, request: SubmitRequest, owner: str = "") -> SubmitResult:
         spec, tasks, graph = self._prepare(request, owner)
+        limit = self.settings.inline_limit_bytes
+        if graph is None and all(len(t.payload or b"") <= limit for t in tasks):
+            created = create_unread(self.store, spec, tasks, owner, self.clock())
+            return SubmitResult(spec.id, spec.task_count, created, self.presence.warning())
         existing = self.store.get_session(spec.id)
         if existing is None:
-            tasks = self._offload_large(spec.id, tasks)
+            tasks = offload_large(self.data, limit, spec.id, tasks)
         elif existing.spec.owner != owner:
             raise Conflict(f"session id {spec.id} is already in use")
         return self.create(spec, tasks, graph, existing is None)
@@ -211,17 +216,6 @@ class GridService:
             limit = self.settings.max_payload_bytes
             raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
         return payload
-
-    def _offload_large(self, session_id: str, tasks: list[NewTask]) -> list[NewTask]:
-        limit = self.settings.inline_limit_bytes
-        out = []
-        for t in tasks:
-            if t.payload is not None and len(t.payload) > limit:
-                key = keys.task_input(session_id, t.index)
-                self.data.put(key, t.payload)
-                t = NewTask(t.index, t.priority, payload_ref=key)
-            out.append(t)
-        return out
 
     # ---- read --------------------------------------------------------------------------
 
