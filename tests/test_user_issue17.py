@@ -136,3 +136,18 @@ def test_shutdown_cancel_futures_of_an_executor_that_owns_its_client(
             assert session.status()["counts"]["cancelled"] == session.task_count
     assert not [r for r in caplog.records if "cannot reach" in r.getMessage()]
     grid.close()
+
+
+# ---- htcgrid results: a cancelled task has no error to show -------------------------------
+
+
+def test_the_results_table_shows_no_empty_error_for_a_cancelled_task() -> None:
+    from htcgrid.cli.output import results_table
+    from htcgrid.client.session import TaskResult
+    from htcgrid.models import TaskState
+
+    cancelled = TaskResult("s_1", 1, TaskState.CANCELLED, None, None, 0)
+    failed = TaskResult("s_2", 2, TaskState.FAILED, None, {"type": "E", "message": "m"}, 1)
+    rows = results_table([cancelled, failed]).splitlines()
+    assert rows[1].split() == ["1", "s_1", "cancelled", "0"]  # no ":" for an absent error
+    assert rows[2].endswith("E: m")

@@ -115,7 +115,13 @@ def results_table(results: Iterable[Any]) -> str:
     rows = []
     for r in results:
         error = r.error or {}
-        shown = r.output if r.ok else f"{error.get('type', '')}: {error.get('message', '')}"
+        shown = (
+            r.output
+            if r.ok
+            else f"{error.get('type', '')}: {error.get('message', '')}"
+            if error
+            else ""  # cancelled: no error to show
+        )
         state = r.state.value + (" (cached)" if getattr(r, "cached", False) else "")
         rows.append([r.index, r.task_id, state, r.attempts, shown])
     return table(["#", "task", "state", "attempts", "output or error"], rows)
