@@ -56,7 +56,7 @@ from htcgrid.submission import (
 from htcgrid.submission import content_hash as content_hash  # importable from here, as before
 from htcgrid.submission import payload_digest as payload_digest
 from htcgrid.task_names import task_indexes
-from htcgrid.uploads import SessionUploads
+from htcgrid.uploads import SessionUploads, refuse_others_common
 from htcgrid.wire import cancel_dict as cancel_dict  # the answers' shapes, importable from here too
 from htcgrid.wire import result_dict as result_dict
 from htcgrid.wire import results_json as results_json
@@ -171,6 +171,7 @@ class GridService:
         empty for the caller, who has the tasks (``request.tasks`` is not read)."""
         session_id = request.session_id or str(uuid.uuid4())
         check_names(session_id, request.function)
+        refuse_others_common(self.data, request.session_id, owner)
         self.functions.require(request.function)
         if request.function == PYTHON_FUNCTION:
             self.pickled.check(owner)

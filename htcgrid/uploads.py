@@ -22,13 +22,14 @@ waits ``SWEEP_GRACE_SECONDS`` more, so a commit under way is never swept from un
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from htcgrid.dataplane import keys
+from htcgrid.dataplane import DataPlane, keys
 from htcgrid.errors import Conflict, NotFound, PayloadTooLarge, ValidationError
 from htcgrid.graph import Graph, GraphBuilder
 from htcgrid.graph_submit import check_graph, with_graph
@@ -50,6 +51,15 @@ SWEEP_GRACE_SECONDS = 600.0  # between refusing a commit and deleting the upload
 SWEEP_EVERY_SECONDS = 60.0
 INLINE_BUDGET_BYTES = 64 * 1024 * 1024  # small payloads a commit keeps in memory; the rest
 MAX_PARTS = 1_000_000  # go to the data plane
+
+
+def refuse_others_common(data: DataPlane, session_id: str | None, owner: str) -> None:
+    """Refuse to submit ``session_id`` for ``owner`` when another user put common data under
+    that id (``put_common`` records who did, before the data): it is not theirs to read."""
+    if session_id:
+        with contextlib.suppress(NotFound):
+            if data.get(keys.session_common_owner(session_id)) != owner.encode():
+                raise Conflict(f"session id {session_id} is already in use")
 
 
 class SessionUploads:
@@ -76,6 +86,12 @@ class SessionUploads:
             raise ValidationError("common data must be encoded by htcgrid.common_data")
         found = self.store.get_session(session_id)
         if found is not None and found.spec.owner != owner:
+            raise Conflict(f"session id {session_id} is already in use")
+        claim = keys.session_common_owner(session_id)  # before the blob: no one else's to read
+        if (
+            not self.data.put_if_absent(claim, owner.encode())
+            and self.data.get(claim) != owner.encode()
+        ):
             raise Conflict(f"session id {session_id} is already in use")
         key = keys.session_common(session_id)
         if not self.data.put_if_absent(key, blob) and self.data.get(key) != blob:

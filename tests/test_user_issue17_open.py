@@ -1,5 +1,5 @@
 """Issue 17 as a new user meets it, what is still open (each test marked ``xfail(strict)``
-until the code it names is fixed; the fix belongs to modules others are changing now):
+until the code it names is fixed):
 
 - ``Executor.map`` with a future among its arguments fails deep in pickling
   (``TypeError: cannot pickle '_thread.RLock' object``) instead of running or saying that
@@ -48,14 +48,11 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GridProcess]:
         assert grid.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Executor.map pickles a future as an argument")
-def test_map_over_a_future_runs_or_says_map_takes_no_futures(up: GridProcess) -> None:
+def test_map_over_futures_runs_with_their_values(up: GridProcess) -> None:
     with htcgrid.Executor(up.url) as ex:
-        two = ex.submit(double, 1)
-        try:
-            assert list(ex.map(add, [two, two], [1, 2])) == [3, 4]
-        except (TypeError, ValidationError) as exc:
-            assert "future" in str(exc).lower(), str(exc)
+        two, four = ex.submit(double, 1), ex.submit(double, 2)
+        assert list(ex.map(add, [two, two], [1, 2])) == [3, 4]
+        assert list(ex.map(add, [two, four, 5], [four, 1, two], chunksize=2)) == [6, 5, 7]
 
 
 @pytest.mark.xfail(strict=True, reason="a JSON body without Content-Type gets pydantic's words")
@@ -64,7 +61,6 @@ def test_a_share_sent_without_content_type_is_taken_or_named(up: GridProcess) ->
     assert answer.status_code == 200 or "content-type" in answer.text.lower(), answer.text
 
 
-@pytest.mark.xfail(strict=True, reason="the cancel body's schema answers before task_names")
 def test_a_cancel_naming_a_float_gets_the_in_process_words(up: GridProcess) -> None:
     grid = htcgrid.connect(up.url)
     session = grid.submit([{"i": i} for i in range(2)])
@@ -88,7 +84,6 @@ def two_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         assert grid.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="common data sent before a submit has no owner")
 def test_common_data_planted_by_another_user_never_reaches_my_session(
     two_users: tuple[str, str, str],
 ) -> None:
@@ -108,3 +103,19 @@ def test_common_data_planted_by_another_user_never_reaches_my_session(
     finally:
         grid.close()
     pytest.fail(f"alice's common data ({planted.status_code}) became the admin's {session.id}")
+
+
+def test_my_common_data_never_reaches_a_session_another_user_submits(
+    two_users: tuple[str, str, str],
+) -> None:
+    url, key, alice = two_users
+    admin = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+    put = httpx.put(f"{url}/v1/sessions/admin-secret/common", headers=admin, content=b'{"s": 1}')
+    assert put.status_code == 200, put.text
+    submitted = httpx.post(
+        f"{url}/v1/sessions",
+        headers={"authorization": f"Bearer {alice}"},
+        json={"session_id": "admin-secret", "tasks": [{"a": 1}]},
+    )
+    assert submitted.status_code == 409, submitted.text
+    assert "session id admin-secret is already in use" in submitted.text

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from htcgrid.models import (
     DEFAULT_FUNCTION,
@@ -173,10 +173,12 @@ class TasksAnswer(BaseModel):
 
 
 class CancelBody(BaseModel):
-    tasks: list[StrictStr | StrictInt] | None = Field(
+    # Any items: each name is checked by ``htcgrid.task_names``, in the in-process words.
+    tasks: list[Any] | None = Field(
         None,
         max_length=MAX_NAMED_TASKS,
         description="Only these tasks: task ids of the session, or indexes (default: all).",
+        json_schema_extra={"items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
     )
 
 

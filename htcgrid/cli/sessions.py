@@ -138,6 +138,8 @@ def _print_results(results: Sequence[Any], as_json: bool) -> None:
     "deps_file",
     default=None,
     metavar="FILE",
+    envvar=env("DEPS"),
+    show_envvar=True,
     help="A task graph: FILE holds one entry per task (a JSON list, or JSON lines), the "
     "indexes or task ids it depends on, or null; a task runs once they finished, with their "
     "outputs as context.inputs.",
@@ -254,7 +256,9 @@ def results(session_id: str, url: str, token: str | None, as_json: bool) -> None
     "tasks",
     multiple=True,
     metavar="ID|INDEX",
-    help="Cancel only this task (a task id or an index); repeat for more. Default: every task.",
+    envvar=env("CANCEL_TASKS"),
+    help="Cancel only this task (a task id or an index); repeat for more (the variable takes "
+    "several, separated by spaces). Default: every task.",
 )
 @url_option()
 @token_option

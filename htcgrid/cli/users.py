@@ -195,7 +195,12 @@ def user_passwd(
     show_envvar=True,
     help="Most tasks of NAME running at once (default: no quota).",
 )
-@click.option("--no-max-running", is_flag=True, help="Remove NAME's quota of running tasks.")
+@click.option(
+    "--no-max-running",
+    is_flag=True,
+    envvar="HTCGRID_USER_NO_MAX_RUNNING",
+    help="Remove NAME's quota of running tasks.",
+)
 @_grid_options
 def user_set(
     name: str,

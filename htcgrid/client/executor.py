@@ -112,9 +112,11 @@ class Executor(futures.Executor):
         calls: Iterator[pickled.Call] = ((args, {}) for args in zip(*iterables, strict=False))
         chunks = []
         for chunk in _chunked(calls, chunksize):
+            deps: list[GridFuture] = []  # futures among the chunk's arguments: its task's deps
+            chunk = [_futures_as_inputs(args, kwargs, deps)[1:] for args, kwargs in chunk]
             event = pickled.call_event(fn_pickle, chunk, self._versions, packages)
             self._check_packages(event)
-            chunks.append(self._batches.add(event, unpack=False))
+            chunks.append(self._batches.add(event, unpack=False, deps=deps))
         return _results(chunks, timeout, flatten=True)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -207,11 +209,12 @@ def set_pickle_policy(client: Client, policy: str) -> dict[str, Any]:
 
 
 def _futures_as_inputs(
-    args: tuple[Any, ...], kwargs: dict[str, Any]
+    args: tuple[Any, ...], kwargs: dict[str, Any], deps: list[GridFuture] | None = None
 ) -> tuple[list[GridFuture], tuple[Any, ...], dict[str, Any]]:
     """The grid futures among a call's arguments (at the top level) become its task's
-    dependencies, each replaced by a ``pickled.Input`` that the worker fills with its value."""
-    deps: list[GridFuture] = []
+    dependencies, each replaced by a ``pickled.Input`` that the worker fills with its value;
+    ``deps`` gathers those of several calls of one task (a ``map`` chunk)."""
+    deps = [] if deps is None else deps
 
     def stand_in(arg: Any) -> Any:
         if not isinstance(arg, GridFuture):

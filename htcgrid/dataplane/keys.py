@@ -20,6 +20,11 @@ def session_common(session_id: str) -> str:
     return f"{session_prefix(session_id)}common"
 
 
+def session_common_owner(session_id: str) -> str:
+    """Who put the session's common data: only they may submit the session that reads it."""
+    return f"{session_prefix(session_id)}common.owner"
+
+
 def task_input(session_id: str, index: int) -> str:
     return f"{session_prefix(session_id)}{task_id(session_id, index)}/input"
 
