@@ -13,7 +13,7 @@ from sample_handlers_path import HERE
 import htcgrid
 from htcgrid.agent.agent import Agent
 from htcgrid.agent.worker import WorkerConfig
-from htcgrid.dataplane import keys, open_data_plane
+from htcgrid.dataplane import open_data_plane
 from htcgrid.settings import Settings
 from htcgrid.store import open_store
 
@@ -39,10 +39,11 @@ def test_postgres_store_with_another_data_plane(mixed: tuple[str, str]) -> None:
             session = grid.submit([big, {"small": 1}])
             results = session.results(timeout=60)
             assert [r.output for r in results] == [big, {"small": 1}]
-            assert data.get(keys.task_input(session.id, 0)) == htcgrid.models.json_dumps(big)
-            assert data.get(keys.task_output(session.id, 0, 1)).startswith(b'{"blob":"zzz')
             stored = store.get_task(f"{session.id}_0")
             assert stored is not None and stored.payload is None and stored.output is None
+            assert stored.payload_ref is not None and stored.output_ref is not None
+            assert data.get(stored.payload_ref) == htcgrid.models.json_dumps(big)
+            assert data.get(stored.output_ref).startswith(b'{"blob":"zzz')
     finally:
         runner.stop()
         thread.join(timeout=30)

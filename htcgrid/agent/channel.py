@@ -81,8 +81,8 @@ class AgentChannel:
         """The result message for ``output``; a big one is written to the data plane."""
         if len(output) <= self.inline_limit_bytes or self.data_url is None:
             return Result(task.task_id, task.attempt, True, output=output, log=log)
-        self._patiently(lambda: self._data_plane().put(task.output_key, output))
-        return Result(task.task_id, task.attempt, True, output_ref=task.output_key, log=log)
+        ref = self._patiently(lambda: self._data_plane().put_ref(task.output_key, output))
+        return Result(task.task_id, task.attempt, True, output_ref=ref, log=log)
 
     def run(self, task: Task, execute: ExecuteFn) -> Result:
         """Fetch the payload, ``execute`` it and build the result, whatever fails."""

@@ -24,6 +24,16 @@ class DataPlane(ABC):
         it was.
         """
 
+    def put_ref(self, key: str, data: bytes) -> str:
+        """Store ``data`` for ``key`` and return the reference to read it by (``get(ref)``):
+        for a value read back only through that reference and never replaced (a task's
+        payload or result). A backend may return another name than ``key`` (the file data
+        plane appends such values to one file per session: ``htcgrid.dataplane.packs``);
+        ``delete`` of that name may then leave the bytes until the session's
+        ``delete_prefix``. Here: ``put(key, data)``, and the reference is ``key``."""
+        self.put(key, data)
+        return key
+
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under ``key``; raises ``NotFound`` if there are none."""

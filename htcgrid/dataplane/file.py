@@ -1,4 +1,7 @@
-"""``file:///path``: one file per key under a folder; writes are atomic (temp file + rename)."""
+"""``file:///path``: one file per key under a folder; writes are atomic (temp file + rename).
+
+Values stored by ``put_ref`` (payloads, results) are appended to one file per session and
+writer instead (``htcgrid.dataplane.packs``): creating a file costs more than writing it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from htcgrid.dataplane.base import DataPlane
 from htcgrid.dataplane.keys import check
+from htcgrid.dataplane.packs import PackWriter, pack_folder, parse_ref, read_range
 from htcgrid.errors import NotFound
 from htcgrid.urls import local_path
 
@@ -18,6 +22,7 @@ class FileDataPlane(DataPlane):
         self.url = url
         self.root = local_path(url).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._packs: PackWriter | None = None
 
     def _path(self, key: str) -> Path:
         # check() refuses absolute keys and "." / ".." segments, so the path stays under root
@@ -62,14 +67,26 @@ class FileDataPlane(DataPlane):
             raise
         return Path(tmp)
 
+    def put_ref(self, key: str, data: bytes) -> str:
+        folder = pack_folder(check(key))
+        if folder is None:
+            return super().put_ref(key, data)
+        if self._packs is None:
+            self._packs = PackWriter(self.root)
+        return self._packs.append(folder, data)
+
     def get(self, key: str) -> bytes:
+        packed = parse_ref(check(key))
+        if packed is not None:
+            return read_range(self.root, *packed)
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise NotFound(f"no data at {key}") from None
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        if parse_ref(check(key)) is None:  # a packed value goes with its session's folder
+            self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         folder = prefix.rstrip("/")
@@ -81,6 +98,10 @@ class FileDataPlane(DataPlane):
         count = sum(1 for p in path.rglob("*") if p.is_file())
         shutil.rmtree(path, onerror=_unless_gone)  # another delete of it may run meanwhile
         return count
+
+    def close(self) -> None:
+        if self._packs is not None:
+            self._packs.close()
 
 
 def _unless_gone(
