@@ -12,9 +12,10 @@ is dropped, and their worker is killed if they are running.
 
 One thread runs the loop; the Heartbeat thread extends leases and watches the loop; a waker
 thread waits on the store for new work while the queue looks empty; the Completer records
-outcomes (and wakes the loop only when unrecorded outcomes held its claims back). Dispatch is work-conserving: a task goes to an idle slot of its function first,
-waits behind a running task only while tasks are short (``prefetch_seconds`` of work), and is
-taken back from a worker's queue as soon as another slot of its function is idle.
+outcomes (and wakes the loop only when unrecorded outcomes held its claims back). Dispatch is
+work-conserving: a task goes to an idle slot of its function first, waits behind a running
+task only while tasks are short (``prefetch_seconds`` of work), and is taken back from a
+worker's queue as soon as another slot of its function is idle.
 """
 
 from __future__ import annotations
