@@ -128,9 +128,10 @@ class SessionUploads:
         for row in rows:  # a payload over the inline limit goes where its task will read it
             payload = row[2]
             if payload is not None and len(payload) > self.service.settings.inline_limit_bytes:
+                ref = None  # where it was put (the task's own key unless the plane packs it)
                 if not committed:
-                    self.data.put(keys.task_input(session_id, row[0]), payload)
-                row[2:] = [None, hashlib.sha256(payload).hexdigest()]
+                    ref = self.data.put_ref(keys.task_input(session_id, row[0]), payload)
+                row[2:4] = [ref, hashlib.sha256(payload).hexdigest()]
             elif payload is not None:
                 row[2] = payload.decode()
         self.data.put(keys.upload_part(session_id, part), json_dumps(rows))
@@ -175,8 +176,9 @@ class SessionUploads:
     def _row(self, entry: Any) -> list[Any]:
         """One task of a part as stored: ``[index, priority or None, payload text or None,
         sha256 of a payload put in the data plane or None]``; both None: staged on its own.
-        A task with dependencies has a fifth entry, its ``deps`` as given (checked at commit,
-        when the session's size is known)."""
+        With a sha256, the third entry is where the payload was put (``put_ref``), or None
+        for the task's own key. A task with dependencies has a fifth entry, its ``deps`` as
+        given (checked at commit, when the session's size is known)."""
         if not isinstance(entry, dict) or "index" not in entry:
             raise ValidationError("each task of a part is {index, priority?, payload | staged}")
         index = self._index(entry["index"])
@@ -360,7 +362,8 @@ class PartedTasks(Sequence[NewTask]):
                 held = graph is not None and graph.has_deps(index)
                 key = keys.task_input(spec.id, index)
                 if sha256 is not None or text is None:
-                    yield NewTask(index, priority, payload_ref=key, held=held)
+                    ref = text if sha256 is not None and text is not None else key
+                    yield NewTask(index, priority, payload_ref=ref, held=held)
                     continue
                 payload = text.encode()
                 inline += len(payload)

@@ -3,6 +3,7 @@ every data plane; the file plane appends them to one file per session and writer
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -91,3 +92,28 @@ def test_a_ref_past_the_end_of_its_pack_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         data.get(f"{pack}~{offset}~4")
     data.close()
+
+
+def test_an_uploaded_sessions_big_payloads_share_one_file(tmp_path: Path) -> None:
+    """The parts of a big submit put their payloads with put_ref: on the file plane one pack,
+    no folder or file per task, and each task reads its own payload back."""
+    from htcgrid.service import GridService, SubmitRequest
+    from htcgrid.settings import Settings
+    from htcgrid.store import open_store
+
+    service = GridService(
+        open_store("memory://"),
+        open_data_plane(f"file://{tmp_path}"),
+        Settings(inline_limit_bytes=10),
+    )
+    payloads = [json.dumps("x" * (20 + i)) for i in range(6)]
+    uploads = service.uploads
+    for part in range(2):
+        entries = [
+            {"index": i, "payload": json.loads(payloads[i])} for i in range(part * 3, part * 3 + 3)
+        ]
+        assert uploads.stage_part("up1", part, entries, "alice") == 3
+    uploads.commit(SubmitRequest(tasks=[], session_id="up1"), 6, 2, "alice")
+    assert [service.task_payload(f"up1_{i}") for i in range(6)] == [p.encode() for p in payloads]
+    files = list((tmp_path / "sessions" / "up1").iterdir())
+    assert len(files) == 1 and files[0].name.startswith(".pack-")
