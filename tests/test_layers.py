@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
     **dict.fromkeys(["auth", "backends", "wire", "submission", "session_pages", "memo"], 2),
     **dict.fromkeys(["graph", "graph_submit", "graph_release"], 2),
-    **dict.fromkeys(["task_names"], 2),
+    **dict.fromkeys(["task_names", "session_create"], 2),
     **dict.fromkeys(["shares"], 2),
     **dict.fromkeys(["api", "agent", "client", "local_agents"], 3),
     **dict.fromkeys(["cli", "connector", "compat", "__init__", "__main__"], 4),

@@ -65,7 +65,13 @@ def test_cancel_of_some_tasks_over_http(http: TestClient, service: GridService) 
 
 @pytest.mark.parametrize(
     ("tasks", "words"),
-    [([5], "5"), (["other_1"], "other_1"), (["s_x"], "s_x"), ([-1], "-1"), ([True], "tasks")],
+    [
+        ([5], "5"),
+        (["other_1"], "other_1"),
+        (["s_x"], "s_x"),
+        ([-1], "-1"),
+        ([True], "True is not a task"),
+    ],
 )
 def test_cancel_refuses_what_is_not_a_task_of_the_session(
     http: TestClient, service: GridService, tasks: list[object], words: str
