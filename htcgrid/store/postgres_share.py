@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from htcgrid.models import Lease
 from htcgrid.store.postgres_sql import CLAIM, NO_FLUSH
 from htcgrid.store.rows import LEASE_COLUMNS, lease_from_row
-from htcgrid.store.share import ShareBook, fair_claim
+from htcgrid.store.share import MetaShares, fair_claim
 
 FIRST = "(SELECT f.tenant FROM tasks f WHERE f.state = 'pending' ORDER BY f.tenant LIMIT 1)"
 ALONE = (
@@ -61,17 +61,10 @@ RETURNING {LEASE_COLUMNS}, tenant
 """
 
 
-class PostgresShare:
+class PostgresShare(MetaShares):
     if TYPE_CHECKING:
 
         def _rows(self, query: str, params: Any = None) -> list[Any]: ...
-        def list_meta(self, prefix: str) -> dict[str, str]: ...
-
-    def _shares(self) -> ShareBook:
-        book: ShareBook | None = getattr(self, "_share_book", None)
-        if book is None:
-            book = self._share_book = ShareBook(lambda: self.list_meta("share/"))
-        return book
 
     def claim(
         self,

@@ -19,7 +19,7 @@ from redis.commands.core import Script
 from htcgrid.models import Lease, split_task_id
 from htcgrid.store.redis_layout import text_of
 from htcgrid.store.redis_scripts import writing
-from htcgrid.store.share import ShareBook
+from htcgrid.store.share import MetaShares
 
 # ARGV: P, agent, max_tasks, expires_at, now, k, then k triples (owner, share, max_running
 # or ''), then function... (none: every function). Owners without a triple weigh 1.
@@ -159,19 +159,12 @@ return moved
 """
 
 
-class RedisShare:
+class RedisShare(MetaShares):
     if TYPE_CHECKING:
         _claim: Script
         _client: Any
 
         def _run(self, script: Script, *args: Any) -> Any: ...
-        def list_meta(self, prefix: str) -> dict[str, str]: ...
-
-    def _shares(self) -> ShareBook:
-        book: ShareBook | None = getattr(self, "_share_book", None)
-        if book is None:
-            book = self._share_book = ShareBook(lambda: self.list_meta("share/"))
-        return book
 
     def _claim_leases(
         self,

@@ -22,7 +22,7 @@ import math
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from htcgrid.errors import ValidationError
 
@@ -105,6 +105,21 @@ class ShareBook:
             return False
         (owner,) = owners
         return self.get(owner, now).max_running is None
+
+
+class MetaShares:
+    """``_shares()`` for a store whose share records are its own grid metadata: one
+    ``ShareBook`` per store, made on first use."""
+
+    if TYPE_CHECKING:
+
+        def list_meta(self, prefix: str) -> dict[str, str]: ...
+
+    def _shares(self) -> ShareBook:
+        book: ShareBook | None = getattr(self, "_share_book", None)
+        if book is None:
+            book = self._share_book = ShareBook(lambda: self.list_meta(PREFIX))
+        return book
 
 
 def split_claim(

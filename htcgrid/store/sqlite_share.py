@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from htcgrid.models import Lease
 from htcgrid.store.rows import LEASE_COLUMNS, lease_from_row
-from htcgrid.store.share import ShareBook, fair_claim, one_by_one
+from htcgrid.store.share import MetaShares, fair_claim, one_by_one
 
 # The pending tasks through their index (without ``INDEXED BY`` the planner prefers a scan
 # of the covering ``tasks_by_state`` for a plain "any pending?", which reads every task).
@@ -29,19 +29,11 @@ NEXT_OWNER = (
 MAX_OWNERS = 10_000
 
 
-class SQLiteShare:
+class SQLiteShare(MetaShares):
     if TYPE_CHECKING:
 
         @contextmanager
         def _write(self) -> Iterator[sqlite3.Connection]: ...
-
-        def list_meta(self, prefix: str) -> dict[str, str]: ...
-
-    def _shares(self) -> ShareBook:
-        book: ShareBook | None = getattr(self, "_share_book", None)
-        if book is None:
-            book = self._share_book = ShareBook(lambda: self.list_meta("share/"))
-        return book
 
     def claim(
         self,
