@@ -93,10 +93,11 @@ class FileDataPlane(DataPlane):
         if not folder:
             raise ValueError("refusing to delete the whole data plane")
         path = self._path(folder)
-        if not path.exists():
+        # os.walk skips what vanishes under it: another delete of this prefix may run meanwhile
+        count = sum(len(files) for _, _, files in os.walk(path))
+        if not count and not path.exists():
             return 0
-        count = sum(1 for p in path.rglob("*") if p.is_file())
-        shutil.rmtree(path, onerror=_unless_gone)  # another delete of it may run meanwhile
+        shutil.rmtree(path, onerror=_unless_gone)
         return count
 
     def close(self) -> None:
