@@ -16,6 +16,11 @@ from htcgrid.errors import BackendUnavailable, ConfigurationError, StorageFull
 from htcgrid.store.sqlite_errors import connect
 from htcgrid.store.sqlite_wake import WakeBoard, wake_folder
 
+# SQLite reuses its WAL from the start after a checkpoint but never shrinks it: without a limit
+# the file stays at the high-water mark of the busiest moment between two checkpoints. With
+# one, a WAL that a burst grew past it is cut back to it when the next writer restarts it.
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -125,6 +130,7 @@ class SQLiteFile:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             except BaseException:
                 conn.close()  # a full or failing disk: no half-set-up connection is kept
                 raise

@@ -109,3 +109,24 @@ def test_the_sqlite_file_shrinks_after_a_purge(tmp_path: Path) -> None:
         assert size() < full / 5, (full, size())
     finally:
         store.close()
+
+
+def test_the_sqlite_wal_is_cut_back_after_a_burst(tmp_path: Path) -> None:
+    """A burst between two checkpoints grows the WAL; once it is checkpointed, the next write
+    restarts it and hands the space back down to the limit (SQLite alone never shrinks it)."""
+    from htcgrid.store.sqlite_db import WAL_LIMIT_BYTES
+
+    path = tmp_path / "grid.db"
+    wal = tmp_path / "grid.db-wal"
+    store = open_store(f"sqlite://{path}")
+    try:
+        pad = b"x" * 4000
+        make(store, "burst", 6000, 100.0, pad=pad)  # one transaction of ~24 MiB and more
+        burst = wal.stat().st_size
+        assert burst > WAL_LIMIT_BYTES, burst
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0
+        make(store, "after", 1, 200.0)  # the next writer restarts the WAL from its start
+        assert wal.stat().st_size <= WAL_LIMIT_BYTES, (burst, wal.stat().st_size)
+    finally:
+        store.close()
