@@ -219,34 +219,45 @@ def role_of(pid: int) -> str:
     return "server" if " up " in command else "agent" if " agent " in command else "workers"
 
 
-def report_w5(grid: htcgrid.Client, args: argparse.Namespace) -> None:
+@contextlib.contextmanager
+def shares_of(count: int) -> Iterator[list[str]]:
+    """Each role's CPU (client, server, agent, workers) over the block, in ms per one of
+    ``count``: ``shares[0]`` once the block has ended."""
     pids = tree(os.getpid())
     before = {p: cpu_seconds([p]) for p in pids}
-    runs = [timed(lambda: sorted(round_trips(grid, args.round_trips))) for _ in range(args.repeat)]
+    shares: list[str] = []
+    yield shares
     roles: dict[str, float] = {}
-    for p in pids:  # each process's share, over every run
+    for p in set(pids) | set(tree(os.getpid())):  # workers started during the block count from 0
         with contextlib.suppress(OSError):
-            roles[role_of(p)] = roles.get(role_of(p), 0) + cpu_seconds([p]) - before[p]
-    trips = args.round_trips * args.repeat
-    shares = ", ".join(f"{r} {roles[r] / trips * 1000:.2f}" for r in sorted(roles))
+            roles[role_of(p)] = roles.get(role_of(p), 0) + cpu_seconds([p]) - before.get(p, 0)
+    shares.append(", ".join(f"{r} {roles[r] / count * 1000:.2f}" for r in sorted(roles)))
+
+
+def report_w5(grid: htcgrid.Client, args: argparse.Namespace) -> None:
+    with shares_of(args.round_trips * args.repeat) as shares:
+        runs = [
+            timed(lambda: sorted(round_trips(grid, args.round_trips))) for _ in range(args.repeat)
+        ]
     p50 = [statistics.median(r.extra) * 1000 for r in runs]
     p99 = [r.extra[max(0, int(len(r.extra) * 0.99) - 1)] * 1000 for r in runs]
     cpu = [r.cpu_seconds / args.round_trips * 1000 for r in runs]
     print(
         f"W5 {args.round_trips} round trips: p50 {spread(p50)} ms, p99 {spread(p99)} ms; "
-        f"CPU {spread(cpu)} ms/round trip ({shares}); load {runs[-1].load:.1f}",
+        f"CPU {spread(cpu)} ms/round trip ({shares[0]}); load {runs[-1].load:.1f}",
         flush=True,
     )
 
 
 def report_w4(grid: htcgrid.Client, args: argparse.Namespace) -> None:
     n, kib = args.payload_tasks, args.payload_kib
-    runs = [timed(lambda: payload_throughput(grid, n, kib)) for _ in range(args.repeat)]
+    with shares_of(n * args.repeat) as shares:
+        runs = [timed(lambda: payload_throughput(grid, n, kib)) for _ in range(args.repeat)]
     rates = [r.extra[1] / r.extra[0] for r in runs]
     cpu = [r.cpu_seconds / n * 1000 for r in runs]
     print(
         f"W4 {n} x {kib} KiB in and out ({runs[0].extra[1]:.1f} MB): {spread(rates, '{:,.0f}')} "
-        f"MB/s; CPU {spread(cpu)} ms/task; load {runs[-1].load:.1f}",
+        f"MB/s; CPU {spread(cpu)} ms/task ({shares[0]}); load {runs[-1].load:.1f}",
         flush=True,
     )
 

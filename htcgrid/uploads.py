@@ -40,6 +40,7 @@ from htcgrid.models import (
     NewTask,
     SessionSpec,
     json_dumps,
+    json_loads,
 )
 from htcgrid.submission import int_in
 
@@ -188,7 +189,18 @@ class SessionUploads:
         deps = [entry["deps"]] if entry.get("deps") is not None else []
         if entry.get("staged") is True:
             return [index, priority, None, None, *deps]
+        if "payload_json" in entry:  # a framed part's payload, as its JSON: checked, not re-made
+            return [index, priority, self._payload_json(index, entry["payload_json"]), None, *deps]
         return [index, priority, self.service.encode(index, entry.get("payload")), None, *deps]
+
+    def _payload_json(self, index: int, payload: Any) -> bytes:
+        if not isinstance(payload, bytes):
+            raise ValidationError(f"task {index}'s payload must be its JSON, as bytes")
+        limit = self.service.settings.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
+        _check_json(index, payload)
+        return payload
 
     def _begin(self, session_id: str, owner: str) -> bool:
         """Claim the upload of ``session_id`` for ``owner`` (or find it theirs already);
@@ -380,6 +392,6 @@ class PartedTasks(Sequence[NewTask]):
 
 def _check_json(index: int, payload: bytes) -> None:
     try:
-        json.loads(payload)
+        json_loads(payload)
     except (ValueError, RecursionError) as exc:
         raise ValidationError(f"task {index} is not valid JSON: {exc}") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from htcgrid import evidence
+from htcgrid import evidence, frames
 from htcgrid.models import CancelCounts, TaskRecord
 
 if TYPE_CHECKING:
@@ -26,12 +26,18 @@ def payload_url(record: TaskRecord) -> str | None:
     return None
 
 
-def result_json(record: TaskRecord) -> bytes:
+def result_json(record: TaskRecord, framed: bool = False) -> bytes:
     """The one shape of a task result, as JSON: spliced from the stored output, which is
     never parsed here. An output too big to carry inline is null, with its ``output_url``; a
-    task answered from the cache (memoization) says ``"cached": true``."""
+    task answered from the cache (memoization) says ``"cached": true``. ``framed``: an output
+    is left out, its length given as ``output_bytes`` (``htcgrid.frames``)."""
     error = record.error.to_json().encode() if record.error else b"null"
-    output = record.output if record.output is not None else b"null"
+    if record.output is None:
+        output = b"null"
+    elif framed:
+        output = b'null,"output_bytes":%d' % len(record.output)
+    else:
+        output = record.output
     url = output_url(record)
     return b'{"task_id":"%s","index":%d,"state":"%s","attempts":%d,"output":%s,"error":%s%s%s}' % (
         record.task_id.encode(),
@@ -45,13 +51,17 @@ def result_json(record: TaskRecord) -> bytes:
     )
 
 
-def results_json(page: ResultsPage) -> bytes:
+def results_json(page: ResultsPage, framed: bool = False) -> bytes:
     """A page of results: ``{"results": [...], "cursor": n, "next": n, "complete": bool}``;
-    ``next`` is the cursor's old name, kept for clients written before it."""
-    results = b",".join(map(result_json, page.results))
+    ``next`` is the cursor's old name, kept for clients written before it. ``framed``: the
+    outputs follow the page, raw (``htcgrid.frames``)."""
+    results = b",".join([result_json(r, framed) for r in page.results])
     end = b"true" if page.complete else b"false"
     tail = b'],"cursor":%d,"next":%d,"complete":%s}' % (page.cursor, page.cursor, end)
-    return b'{"results":[' + results + tail
+    head = b'{"results":[' + results + tail
+    if not framed:
+        return head
+    return frames.join(head, [r.output for r in page.results if r.output is not None])
 
 
 def result_dict(record: TaskRecord) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import anyio.to_thread
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect, Request
 
+from htcgrid import frames
 from htcgrid.api import answers
 from htcgrid.api.auth import PrincipalDependency, api_key_scheme, bearer_scheme
 from htcgrid.api.middleware import ASGIApp, Receive, Scope, Send
@@ -159,8 +160,12 @@ class HotRoutes:
         cursor, after = _optional_int(query, "cursor"), _optional_int(query, "after")
         limit, wait = int(query.get("limit", 1000)), query.get("wait", 0.0)
 
+        framed = frames.accepts(request.headers.get("accept"))
+
         def work(caller: Principal) -> bytes:
-            return results_page(self.service, session_id, cursor, after, limit, wait, caller)
+            return results_page(
+                self.service, session_id, cursor, after, limit, wait, caller, framed
+            )
 
         page = await self._as_caller(request, work)
-        return Response(page, media_type="application/json")
+        return Response(page, media_type=frames.MEDIA_TYPE if framed else "application/json")

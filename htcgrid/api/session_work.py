@@ -34,9 +34,12 @@ def results_page(
     limit: int,
     wait: float,
     caller: Principal,
+    framed: bool = False,
 ) -> bytes:
-    """A page of results as JSON (``after`` is the old name of ``cursor``)."""
+    """A page of results as JSON (``after`` is the old name of ``cursor``); ``framed``, its
+    outputs after it (``htcgrid.frames``)."""
     if cursor is not None and after is not None and cursor != after:
         raise ValidationError("cursor and after (its old name) disagree: give one")
     position = after if cursor is None else cursor
-    return results_json(service.results(session_id, position or 0, limit, wait, caller.owner))
+    page = service.results(session_id, position or 0, limit, wait, caller.owner)
+    return results_json(page, framed)

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
+from htcgrid import frames
 from htcgrid.api.auth import API_KEY, BEARER, PrincipalDependency
 from htcgrid.api.schemas import (
     CancelAnswer,
@@ -102,11 +103,15 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         wait: float = Query(0, ge=0, le=60, description="seconds to wait for a new result"),
         bearer: Bearer = BEARER,
         api_key: str | None = API_KEY,
+        accept: str | None = Header(None, include_in_schema=False),
     ) -> Response:
-        def page(caller: Principal) -> bytes:
-            return results_page(service, session_id, cursor, after, limit, wait, caller)
+        framed = frames.accepts(accept)
 
-        return Response(await as_caller(page, bearer, api_key), media_type="application/json")
+        def page(caller: Principal) -> bytes:
+            return results_page(service, session_id, cursor, after, limit, wait, caller, framed)
+
+        found = await as_caller(page, bearer, api_key)
+        return Response(found, media_type=frames.MEDIA_TYPE if framed else "application/json")
 
     @router.get("/v1/sessions/{session_id}/tasks", response_model=TasksAnswer, tags=["sessions"])
     def tasks(

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from htcgrid import frames
 from htcgrid.api.auth import PrincipalDependency
 from htcgrid.api.schemas import Attempts, Priority, Seconds, json_body, request_body
 from htcgrid.auth.principals import Principal
@@ -136,9 +137,14 @@ def uploads_router(service: GridService, principal: PrincipalDependency) -> APIR
         part: int = Path(ge=0, le=MAX_PARTS),
         caller: Principal = Caller,
     ) -> dict[str, Any]:
-        """Upload part ``part`` of a session's task list."""
-        body = _part_body(await request.body())
-        tasks = [t.model_dump(exclude_unset=True) for t in body.tasks]
+        """Upload part ``part`` of a session's task list: JSON, or framed (the task list,
+        then each payload's JSON raw, ``Content-Type: application/x-htcgrid-frames``)."""
+        raw = await request.body()
+        if request.headers.get("content-type", "").startswith(frames.MEDIA_TYPE):
+            tasks = await anyio.to_thread.run_sync(frames.part, raw)
+        else:
+            tasks = [t.model_dump(exclude_unset=True) for t in _part_body(raw).tasks]
+        del raw
         count = await anyio.to_thread.run_sync(
             uploads.stage_part, session_id, part, tasks, caller.name
         )

@@ -3,11 +3,11 @@ opened lazily so that importing the client never imports the control plane."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from htcgrid import frames
 from htcgrid.client.upload import PartTask, part_entries
 
 
@@ -44,7 +44,7 @@ class DirectTransport:
         if wait > 0:
             self.service.releaser.waiting_on(session_id)
         page = self.service.results(session_id, cursor, limit, wait)
-        return json.loads(results_json(page))  # type: ignore[no-any-return]
+        return frames.results(results_json(page, framed=True))  # each output read on its own
 
     def tasks(self, session_id: str, state: str, cursor: str | None, limit: int) -> dict[str, Any]:
         from htcgrid.wire import result_dict

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 
 from htcgrid import __version__ as htcgrid_version_text
+from htcgrid import frames
 from htcgrid.client.auth import HeaderAuth
 from htcgrid.client.plain_http import PlainHTTP, usable
-from htcgrid.client.upload import PartTask, part_body
+from htcgrid.client.upload import PartTask, part_frames
 from htcgrid.errors import (
     BY_CODE,
     BY_STATUS,
@@ -37,7 +38,7 @@ MAX_RETRY_SECONDS = 5.0
 COMMIT_TASKS_PER_SECOND = 20_000  # the least a commit's timeout allows for, beyond the usual
 RETRIED = {("POST", "sessions"), ("POST", "commit"), ("POST", "cancel")}  # safe to repeat
 TRANSIENT_STATUSES = {502, 503, 504}
-JSON = {"Content-Type": "application/json"}
+FRAMED = {"Accept": f"{frames.MEDIA_TYPE}, application/json;q=0.5"}  # pages of results
 log = logging.getLogger("htcgrid.client")
 
 
@@ -149,7 +150,9 @@ class HTTPTransport:
         self, method: str, path: str, wait: float, raw: bool, plain: bool = False, **kwargs: Any
     ) -> Any:
         if plain:
-            return self._call_plain(method, path, wait, kwargs.get("json"), kwargs.get("params"))
+            return self._call_plain(
+                method, path, wait, kwargs.get("json"), kwargs.get("params"), kwargs.get("headers")
+            )
         timeout = self.timeout_seconds + wait
         try:
             request = self.http.build_request(method, path, timeout=timeout, **kwargs)
@@ -172,7 +175,7 @@ class HTTPTransport:
         if response.status_code == 204:
             return None
         try:
-            body = json_loads(response.content)
+            body = _decode(response.content, response.headers.get("content-type"))
         except ValueError:
             body = None
         if not response.is_success:
@@ -196,9 +199,12 @@ class HTTPTransport:
         wait: float,
         json_body: Any = None,
         params: dict[str, Any] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Any:
         assert self._plain is not None
-        headers = self._plain_headers
+        headers = (
+            self._plain_headers if not extra_headers else {**self._plain_headers, **extra_headers}
+        )
         body = None
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -216,7 +222,11 @@ class HTTPTransport:
             if self.waiting:
                 self.waiting = False
                 log.warning("the grid at %s answers again", self.url)
-            return None if status == 204 else json_loads(content)
+            if status == 204:
+                return None
+            return _decode(
+                content, next((v for k, v in found if k.lower() == "content-type"), None)
+            )
         response = httpx.Response(status, headers=found, content=content)
         try:
             answer = json_loads(content)
@@ -232,7 +242,8 @@ class HTTPTransport:
 
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]:
         params = {"cursor": cursor, "limit": limit, "wait": wait}
-        return self._hot("GET", f"/v1/sessions/{session_id}/results", wait, params=params)  # type: ignore[no-any-return]
+        path = f"/v1/sessions/{session_id}/results"
+        return self._hot("GET", path, wait, params=params, headers=FRAMED)  # type: ignore[no-any-return]
 
     def tasks(self, session_id: str, state: str, cursor: str | None, limit: int) -> dict[str, Any]:
         params: dict[str, Any] = {"state": state, "limit": limit, "cursor": cursor or ""}
@@ -264,8 +275,10 @@ class HTTPTransport:
     def stage_payload(self, session_id: str, index: int, payload: bytes) -> dict[str, Any]:
         return self._put_big(f"/v1/sessions/{session_id}/payloads/{index}", payload)
 
-    def _put_big(self, path: str, body: bytes) -> dict[str, Any]:
-        headers = {**JSON, "Content-Length": str(len(body))}
+    def _put_big(
+        self, path: str, body: bytes, media_type: str = "application/json"
+    ) -> dict[str, Any]:
+        headers = {"Content-Type": media_type, "Content-Length": str(len(body))}
         chunks = Chunks(body)
         try:
             return self._call("PUT", path, content=chunks, headers=headers)  # type: ignore[no-any-return]
@@ -273,7 +286,8 @@ class HTTPTransport:
             chunks.data = b""  # httpx's request and answer form a cycle: let go of the body
 
     def stage_part(self, session_id: str, part: int, tasks: list[PartTask]) -> dict[str, Any]:
-        return self._put_big(f"/v1/sessions/{session_id}/parts/{part}", part_body(tasks))
+        path = f"/v1/sessions/{session_id}/parts/{part}"
+        return self._put_big(path, part_frames(tasks), frames.MEDIA_TYPE)
 
     def commit(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
         # the server inserts every task of the session in one transaction: give it time
@@ -285,3 +299,10 @@ class HTTPTransport:
         self.http.close()
         if self._plain is not None:
             self._plain.close()
+
+
+def _decode(content: bytes, content_type: str | None) -> Any:
+    """An answer's body: framed (a page of results, ``htcgrid.frames``) or JSON."""
+    if content_type is not None and content_type.startswith(frames.MEDIA_TYPE):
+        return frames.results(content)
+    return json_loads(content)

@@ -12,7 +12,6 @@ time from any iterable, so a generator of big payloads is never held whole.
 from __future__ import annotations
 
 import collections
-import json
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from htcgrid import frames
 from htcgrid.errors import ValidationError
 from htcgrid.models import json_dumps, task_json
 
@@ -216,27 +216,33 @@ class PartSender:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def part_body(tasks: list[PartTask]) -> bytes:
-    """A part as the API takes it, spliced from the payloads already encoded."""
-    entries = []
+def part_frames(tasks: list[PartTask]) -> bytes:
+    """A part as the API takes it framed (``htcgrid.frames``): the task list, then the
+    payloads already encoded, which the server stores without parsing them into objects."""
+    entries: list[dict[str, Any]] = []
     for t in tasks:
-        priority = b"" if t.priority is None else b',"priority":%d' % t.priority
+        entry: dict[str, Any] = {"index": t.index}
+        if t.priority is not None:
+            entry["priority"] = t.priority
         if t.deps is not None:
-            priority += b',"deps":' + json_dumps(t.deps)
+            entry["deps"] = t.deps
         if t.payload is None:
-            entries.append(b'{"index":%d%s,"staged":true}' % (t.index, priority))
+            entry["staged"] = True
         else:
-            entries.append(b'{"index":%d%s,"payload":%s}' % (t.index, priority, t.payload))
-    return b'{"tasks":[' + b",".join(entries) + b"]}"
+            entry["payload_bytes"] = len(t.payload)
+        entries.append(entry)
+    header = json_dumps({"tasks": entries})
+    return frames.join(header, [t.payload for t in tasks if t.payload is not None])
 
 
 def part_entries(tasks: list[PartTask]) -> list[dict[str, Any]]:
-    """A part as ``SessionUploads.stage_part`` takes it, in process."""
+    """A part as ``SessionUploads.stage_part`` takes it, in process: each payload as its
+    JSON (``payload_json``), as a framed part gives it."""
     entries: list[dict[str, Any]] = []
     for t in tasks:
         entry: dict[str, Any] = {"index": t.index, "priority": t.priority}
         if t.deps is not None:
             entry["deps"] = t.deps
-        entry.update({"staged": True} if t.payload is None else {"payload": json.loads(t.payload)})
+        entry.update({"staged": True} if t.payload is None else {"payload_json": t.payload})
         entries.append(entry)
     return entries
