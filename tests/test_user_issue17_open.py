@@ -1,5 +1,5 @@
-"""Issue 17 as a new user meets it, what is still open (each test marked ``xfail(strict)``
-until the code it names is fixed):
+"""Issue 17 as a new user met it: what the first run-through found open, each now fixed and
+kept as a test of the class of input it found:
 
 - ``Executor.map`` with a future among its arguments fails deep in pickling
   (``TypeError: cannot pickle '_thread.RLock' object``) instead of running or saying that
@@ -55,7 +55,6 @@ def test_map_over_futures_runs_with_their_values(up: GridProcess) -> None:
         assert list(ex.map(add, [two, four, 5], [four, 1, two], chunksize=2)) == [6, 5, 7]
 
 
-@pytest.mark.xfail(strict=True, reason="a JSON body without Content-Type gets pydantic's words")
 def test_a_share_sent_without_content_type_is_taken_or_named(up: GridProcess) -> None:
     answer = httpx.put(f"{up.url}/v1/users/alice/share", content=b'{"share": 3}')
     assert answer.status_code == 200 or "content-type" in answer.text.lower(), answer.text

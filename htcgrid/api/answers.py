@@ -57,9 +57,16 @@ def explain(error: Any) -> str:
     return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
 
 
-def invalid(exc: RequestValidationError) -> JSONResponse:
+def invalid(exc: RequestValidationError, content_type: str | None = None) -> JSONResponse:
+    """A request the API's declared types refuse; a JSON body sent without saying it is JSON
+    (curl's ``-d`` sends form data) is named as that, not as a body of the wrong shape."""
+    errors = exc.errors()
+    whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in errors)
+    if whole_body and "json" not in (content_type or ""):
+        message = "body: send it as JSON, with the header Content-Type: application/json"
+        return error_response(400, "invalid_request", message)
     problems = []
-    for e in exc.errors()[:5]:
+    for e in errors[:5]:
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
         problems.append(f"{where}: {explain(e)}")
     return error_response(400, "invalid_request", "; ".join(problems))
