@@ -56,9 +56,11 @@ class PackWriter:
         self._open: OrderedDict[str, tuple[int, int]] = OrderedDict()  # folder: (fd, inode)
 
     def append(self, folder: str, data: bytes) -> str:
-        """Append ``data`` to this writer's pack in ``folder``; returns its reference."""
+        """Append ``data`` to this writer's pack in ``folder``; returns its reference. One
+        ``stat`` a value: a pack deleted since the last append is found after the write (its
+        inode is gone or another's), and the value is written again into a new one."""
         pack = f"{folder}/{PACK_PREFIX}{self.token}"
-        path = self.root / pack
+        path = f"{self.root}/{pack}"
         with self._lock:
             for _ in range(3):
                 fd, inode = self._pack(folder, path)
@@ -74,19 +76,18 @@ class PackWriter:
             for folder in list(self._open):
                 self._close(folder)
 
-    def _pack(self, folder: str, path: Path) -> tuple[int, int]:
-        """The open pack of ``folder`` (a new one if it was deleted), most recent last."""
+    def _pack(self, folder: str, path: str) -> tuple[int, int]:
+        """The open pack of ``folder`` (a new one once ``append`` closed a deleted one), most
+        recent last."""
         found = self._open.get(folder)
-        if found is not None and _inode(path) == found[1]:
+        if found is not None:
             self._open.move_to_end(folder)
             return found
-        if found is not None:
-            self._close(folder)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(path, flags, 0o600)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, flags, 0o600)
         self._open[folder] = (fd, os.fstat(fd).st_ino)
         while len(self._open) > OPEN_PACKS:
@@ -101,7 +102,7 @@ class PackWriter:
 def read_range(root: Path, pack: str, offset: int, length: int) -> bytes:
     """``length`` bytes at ``offset`` of a pack; NotFound if they are not all there."""
     try:
-        fd = os.open(root / pack, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(f"{root}/{pack}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise NotFound(f"no data at {pack}~{offset}~{length}") from None
     try:
@@ -118,7 +119,7 @@ def read_range(root: Path, pack: str, offset: int, length: int) -> bytes:
         os.close(fd)
 
 
-def _inode(path: Path) -> int | None:
+def _inode(path: str) -> int | None:
     try:
         return os.stat(path).st_ino
     except FileNotFoundError:
