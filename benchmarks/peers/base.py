@@ -61,6 +61,11 @@ class System(abc.ABC):
     def call(self, fn: str, arg: Any) -> Any:
         return self.map(fn, [arg])[0]
 
+    def forget(self) -> None:
+        """Drop what the last ``map`` left behind, after it was measured (the peers hold
+        nothing once their results are read; a grid keeps a session until it is deleted)."""
+        return None
+
     def client(self) -> System:
         """A handle for one of W8's concurrent clients (default: this one, thread-safe)."""
         return self

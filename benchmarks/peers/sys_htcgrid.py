@@ -30,6 +30,7 @@ class _Htcgrid(System):
         super().__init__(workers)
         self.procs: list[subprocess.Popen[str]] = []
         self.url, self.token = "", ""
+        self.last: str | None = None  # the session of the last map
 
     def _connect(self) -> Any:
         import htcgrid
@@ -61,7 +62,15 @@ class _Htcgrid(System):
             proc.wait(timeout=60)
 
     def map(self, fn: str, args: list[Any]) -> list[Any]:
-        return list(self.grid.map([[fn, a] for a in args]))
+        session = self.grid.submit([[fn, a] for a in args])
+        self.last = session.id
+        outputs: list[Any] = session.outputs()
+        return outputs
+
+    def forget(self) -> None:
+        if self.last is not None:
+            self.grid.delete(self.last)
+            self.last = None
 
     def client(self) -> System:
         other = object.__new__(type(self))
