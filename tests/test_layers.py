@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "htcgrid"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["models", "errors", "settings", "urls", "registry", "retry", "evidence"], 0),
     **dict.fromkeys(["datadir", "handlers", "metrics", "pickled", "common_data"], 0),
-    **dict.fromkeys(["pickled_packages"], 0),
+    **dict.fromkeys(["pickled_packages", "frames"], 0),
     **dict.fromkeys(["store", "dataplane"], 1),
     **dict.fromkeys(["service", "functions", "ttl", "uploads", "presence", "scaling"], 2),
     **dict.fromkeys(["auth", "backends", "wire", "submission", "session_pages", "memo"], 2),
@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
 APART = {"api", "agent", "client"}
 CLIENT_SIDE = {
     *("models", "errors", "settings", "urls", "retry", "client", "pickled", "common_data"),
-    *("evidence", "pickled_packages"),
+    *("evidence", "pickled_packages", "frames"),
 }
 IN_PROCESS_TRANSPORT = "client/direct.py"
 

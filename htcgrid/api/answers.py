@@ -57,12 +57,18 @@ def explain(error: Any) -> str:
     return PATTERNS.get(pattern) or str(error.get("msg", "invalid"))
 
 
+# what pydantic says of a body FastAPI did not read as JSON (no JSON Content-Type)
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type"})
+
+
 def invalid(exc: RequestValidationError, content_type: str | None = None) -> JSONResponse:
     """A request the API's declared types refuse; a JSON body sent without saying it is JSON
     (curl's ``-d`` sends form data) is named as that, not as a body of the wrong shape."""
     errors = exc.errors()
-    whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in errors)
-    if whole_body and "json" not in (content_type or ""):
+    not_read = any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") in NOT_AN_OBJECT for e in errors
+    )
+    if not_read and "json" not in (content_type or ""):
         message = "body: send it as JSON, with the header Content-Type: application/json"
         return error_response(400, "invalid_request", message)
     problems = []
