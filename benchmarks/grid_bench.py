@@ -146,7 +146,7 @@ def round_trips(grid: htcgrid.Client, count: int) -> list[float]:
     times = []
     for i in range(count):
         start = time.perf_counter()
-        (result,) = grid.submit([i]).results()
+        (result,) = grid.submit([i], wait=30).results()  # one request: the submit waits
         times.append(time.perf_counter() - start)
         assert result.output == i
     return times

@@ -12,6 +12,8 @@ from htcgrid.models import CancelCounts, TaskRecord
 if TYPE_CHECKING:
     from htcgrid.service import ResultsPage, SessionStatus
 
+FIRST_PAGE = 1000  # results a submit that waits answers with at most (the client pages on)
+
 
 def output_url(record: TaskRecord) -> str | None:
     """Where to fetch an output that is not carried inline (``GET`` gives its JSON)."""

@@ -67,6 +67,10 @@ class _Htcgrid(System):
         outputs: list[Any] = session.outputs()
         return outputs
 
+    def call(self, fn: str, arg: Any) -> Any:
+        (output,) = self.grid.map([[fn, arg]])  # one request: the submit waits for its result
+        return output
+
     def forget(self) -> None:
         if self.last is not None:
             self.grid.delete(self.last)

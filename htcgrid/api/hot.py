@@ -30,7 +30,12 @@ from htcgrid.api import answers
 from htcgrid.api.auth import PrincipalDependency, api_key_scheme, bearer_scheme
 from htcgrid.api.middleware import ASGIApp, Receive, Scope, Send
 from htcgrid.api.schemas import SessionAnswer
-from htcgrid.api.session_work import results_page, session_status, submit_session
+from htcgrid.api.session_work import (
+    results_page,
+    session_status,
+    submit_session,
+    submit_waiting,
+)
 from htcgrid.auth.principals import Principal
 from htcgrid.service import GridService
 
@@ -126,7 +131,9 @@ class HotRoutes:
         if scope.get("root_path") or not path.startswith(SESSIONS):
             return None
         if path == SESSIONS:
-            return (SUBMIT, self._submit) if method == "POST" else None
+            if method != "POST" or (query := plain_query(scope, STATUS_QUERY)) is None:
+                return None
+            return SUBMIT, lambda request: self._submit(request, query.get("wait", 0.0))
         parts = path[len(SESSIONS) + 1 :].split("/")
         if method != "GET" or path[len(SESSIONS)] != "/" or not parts[0] or len(parts) > 2:
             return None
@@ -142,8 +149,13 @@ class HotRoutes:
         api_key = await api_key_scheme(request)
         return await anyio.to_thread.run_sync(lambda: work(self.principal(bearer, api_key)))
 
-    async def _submit(self, request: Request) -> Response:
+    async def _submit(self, request: Request, wait: float) -> Response:
         raw = await request.body()
+        if wait > 0:
+            created, answer = await self._as_caller(
+                request, lambda c: submit_waiting(self.service, raw, c, wait)
+            )
+            return Response(answer, 201 if created else 200, media_type="application/json")
         result = await self._as_caller(request, lambda c: submit_session(self.service, raw, c))
         return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 

@@ -105,6 +105,9 @@ class SubmitAnswer(BaseModel):
     task_count: int
     created: bool
     warning: str | None = Field(None, description="e.g. that no agent serves this grid")
+    results: ResultsAnswer | None = Field(
+        None, description="with `?wait=`: the first page of results, as `GET …/results` gives it"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -10,14 +10,27 @@ from typing import Any
 from htcgrid.api.schemas import json_body
 from htcgrid.auth.principals import Principal
 from htcgrid.errors import ValidationError
+from htcgrid.models import json_dumps
 from htcgrid.service import GridService, SubmitRequest, SubmitResult
-from htcgrid.wire import results_json
+from htcgrid.wire import FIRST_PAGE, results_json
 
 
 def submit_session(service: GridService, raw: bytes, caller: Principal) -> SubmitResult:
     """A submit's work (also ``htcgrid.api.hot``'s): its body read and checked by the service,
     so each rule answers as it does in process."""
     return service.submit(SubmitRequest.from_json(json_body(raw)), owner=caller.name)
+
+
+def submit_waiting(
+    service: GridService, raw: bytes, caller: Principal, wait: float
+) -> tuple[bool, bytes]:
+    """A submit whose answer also carries the session's first page of results (``"results"``,
+    as ``GET …/results`` gives it), waited for up to ``wait`` seconds: a short session is one
+    request, not a submit and then a wait for its results. Returns whether the session was
+    created, and the answer's JSON."""
+    result = submit_session(service, raw, caller)
+    page = results_page(service, result.session_id, 0, None, FIRST_PAGE, wait, caller)
+    return result.created, json_dumps(result.as_dict())[:-1] + b',"results":' + page + b"}"
 
 
 def session_status(

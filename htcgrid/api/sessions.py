@@ -24,7 +24,12 @@ from htcgrid.api.schemas import (
     TasksAnswer,
     request_body,
 )
-from htcgrid.api.session_work import results_page, session_status, submit_session
+from htcgrid.api.session_work import (
+    results_page,
+    session_status,
+    submit_session,
+    submit_waiting,
+)
 from htcgrid.auth.principals import Principal
 from htcgrid.models import MAX_CURSOR
 from htcgrid.service import GridService
@@ -55,11 +60,23 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         openapi_extra=SUBMIT_BODY,
     )
     async def submit(
-        request: Request, bearer: Bearer = BEARER, api_key: str | None = API_KEY
-    ) -> JSONResponse:
+        request: Request,
+        wait: float = Query(
+            0, ge=0, le=60, description="seconds to wait for a first page of `results`"
+        ),
+        bearer: Bearer = BEARER,
+        api_key: str | None = API_KEY,
+    ) -> Response:
         """Submit a session. Its body is read here and checked by the service, so each rule
-        answers as it does in process (the schema documents the shape)."""
+        answers as it does in process (the schema documents the shape). With ``wait``, the
+        answer also carries ``results``: the session's first page of results, as ``GET
+        …/results?wait=`` would give it (a short session is then one request)."""
         raw = await request.body()
+        if wait > 0:
+            created, answer = await as_caller(
+                lambda c: submit_waiting(service, raw, c, wait), bearer, api_key
+            )
+            return Response(answer, 201 if created else 200, media_type="application/json")
         result = await as_caller(lambda c: submit_session(service, raw, c), bearer, api_key)
         return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from htcgrid import frames
 from htcgrid.client.upload import PartTask, part_entries
+from htcgrid.wire import FIRST_PAGE
 
 
 class DirectTransport:
@@ -28,10 +29,13 @@ class DirectTransport:
         transport.service = service
         return transport
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+    def submit(self, body: dict[str, Any], wait: float = 0.0) -> dict[str, Any]:
         from htcgrid.service import SubmitRequest
 
-        return self.service.submit(SubmitRequest.from_json(body)).as_dict()
+        answer = self.service.submit(SubmitRequest.from_json(body)).as_dict()
+        if wait > 0:  # as over HTTP: the first page of results, waited for
+            answer["results"] = self.results(answer["session_id"], 0, FIRST_PAGE, wait)
+        return answer
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         if wait > 0:

@@ -234,8 +234,9 @@ class HTTPTransport:
             answer = None
         _raise_for(response, answer)
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._hot("POST", "/v1/sessions", json=body)  # type: ignore[no-any-return]
+    def submit(self, body: dict[str, Any], wait: float = 0.0) -> dict[str, Any]:
+        params = {"wait": wait} if wait > 0 else None
+        return self._hot("POST", "/v1/sessions", wait, json=body, params=params)  # type: ignore[no-any-return]
 
     def status(self, session_id: str, wait: float) -> dict[str, Any]:
         return self._hot("GET", f"/v1/sessions/{session_id}", wait, params={"wait": wait})  # type: ignore[no-any-return]

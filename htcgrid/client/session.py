@@ -57,7 +57,7 @@ class TaskResult:
 
 
 class Transport(Protocol):
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def submit(self, body: dict[str, Any], wait: float = 0.0) -> dict[str, Any]: ...
     def status(self, session_id: str, wait: float) -> dict[str, Any]: ...
     def results(self, session_id: str, cursor: int, limit: int, wait: float) -> dict[str, Any]: ...
     def tasks(
@@ -81,10 +81,17 @@ class Transport(Protocol):
 class Session:
     """One submitted session. Cheap to create: it holds only an id and a transport."""
 
-    def __init__(self, transport: Transport, session_id: str, task_count: int) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        session_id: str,
+        task_count: int,
+        first_page: dict[str, Any] | None = None,
+    ) -> None:
         self._t = transport
         self.id = session_id
         self.task_count = task_count
+        self._first_page = first_page  # results a submit that waited came back with
 
     def __repr__(self) -> str:
         return f"<Session {self.id} ({self.task_count} tasks)>"
@@ -128,7 +135,9 @@ class Session:
             left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"session {self.id} not complete after {timeout} s")
-            page = self._t.results(self.id, cursor, PAGE, min(left, POLL_SECONDS))
+            page, self._first_page = self._first_page, None
+            if page is None or cursor != 0:
+                page = self._t.results(self.id, cursor, PAGE, min(left, POLL_SECONDS))
             for item in page["results"]:
                 if item.get("output_url"):  # too big for a page: fetched on its own, now
                     item = {**item, "output": json_loads(self._t.task_json(item["output_url"]))}
@@ -213,6 +222,7 @@ class Client:
         common: Any = None,
         deps: Iterable[Iterable[int | str] | None] | None = None,
         cache: bool | float = False,
+        wait: float = 0.0,
     ) -> Session:
         """Submit one session of tasks (each a JSON value, the handler's ``event``).
 
@@ -232,6 +242,10 @@ class Client:
         ``cache`` (memoization): True answers a task from an earlier finished task of yours
         with the same function version and input, without running it; a number of seconds
         does so only with an answer at most that old. Such a task's result says ``cached``.
+        ``wait`` (seconds, at most 60): the submit itself waits that long for the first
+        results and brings them back, so a short session you then read (``results()``,
+        ``outputs()``, ``as_completed()``) costs one request instead of two; the submit
+        returns as soon as a result is there, or when ``wait`` is up.
         """
         options: dict[str, Any] = {
             "priority": priority,
@@ -251,10 +265,11 @@ class Client:
         if common is not None:
             session_id = session_id or str(uuid.uuid4())
             put_common(self._t, session_id, common)
-        answer = send_session(self._t, tasks, task_priorities, options, session_id, deps)
+        answer = send_session(self._t, tasks, task_priorities, options, session_id, deps, wait)
         if answer.get("warning"):
             warnings.warn(answer["warning"], NoAgentWarning, stacklevel=2)
-        return Session(self._t, answer["session_id"], answer["task_count"])
+        first = answer.get("results")
+        return Session(self._t, answer["session_id"], answer["task_count"], first)
 
     def session(self, session_id: str, task_count: int | None = None) -> Session:
         """A handle on a session; asks the grid for its size unless ``task_count`` is given."""
@@ -286,8 +301,10 @@ class Client:
     def map(
         self, events: Sequence[Any], function: str = DEFAULT_FUNCTION, timeout: float | None = None
     ) -> list[Any]:
-        """Run ``events`` as one session and return their outputs in order."""
-        return self.submit(events, function=function).outputs(timeout)
+        """Run ``events`` as one session and return their outputs in order (a short session
+        in one request: the submit waits for its results)."""
+        wait = min(POLL_SECONDS, timeout) if timeout is not None else POLL_SECONDS
+        return self.submit(events, function=function, wait=wait).outputs(timeout)
 
 
 def connect(

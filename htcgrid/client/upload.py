@@ -55,9 +55,12 @@ def send_session(
     options: dict[str, Any],
     session_id: str | None,
     deps: Iterable[Any] | None = None,
+    wait: float = 0.0,
 ) -> dict[str, Any]:
     """Submit ``tasks`` with ``options`` (priority, function, …) and each task's ``deps``
-    (None: no task has any); returns the submit answer.
+    (None: no task has any); returns the submit answer. A session sent in one request asks
+    the grid to ``wait`` that long for its first page of results (the answer's
+    ``results``); an upload in parts does not.
 
     The session id is chosen here when not given, so that every request may be retried.
     """
@@ -69,7 +72,7 @@ def send_session(
         body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
         if deps is not None:
             body["deps"] = _json_deps(deps)
-        return transport.submit(body)
+        return _submit(transport, body, wait)
     encoded = _encode(tasks, priorities, deps)
     head: collections.deque[PartTask] = collections.deque()
     size = 0
@@ -87,7 +90,11 @@ def send_session(
     }
     if deps is not None:
         body["deps"] = [t.deps for t in head]
-    return transport.submit(body)
+    return _submit(transport, body, wait)
+
+
+def _submit(transport: Transport, body: dict[str, Any], wait: float) -> dict[str, Any]:
+    return transport.submit(body, wait) if wait > 0 else transport.submit(body)
 
 
 def _json_deps(deps: Iterable[Any]) -> Any:
