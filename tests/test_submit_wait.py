@@ -116,7 +116,7 @@ def _http_client(service: GridService, requests: list[str]) -> Client:
         requests.append(f"{request.method} {request.url.path}")
         return send(request, **kwargs)
 
-    transport.http.send = counting  # type: ignore[method-assign]
+    transport.http.send = counting
     return Client(transport)
 
 
@@ -134,10 +134,12 @@ def test_over_http_a_short_session_that_waits_is_one_request(service: GridServic
         assert requests[0] == "POST /v1/sessions"
 
 
-def test_in_process_the_first_page_comes_with_the_submit(service: GridService) -> None:
+def test_in_process_the_first_page_comes_with_the_submit(
+    service: GridService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     grid = Client(DirectTransport.of(service))
     calls: list[int] = []
-    results = grid._t.results  # type: ignore[attr-defined]
+    results = grid._t.results
 
     def counted(*args: Any) -> Any:
         calls.append(1)
@@ -145,7 +147,7 @@ def test_in_process_the_first_page_comes_with_the_submit(service: GridService) -
 
     with EchoAgent(service):
         session = grid.submit(["a"], wait=5)
-        grid._t.results = counted  # type: ignore[attr-defined]
+        monkeypatch.setattr(grid._t, "results", counted)
         assert session.outputs() == ["a"]
         assert calls == []  # the page the submit brought was the whole session
         assert grid.map(["b", "c"]) == ["b", "c"]
