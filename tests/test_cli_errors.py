@@ -51,6 +51,12 @@ CASES = [
         1,
         "is a directory",
     ),
+    Case(
+        "submit: no such deps file",
+        lambda d: [*_file("two.json", b"[1, 2]")(d), "--deps", str(d / "nope.json")],
+        1,
+        "no such file; give --deps a file with one list of dependencies per task",
+    ),
     Case("submit: not UTF-8", _file("latin1.json", '["café"]'.encode("latin-1")), 1, "not UTF-8"),
     Case("submit: lone surrogate", _file("sur.json", b'["\\ud800"]'), 1, "lone surrogate \\ud800"),
     Case("submit: nested too deep", _file("deep.json", DEEP), 1, "nested too deeply"),

@@ -31,7 +31,7 @@ from htcgrid.cli.output import (
     to_json,
 )
 from htcgrid.cli.retention import seconds_of
-from htcgrid.cli.tasks_file import read_tasks
+from htcgrid.cli.tasks_file import DEPS_HINT, read_tasks
 from htcgrid.models import MAX_ATTEMPTS
 
 
@@ -179,7 +179,7 @@ def submit(
     """Submit a session: FILE is a JSON list or JSON lines, one task each; without FILE (or
     with '-') the tasks are read from stdin. Prints the session id, or with --wait the results."""
     tasks = read_tasks(source)
-    deps = None if deps_file is None else read_tasks(deps_file)
+    deps = None if deps_file is None else read_tasks(deps_file, DEPS_HINT)
     with _client(url, token) as grid:
         session = grid.submit(
             tasks,

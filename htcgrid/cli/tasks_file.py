@@ -10,17 +10,19 @@ from typing import Any
 from htcgrid.errors import ValidationError
 
 SOURCE_HINT = "give a file of tasks (a JSON list, or JSON lines) or '-' for stdin"
+DEPS_HINT = "give --deps a file with one list of dependencies per task (a JSON list, or JSON lines)"
 
 
-def read_tasks(source: str) -> list[Any]:
-    """The tasks in SOURCE; every problem with it is a ``ValidationError`` naming it."""
+def read_tasks(source: str, hint: str = SOURCE_HINT) -> list[Any]:
+    """The tasks in SOURCE (or, with ``DEPS_HINT``, the dependencies of each task); every
+    problem with it is a ``ValidationError`` naming it and saying what to give."""
     name = "stdin" if source == "-" else source
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
-        raise ValidationError(f"{source}: no such file; {SOURCE_HINT}") from None
+        raise ValidationError(f"{source}: no such file; {hint}") from None
     except IsADirectoryError:
-        raise ValidationError(f"{source} is a directory; {SOURCE_HINT}") from None
+        raise ValidationError(f"{source} is a directory; {hint}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -29,7 +31,7 @@ def read_tasks(source: str) -> list[Any]:
         ) from None
     stripped = text.strip()
     if not stripped:
-        raise ValidationError(f"{name} is empty; {SOURCE_HINT}")
+        raise ValidationError(f"{name} is empty; {hint}")
     if stripped.startswith("["):
         try:
             return list(json.loads(stripped))
