@@ -269,12 +269,13 @@ def report_w4(grid: htcgrid.Client, args: argparse.Namespace) -> None:
 def report_timed(name: str, grid: htcgrid.Client, args: argparse.Namespace) -> None:
     events = timed_events(name)
     ideal = ideal_seconds(events, TIMED_SLOTS[name])
-    runs = [timed(lambda: run_timed(grid, events)) for _ in range(args.repeat)]
+    with shares_of(len(events) * args.repeat) as shares:
+        runs = [timed(lambda: run_timed(grid, events)) for _ in range(args.repeat)]
     efficiency = [ideal / r.seconds for r in runs]
     print(
         f"{TIMED_TITLES[name]}: efficiency {spread(efficiency, '{:.3f}')} "
         f"(ideal {ideal:.2f} s, median {statistics.median(r.seconds for r in runs):.2f} s); "
-        f"load {runs[-1].load:.1f}",
+        f"CPU ms a task: {shares[0]}; load {runs[-1].load:.1f}",
         flush=True,
     )
 

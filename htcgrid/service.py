@@ -65,6 +65,7 @@ from htcgrid.wire import task_dict as task_dict
 
 MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 10_000
+LINGER_SECONDS = 0.05  # how long a waiting read with new results waits for a fuller page
 PURGE_BATCH = 100  # sessions per store call when purging: bounded transactions
 PAGE_BYTES = 8 * 1024 * 1024  # outputs and logs in one results page, give or take one task
 
@@ -249,12 +250,30 @@ class GridService:
         info = self.session(session_id, owner)
         check(0 <= cursor <= MAX_CURSOR, f"cursor must be between 0 and {MAX_CURSOR}")
         limit = max(1, min(limit, MAX_PAGE))
-        if wait_seconds > 0 and cursor >= info.cursor and not info.complete:
-            self.store.wait_for_session(session_id, cursor, min(wait_seconds, MAX_WAIT_SECONDS))
-            info = self.session(session_id, owner)  # for ``complete`` below
+        if wait_seconds > 0 and not info.complete:
+            waited = min(wait_seconds, MAX_WAIT_SECONDS)
+            if cursor >= info.cursor:
+                self.store.wait_for_session(session_id, cursor, waited)
+                info = self.session(session_id, owner)  # for ``complete`` below
+            info = self._linger(info, cursor, limit, min(LINGER_SECONDS, waited), owner)
         records = self._page_by_bytes(self.store.results(session_id, cursor, limit))
         cursor = records[-1].cursor or cursor if records else cursor
         return ResultsPage(records, cursor, info.complete and cursor >= info.cursor)
+
+    def _linger(
+        self, info: SessionInfo, cursor: int, limit: int, seconds: float, owner: str | None
+    ) -> SessionInfo:
+        """A waiting reader with new results but not a full page waits a little longer for
+        more (up to ``seconds``, or until the session completes), so a client that pages a
+        stream of results asks once per batch, not once per result."""
+        deadline = time.monotonic() + seconds
+        while info.cursor > cursor and info.cursor - cursor < limit and not info.complete:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.store.wait_for_session(info.spec.id, info.cursor, left)
+            info = self.session(info.spec.id, owner)
+        return info
 
     def _page_by_bytes(self, found: list[TaskRecord]) -> list[TaskRecord]:
         """Resolve outputs from the data plane while the page stays within PAGE_BYTES; a

@@ -26,7 +26,7 @@ from htcgrid.models import (
 )
 
 log = logging.getLogger("htcgrid.agent")
-FLUSH_SECONDS = 0.005  # how long a finished task's outcome may wait to share a batch
+FLUSH_SECONDS = 0.02  # how long a finished task's outcome may wait to share a batch
 FLUSH_BATCH = 256
 
 
