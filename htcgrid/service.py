@@ -213,9 +213,12 @@ class GridService:
 
     def encode(self, index: int, task: Any) -> bytes:
         """Task ``index`` as its JSON payload; refused if over the payload limit."""
-        payload = task_json(index, task)
-        if len(payload) > self.settings.max_payload_bytes:
-            limit = self.settings.max_payload_bytes
+        return self.within_limit(index, task_json(index, task))
+
+    def within_limit(self, index: int, payload: bytes) -> bytes:
+        """``payload`` (task ``index``'s JSON), or PayloadTooLarge if over the payload limit."""
+        limit = self.settings.max_payload_bytes
+        if len(payload) > limit:
             raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
         return payload
 

@@ -105,11 +105,7 @@ class SessionUploads:
         self, session_id: str, index: int, payload: bytes, owner: str
     ) -> dict[str, Any]:
         """Upload task ``index``'s payload (its JSON). Returns its ``bytes`` and ``sha256``."""
-        self._index(index)
-        limit = self.service.settings.max_payload_bytes
-        if len(payload) > limit:
-            raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
-        _check_json(index, payload)
+        self._payload_json(self._index(index), payload)
         committed = self._begin(session_id, owner)
         if not committed:  # a re-submit never touches a live session's data
             self.data.put(keys.task_input(session_id, index), payload)
@@ -194,12 +190,10 @@ class SessionUploads:
         return [index, priority, self.service.encode(index, entry.get("payload")), None, *deps]
 
     def _payload_json(self, index: int, payload: Any) -> bytes:
+        """A payload sent as its JSON (uploaded on its own, or framed in a part), checked."""
         if not isinstance(payload, bytes):
             raise ValidationError(f"task {index}'s payload must be its JSON, as bytes")
-        limit = self.service.settings.max_payload_bytes
-        if len(payload) > limit:
-            raise PayloadTooLarge(f"task {index} is {len(payload)} bytes; the limit is {limit}")
-        _check_json(index, payload)
+        _check_json(index, self.service.within_limit(index, payload))
         return payload
 
     def _begin(self, session_id: str, owner: str) -> bool:
