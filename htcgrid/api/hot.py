@@ -30,12 +30,7 @@ from htcgrid.api import answers
 from htcgrid.api.auth import PrincipalDependency, api_key_scheme, bearer_scheme
 from htcgrid.api.middleware import ASGIApp, Receive, Scope, Send
 from htcgrid.api.schemas import SessionAnswer
-from htcgrid.api.session_work import (
-    results_page,
-    session_status,
-    submit_session,
-    submit_waiting,
-)
+from htcgrid.api.session_work import results_page, session_status, submit_answer
 from htcgrid.auth.principals import Principal
 from htcgrid.service import GridService
 
@@ -151,13 +146,10 @@ class HotRoutes:
 
     async def _submit(self, request: Request, wait: float) -> Response:
         raw = await request.body()
-        if wait > 0:
-            created, answer = await self._as_caller(
-                request, lambda c: submit_waiting(self.service, raw, c, wait)
-            )
-            return Response(answer, 201 if created else 200, media_type="application/json")
-        result = await self._as_caller(request, lambda c: submit_session(self.service, raw, c))
-        return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
+        status, answer = await self._as_caller(
+            request, lambda c: submit_answer(self.service, raw, c, wait)
+        )
+        return Response(answer, status, media_type="application/json")
 
     async def _status(self, request: Request, session_id: str, query: Query) -> Response:
         wait = query.get("wait", 0.0)

@@ -21,16 +21,19 @@ def submit_session(service: GridService, raw: bytes, caller: Principal) -> Submi
     return service.submit(SubmitRequest.from_json(json_body(raw)), owner=caller.name)
 
 
-def submit_waiting(
+def submit_answer(
     service: GridService, raw: bytes, caller: Principal, wait: float
-) -> tuple[bool, bytes]:
-    """A submit whose answer also carries the session's first page of results (``"results"``,
-    as ``GET …/results`` gives it), waited for up to ``wait`` seconds: a short session is one
-    request, not a submit and then a wait for its results. Returns whether the session was
-    created, and the answer's JSON."""
+) -> tuple[int, bytes]:
+    """A submit's status (201 created, 200 submitted before) and JSON answer. With ``wait``,
+    the answer also carries the session's first page of results (``"results"``, as ``GET
+    …/results`` gives it), waited for up to that long: a short session is one request, not a
+    submit and then a wait for its results."""
     result = submit_session(service, raw, caller)
-    page = results_page(service, result.session_id, 0, None, FIRST_PAGE, wait, caller)
-    return result.created, json_dumps(result.as_dict())[:-1] + b',"results":' + page + b"}"
+    answer = json_dumps(result.as_dict())
+    if wait > 0:
+        page = results_page(service, result.session_id, 0, None, FIRST_PAGE, wait, caller)
+        answer = answer[:-1] + b',"results":' + page + b"}"
+    return (201 if result.created else 200), answer
 
 
 def session_status(

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from htcgrid import frames
@@ -24,12 +24,7 @@ from htcgrid.api.schemas import (
     TasksAnswer,
     request_body,
 )
-from htcgrid.api.session_work import (
-    results_page,
-    session_status,
-    submit_session,
-    submit_waiting,
-)
+from htcgrid.api.session_work import results_page, session_status, submit_answer
 from htcgrid.auth.principals import Principal
 from htcgrid.models import MAX_CURSOR
 from htcgrid.service import GridService
@@ -72,13 +67,10 @@ def sessions_router(service: GridService, principal: PrincipalDependency) -> API
         answer also carries ``results``: the session's first page of results, as ``GET
         …/results?wait=`` would give it (a short session is then one request)."""
         raw = await request.body()
-        if wait > 0:
-            created, answer = await as_caller(
-                lambda c: submit_waiting(service, raw, c, wait), bearer, api_key
-            )
-            return Response(answer, 201 if created else 200, media_type="application/json")
-        result = await as_caller(lambda c: submit_session(service, raw, c), bearer, api_key)
-        return JSONResponse(result.as_dict(), status_code=201 if result.created else 200)
+        status, answer = await as_caller(
+            lambda c: submit_answer(service, raw, c, wait), bearer, api_key
+        )
+        return Response(answer, status, media_type="application/json")
 
     @router.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
