@@ -64,9 +64,9 @@ def test_the_python_client_sends_no_defaults_of_its_own() -> None:
     sent: list[dict[str, Any]] = []
 
     class Recorder(DirectTransport):
-        def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        def submit(self, body: dict[str, Any], wait: float = 0.0) -> dict[str, Any]:
             sent.append(body)
-            return super().submit(body)
+            return super().submit(body, wait)
 
     service = GridService(open_store("memory://"), open_data_plane("memory://"), SETTINGS)
     with Client(Recorder.of(service)) as client:

@@ -72,7 +72,7 @@ def send_session(
         body = {**options, "session_id": session_id, "tasks": tasks, "task_priorities": given}
         if deps is not None:
             body["deps"] = _json_deps(deps)
-        return _submit(transport, body, wait)
+        return transport.submit(body, wait)
     encoded = _encode(tasks, priorities, deps)
     head: collections.deque[PartTask] = collections.deque()
     size = 0
@@ -90,11 +90,7 @@ def send_session(
     }
     if deps is not None:
         body["deps"] = [t.deps for t in head]
-    return _submit(transport, body, wait)
-
-
-def _submit(transport: Transport, body: dict[str, Any], wait: float) -> dict[str, Any]:
-    return transport.submit(body, wait) if wait > 0 else transport.submit(body)
+    return transport.submit(body, wait)
 
 
 def _json_deps(deps: Iterable[Any]) -> Any:

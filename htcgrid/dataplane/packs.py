@@ -11,7 +11,8 @@ and their reference names the range: ``<session folder>/.pack-<token>~<offset>~<
 A value is complete before its reference is returned, and nothing is ever written over, so
 a reader that holds a reference reads finished bytes. Packs go with their session's folder
 (``delete_prefix``); a pack deleted while its writer keeps it open is noticed by its inode
-and a new one is begun, so a session id used again never writes into the deleted file.
+after the next write, which is then written again into a new one, so a session id used again
+never hands out a reference into the deleted file.
 """
 
 from __future__ import annotations
