@@ -62,6 +62,16 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def signal_each(pids: Iterable[int], sig: int) -> None:
+    """Send ``sig`` to each pid that still exists: a process listed a moment ago may since
+    have been reaped (a zombie child is listed, and takes a signal, until its parent waits)."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+
+
 def stop_all(procs: Iterable[subprocess.Popen[Any]], grace: float = 30) -> None:
     """SIGTERM every process still running (SIGCONT first: a frozen one cannot stop), then
     wait for each; one that outlives ``grace`` seconds is killed."""

@@ -4,7 +4,6 @@ PostgreSQL and Redis; the kills on AWS (moto) too."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from harness import Grid, Row, check, done, events, grid, kind, progress, scale
-from procs import descendants, until
+from procs import descendants, signal_each, until
 
 import htcgrid
 
@@ -63,12 +62,11 @@ def test_agent_frozen_past_its_lease(
             session = client.submit(events(g.runs, tasks, sleep_ms=500))
             until(lambda: running_in(g, frozen.pid), 60, "the agent to run tasks")
             stopped = [frozen.pid, *descendants(frozen.pid)]
-            for pid in stopped:
-                os.kill(pid, signal.SIGSTOP)
+            signal_each(stopped, signal.SIGSTOP)
             row.faults += 1
             until(lambda: done(url, session.id) >= tasks, 300, "the other agent to finish all")
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+            # the workers before the agent, which may reap one as it wakes
+            signal_each(reversed(stopped), signal.SIGCONT)
             other.send_signal(signal.SIGTERM)
             other.wait(timeout=30)
             # the thawed agent alone runs the next session: it recovered
