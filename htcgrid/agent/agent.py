@@ -241,7 +241,10 @@ class Agent(Dispatch, Events):
         self._throttled = unrecorded > 4 * capacity
         wanted = capacity - len(self.held) - max(0, unrecorded - 4 * capacity)
         wanted += self.memo.room  # tasks of memoized sessions: looked up before a slot
-        if wanted <= 0:
+        # Claims come in batches: topping up after every finished task was a write
+        # transaction per task. The agent claims once half its capacity is free, or at once
+        # when a slot is idle (work conservation: an idle slot never waits for the batch).
+        if wanted <= 0 or (wanted < capacity // 2 and not self._slot_idle()):
             return
         self.watch.doing = "claiming tasks from the task store"
         leases = self.retry(
@@ -256,6 +259,9 @@ class Agent(Dispatch, Events):
         if len(leases) < wanted:
             self.queue_empty = True
             self._hungry.set()
+
+    def _slot_idle(self) -> bool:
+        return any(slot.idle for slot in self.slots)
 
     def _recorded(self) -> None:
         """Called on the Completer's thread after each batch: the loop need only hear of it
