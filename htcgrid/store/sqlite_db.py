@@ -1,9 +1,11 @@
 """The SQLite file under the task store: its schema, one connection per thread in WAL mode,
 write transactions, waiting for another connection's commit (woken by ``sqlite_wake``), and
-the grid's metadata table."""
+the grid's metadata table. Its WAL is checkpointed off the commits' path
+(``sqlite_checkpoint``)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -12,14 +14,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from htcgrid.errors import BackendUnavailable, ConfigurationError, StorageFull
-from htcgrid.store.sqlite_errors import connect
+from htcgrid.errors import BackendUnavailable, ConfigurationError, GridError, StorageFull
+from htcgrid.store.sqlite_checkpoint import CHECKPOINTS
+from htcgrid.store.sqlite_errors import Connection, connect
 from htcgrid.store.sqlite_wake import WakeBoard, wake_folder
 
 # SQLite reuses its WAL from the start after a checkpoint but never shrinks it: without a limit
 # the file stays at the high-water mark of the busiest moment between two checkpoints. With
 # one, a WAL that a burst grew past it is cut back to it when the next writer restarts it.
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
+RESTART_FRAMES = 256  # a WAL of this many pages, all checkpointed, is started over
+INLINE_FRAMES = 4000  # past this, a commit checkpoints too (a burst outruns the checkpointer)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -104,6 +109,9 @@ class SQLiteFile:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_conn: Connection | None = None
+        self._closed = False
         self.wakes = WakeBoard(wake_folder(path), poll_seconds)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +139,16 @@ class SQLiteFile:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={INLINE_FRAMES}")
             except BaseException:
                 conn.close()  # a full or failing disk: no half-set-up connection is kept
                 raise
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
+            with self._checkpoint_lock:
+                self._closed = False  # a store used again after close()
+            CHECKPOINTS.add(self)
         return conn
 
     @contextmanager
@@ -150,6 +162,27 @@ class SQLiteFile:
             if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
                 conn.execute("ROLLBACK")
             raise
+        CHECKPOINTS.committed()
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the file, as far as no reader needs it (``PASSIVE``:
+        waits for nobody); called by the process's checkpointer."""
+        with self._checkpoint_lock:
+            if self._closed:
+                return
+            if self._checkpoint_conn is None:
+                self._checkpoint_conn = connect(self.path, timeout_seconds=30)
+                self._checkpoint_conn.execute("PRAGMA busy_timeout=0")  # never wait for a lock
+            conn = self._checkpoint_conn
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if busy or frames < RESTART_FRAMES or copied < frames:
+                return
+            # All of the WAL is in the file. Only a writer that began after that may start it
+            # over, and here one rarely does (another has begun before, or a reader is on
+            # it): without this write of the header's own value the WAL grew without end.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            with contextlib.suppress(GridError, sqlite3.Error):  # locked: the next pass
+                conn.execute(f"PRAGMA user_version={int(version)}")
 
     def vacuum(self) -> None:
         """Rewrite the file without its free pages, and make later purges shrink it at once
@@ -160,6 +193,12 @@ class SQLiteFile:
         conn.execute("VACUUM")
 
     def close(self) -> None:
+        CHECKPOINTS.remove(self)
+        with self._checkpoint_lock:
+            self._closed = True
+            if self._checkpoint_conn is not None:
+                self._checkpoint_conn.close()
+                self._checkpoint_conn = None
         with self._lock:
             for conn in self._all:
                 conn.close()
