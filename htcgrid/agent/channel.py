@@ -158,8 +158,8 @@ class AgentChannel:
                     return
                 if isinstance(message, Withdraw):
                     self._withdraw(message.task_id)
-                else:
-                    self._queue.append(message)
+                else:  # a task, or the tasks of one dispatch pass
+                    self._queue.extend(message if isinstance(message, list) else [message])
                     self._cond.notify()
 
     def _withdraw(self, task_id: str) -> None:

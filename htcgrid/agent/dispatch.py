@@ -69,8 +69,16 @@ class Dispatch(AgentCore):
                 waiting.append(lease)
             else:
                 self._send(slot, _within(lease, config), now)
+        self._flush_sends()
         self.backlog.extend(waiting)
         self._take_back_for_idle()
+
+    def _flush_sends(self) -> None:
+        for slot in list(self.slots):
+            try:
+                slot.flush()
+            except OSError:  # the worker died under us: its tasks go back to the backlog
+                self._on_crash(slot)
 
     def _config_for(self, lease: Lease) -> WorkerConfig | None:
         """The config to run ``lease`` with; None when it was settled here instead.
@@ -116,10 +124,7 @@ class Dispatch(AgentCore):
             inputs=inputs,
             inputs_ref=inputs_ref,
         )
-        try:
-            slot.send(lease, task, now)
-        except OSError:  # the worker died under us: its sentinel tells the rest
-            self._on_crash(slot)
+        slot.send(lease, task, now)
 
     def _could_take_back(self) -> bool:
         """Whether a slot is idle while another has a task queued behind its running one."""

@@ -4,7 +4,7 @@ Every message is small: a payload or a result above the inline limit travels thr
 data plane, and the message carries only its key. The worker drains its pipe on a thread of
 its own, so the agent's sends never wait for a task to finish.
 
-    agent → worker   Task | Withdraw | None (exit when idle)
+    agent → worker   Task | list[Task] (one dispatch pass's) | Withdraw | None (exit when idle)
     worker → agent   Ready | InitError | Result | Withdrawn
 """
 

@@ -43,6 +43,7 @@ class WorkerSlot:
         self.ready = False
         self.tasks_run = 0
         self._sizes: dict[str, int] = {}
+        self._outbox: list[Task] = []  # sent at the next flush, in one message
         self._start()
 
     def _start(self) -> None:
@@ -76,8 +77,10 @@ class WorkerSlot:
         return [le for le in list(self.inflight)[1:] if le.task_id not in self.withdrawing]
 
     def send(self, lease: Lease, task: Task, now: float) -> None:
-        """Hand ``task`` to the worker. Never blocks for long: the worker drains its pipe on a
-        thread, and callers keep what is queued behind a running task small."""
+        """Hand ``task`` to the worker at the next ``flush``: the tasks of one dispatch pass
+        go in one message (one pickle and one write for a batch of short tasks, not one
+        each). Never blocks for long: the worker drains its pipe on a thread, and callers keep
+        what is queued behind a running task small."""
         if not self.inflight:
             self.head_started = now
             self.peak_rss_mb = 0
@@ -85,7 +88,14 @@ class WorkerSlot:
             self.queued_bytes += task.size_bytes
             self._sizes[lease.task_id] = task.size_bytes
         self.inflight.append(lease)
-        self.conn.send(task)
+        self._outbox.append(task)
+
+    def flush(self) -> None:
+        """Send what ``send`` gathered; raises OSError if the worker died (``restart``)."""
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, []
+        self.conn.send(batch[0] if len(batch) == 1 else batch)
 
     def withdraw(self, lease: Lease) -> None:
         self.withdrawing.add(lease.task_id)
@@ -192,6 +202,7 @@ class WorkerSlot:
         self.inflight.clear()
         self.withdrawing.clear()
         self._sizes.clear()
+        self._outbox.clear()
         self.queued_bytes = 0
         self._start()
         return held

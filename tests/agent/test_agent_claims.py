@@ -5,6 +5,7 @@ queue."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from procs import until
 from sample_handlers_path import HERE
 
 from htcgrid.agent.agent import Agent
+from htcgrid.agent.messages import Task
 from htcgrid.agent.worker import WorkerConfig
 from htcgrid.dataplane import open_data_plane
 from htcgrid.service import GridService, SubmitRequest
@@ -75,3 +77,28 @@ def test_claims_of_a_busy_agent_come_in_batches(grid: GridService) -> None:
     # 2 ms tasks: 11 a slot in flight (20 ms of prefetch), top-ups of 11 or more; a slow
     # machine stretches the tasks and shrinks them (a claim per task was ~4 in 5 claims)
     assert len(taking) <= tasks // 3, f"{len(taking)} claims took tasks: {taking}"
+
+
+def test_the_tasks_of_a_dispatch_pass_go_to_a_worker_in_one_message(
+    grid: GridService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of short tasks is one pickle and one write to each worker, not one each."""
+    messages: list[int] = []  # tasks in each message the agent sent to a worker
+    real_send = Connection.send
+
+    def counting(conn: Connection, message: Any) -> None:
+        if isinstance(message, Task | list):
+            messages.append(len(message) if isinstance(message, list) else 1)
+        real_send(conn, message)
+
+    monkeypatch.setattr(Connection, "send", counting)
+    tasks = 2000
+    worker = WorkerConfig(handler="sample_handlers.echo", paths=(HERE,))
+    with running(Agent(grid.store, grid.data, FAST, worker, 2)):
+        sid = grid.submit(SubmitRequest(tasks=list(range(tasks)))).session_id
+        until(lambda: grid.session(sid).complete, 60, "the session")
+        records = grid.results(sid, 0, tasks).results
+    by_index = {int(r.task_id.rpartition("_")[2]): r.output for r in records}
+    assert by_index == {i: str(i).encode() for i in range(tasks)}
+    assert sum(messages) >= tasks  # a task taken back for an idle worker is sent again
+    assert len(messages) <= tasks // 4, f"{len(messages)} messages for {tasks} tasks"
