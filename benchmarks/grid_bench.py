@@ -206,12 +206,13 @@ def run_timed(grid: htcgrid.Client, events: list[dict[str, float]]) -> None:
 
 
 def report_w1(grid: htcgrid.Client, args: argparse.Namespace) -> None:
-    runs = [timed(lambda: throughput(grid, args.tasks)) for _ in range(args.repeat)]
+    with shares_of(args.tasks * args.repeat) as shares:
+        runs = [timed(lambda: throughput(grid, args.tasks)) for _ in range(args.repeat)]
     rates = [args.tasks / r.seconds for r in runs]
     cpu = [r.cpu_seconds / args.tasks * 1000 for r in runs]
     print(
         f"W1 {args.tasks} no-op tasks: {spread(rates, '{:,.0f}')} tasks/s; "
-        f"CPU {spread(cpu, '{:.3f}')} ms/task; load {runs[-1].load:.1f}",
+        f"CPU {spread(cpu, '{:.3f}')} ms/task ({shares[0]}); load {runs[-1].load:.1f}",
         flush=True,
     )
 
