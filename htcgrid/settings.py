@@ -49,7 +49,7 @@ class Settings(FromEnv):
     inline_limit_bytes: int = 64 * 1024  # bigger payloads and results go to the data plane
     log_limit_bytes: int = 64 * 1024  # captured stdout/stderr kept per task (the tail)
     grace_seconds: float = 30.0
-    prefetch_seconds: float = 0.02  # work an agent holds per slot beyond the running task
+    prefetch_seconds: float = 0.1  # work an agent holds per slot beyond the running task
     max_tasks_per_submit: int = 1_000_000
     max_payload_bytes: int = 256 * 1024 * 1024  # one task's payload or result, as JSON
     poison_after: int = 3  # attempts that kill their worker before a task is failed as poison
