@@ -313,6 +313,11 @@ class Agent(Dispatch, Events):
         for slot in self.slots:
             if slot.inflight:
                 deadlines.append(slot.head_started + slot.inflight[0].timeout_seconds)
+                if (
+                    len(slot.inflight) > 1
+                    and now - slot.head_started < self.settings.prefetch_seconds
+                ):
+                    deadlines.append(slot.head_started + self.settings.prefetch_seconds)
                 if slot.config.memory_mb or self.worker_memory_mb:
                     deadlines.append(now + MEMORY_CHECK_SECONDS)
         return wait_deadline(now, *deadlines)

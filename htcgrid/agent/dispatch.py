@@ -63,8 +63,9 @@ class Dispatch(AgentCore):
         if self.packages is not None:
             self.pools.retire_idle(self.packages.is_current)
         self.pools.balance(demand_of(c for _, c in routed), depth)
+        long_since = now - self.settings.prefetch_seconds
         for lease, config in routed:
-            slot = self.pools.best_slot(config, depth, QUEUE_BUDGET_BYTES)
+            slot = self.pools.best_slot(config, depth, QUEUE_BUDGET_BYTES, long_since)
             if slot is None:
                 waiting.append(lease)
             else:
@@ -72,6 +73,7 @@ class Dispatch(AgentCore):
         self._flush_sends()
         self.backlog.extend(waiting)
         self._take_back_for_idle()
+        self._take_back_from_long(long_since)
 
     def _flush_sends(self) -> None:
         for slot in list(self.slots):
@@ -127,8 +129,26 @@ class Dispatch(AgentCore):
         slot.send(lease, task, now)
 
     def _could_take_back(self) -> bool:
-        """Whether a slot is idle while another has a task queued behind its running one."""
-        return any(s.idle for s in self.slots) and any(len(s.inflight) > 1 for s in self.slots)
+        """Whether a slot is idle while another has a task queued behind its running one, or
+        a task waits behind one that has turned out long."""
+        queuing = [s for s in self.slots if len(s.inflight) > 1]
+        if not queuing:
+            return False
+        long_since = time.monotonic() - self.settings.prefetch_seconds
+        return any(s.idle for s in self.slots) or any(
+            s.head_started < long_since and s.queued() for s in queuing
+        )
+
+    def _take_back_from_long(self, long_since: float) -> None:
+        """Tasks were queued behind a running one for ``prefetch_seconds`` of work; once it
+        has run longer than that, they go back to the backlog, for the next slot that frees
+        up (a long task must not hold up the ones behind it, nor another long one)."""
+        for slot in self.slots:
+            if slot.inflight and slot.head_started < long_since:
+                # the last first: each comes back to the front of the backlog, in queue order
+                for lease in reversed(slot.queued()):
+                    with contextlib.suppress(OSError):
+                        slot.withdraw(lease)
 
     def _take_back_for_idle(self) -> None:
         """Ask busy workers to give back queued tasks that an idle slot of the same config

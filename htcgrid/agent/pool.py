@@ -251,15 +251,22 @@ class PoolSet:
         for slot in [s for s in self.slots if not s.inflight][: max(0, len(self.slots) - limit)]:
             self.remove(slot)
 
-    def best_slot(self, config: WorkerConfig, depth: int, budget_bytes: int) -> WorkerSlot | None:
+    def best_slot(
+        self, config: WorkerConfig, depth: int, budget_bytes: int, long_since: float
+    ) -> WorkerSlot | None:
         """The least loaded ready slot of ``config`` that may take one more task: an idle one
-        first; one with a running task only while fewer than ``depth`` are in flight and what
-        waits behind the running task stays under ``budget_bytes``."""
+        first; one with a running task only while fewer than ``depth`` are in flight, what
+        waits behind the running task stays under ``budget_bytes``, and the running task
+        started after ``long_since`` (nothing queues behind a task that has turned out long)."""
         best: WorkerSlot | None = None
         for slot in self.slots:
             if slot.config != config or not slot.ready:
                 continue
-            if slot.inflight and (len(slot.inflight) >= depth or slot.queued_bytes >= budget_bytes):
+            if slot.inflight and (
+                len(slot.inflight) >= depth
+                or slot.queued_bytes >= budget_bytes
+                or slot.head_started < long_since
+            ):
                 continue
             if best is None or len(slot.inflight) < len(best.inflight):
                 best = slot

@@ -176,6 +176,24 @@ def test_a_queued_task_moves_to_a_slot_that_becomes_idle(tmp_path: Path) -> None
     assert all(start < long_end for start, _ in ran[1:]), "a short task waited for the long one"
 
 
+def test_what_waits_behind_a_task_that_turns_out_long_moves_on_while_no_slot_is_idle(
+    tmp_path: Path,
+) -> None:
+    """Deep prefetch puts a second long task behind the first; the other slot never falls
+    idle (short tasks keep coming), so only seeing the first run long moves the second."""
+    lengths = [2.0, 0.05, 2.0] + [0.05] * 30
+    with grid_on("file", tmp_path) as grid:
+        runner = production_agent(grid, "timed_sleep", 2, tmp_path)
+        runner.avg_task_seconds = 1e-4  # as after a run of tiny tasks: deep prefetch
+        with running(runner):
+            until(lambda: all(s.ready for s in runner.slots), 30, "two ready workers")
+            sid = grid.submit(SubmitRequest(tasks=[{"seconds": s} for s in lengths]))
+            ran = spans(wait_done(grid, sid.session_id))
+    makespan = max(end for _, end in ran) - min(start for start, _ in ran)
+    ideal = list_schedule(lengths, 2)
+    assert ideal / makespan >= 0.9, f"efficiency {ideal / makespan:.2f} (makespan {makespan:.2f} s)"
+
+
 def test_heartbeats_go_on_while_the_loop_is_blocked(tmp_path: Path) -> None:
     with grid_on("file", tmp_path) as grid:
         sid = grid.submit(SubmitRequest(tasks=[{"seconds": 1.5}])).session_id
