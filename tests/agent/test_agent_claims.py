@@ -33,7 +33,8 @@ def grid(tmp_path: Path) -> Iterator[GridService]:
     store.close()
 
 
-def test_one_claim_per_task_on_a_quiet_grid(grid: GridService) -> None:
+def count_claims(grid: GridService) -> list[int]:
+    """From now on, each claim of ``grid``'s store adds how many tasks it took to the list."""
     claimed: list[int] = []
     real_claim = grid.store.claim
 
@@ -42,10 +43,15 @@ def test_one_claim_per_task_on_a_quiet_grid(grid: GridService) -> None:
         claimed.append(len(leases))
         return leases
 
+    grid.store.claim = counting  # type: ignore[method-assign]
+    return claimed
+
+
+def test_one_claim_per_task_on_a_quiet_grid(grid: GridService) -> None:
     worker = WorkerConfig(handler="sample_handlers.echo", paths=(HERE,))
     with running(Agent(grid.store, grid.data, FAST, worker, 2)) as runner:
         until(lambda: all(s.ready for s in runner.slots), 30, "ready workers")
-        grid.store.claim = counting  # type: ignore[method-assign]
+        claimed = count_claims(grid)
         for i in range(ROUND_TRIPS):
             sid = grid.submit(SubmitRequest(tasks=[i])).session_id
             until(lambda: grid.session(sid).complete, 30, f"session {sid}")  # noqa: B023
@@ -58,15 +64,7 @@ def test_one_claim_per_task_on_a_quiet_grid(grid: GridService) -> None:
 def test_claims_of_a_busy_agent_come_in_batches(grid: GridService) -> None:
     """Tasks of a few ms keep both slots busy with a few queued behind: the agent tops up once
     half its capacity is free, not with a write transaction after every finished task."""
-    claimed: list[int] = []
-    real_claim = grid.store.claim
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        leases = real_claim(*args, **kwargs)
-        claimed.append(len(leases))
-        return leases
-
-    grid.store.claim = counting  # type: ignore[method-assign]
+    claimed = count_claims(grid)
     tasks = 300
     worker = WorkerConfig(handler="sample_handlers.sleep", paths=(HERE,))
     with running(Agent(grid.store, grid.data, FAST, worker, 2)):
@@ -74,7 +72,7 @@ def test_claims_of_a_busy_agent_come_in_batches(grid: GridService) -> None:
         until(lambda: grid.session(sid).complete, 60, "the session")
     assert sum(claimed) == tasks
     taking = [n for n in claimed if n]
-    # 2 ms tasks: 11 a slot in flight (20 ms of prefetch), top-ups of 11 or more; a slow
+    # 2 ms tasks: 51 a slot in flight (100 ms of prefetch), top-ups of 51 or more; a slow
     # machine stretches the tasks and shrinks them (a claim per task was ~4 in 5 claims)
     assert len(taking) <= tasks // 3, f"{len(taking)} claims took tasks: {taking}"
 
