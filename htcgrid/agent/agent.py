@@ -260,9 +260,6 @@ class Agent(Dispatch, Events):
             self.queue_empty = True
             self._hungry.set()
 
-    def _slot_idle(self) -> bool:
-        return any(slot.idle for slot in self.slots)
-
     def _recorded(self) -> None:
         """Called on the Completer's thread after each batch: the loop need only hear of it
         when unrecorded outcomes held its claims back (a wake for every recorded outcome

@@ -79,6 +79,9 @@ class AgentCore:
     def slots(self) -> list[WorkerSlot]:
         return self.pools.slots
 
+    def _slot_idle(self) -> bool:
+        return any(slot.idle for slot in self.slots)
+
     def _depth(self) -> int:
         """Tasks in flight per worker: about ``prefetch_seconds`` of work, at least 1."""
         if self.avg_task_seconds is None:

@@ -42,7 +42,8 @@ class Dispatch(AgentCore):
         """Each task goes to the least loaded slot running its function's current package
         (or the agent's own handler); slots follow the demand; idle slots take work back
         from busy ones."""
-        if not self.backlog and not self._could_take_back():
+        long_since = now - self.settings.prefetch_seconds  # a task running since: long
+        if not self.backlog and not self._could_take_back(long_since):
             return  # the common turn: nothing to place, nothing to move (a fifth of the loop)
         depth = self._depth()
         routed: list[tuple[Lease, WorkerConfig]] = []
@@ -63,7 +64,6 @@ class Dispatch(AgentCore):
         if self.packages is not None:
             self.pools.retire_idle(self.packages.is_current)
         self.pools.balance(demand_of(c for _, c in routed), depth)
-        long_since = now - self.settings.prefetch_seconds
         for lease, config in routed:
             slot = self.pools.best_slot(config, depth, QUEUE_BUDGET_BYTES, long_since)
             if slot is None:
@@ -128,15 +128,14 @@ class Dispatch(AgentCore):
         )
         slot.send(lease, task, now)
 
-    def _could_take_back(self) -> bool:
+    def _could_take_back(self, long_since: float) -> bool:
         """Whether a slot is idle while another has a task queued behind its running one, or
         a task waits behind one that has turned out long."""
         queuing = [s for s in self.slots if len(s.inflight) > 1]
         if not queuing:
             return False
-        long_since = time.monotonic() - self.settings.prefetch_seconds
-        return any(s.idle for s in self.slots) or any(
-            s.head_started < long_since and s.queued() for s in queuing
+        return self._slot_idle() or any(
+            s.running_since_before(long_since) and s.queued() for s in queuing
         )
 
     def _take_back_from_long(self, long_since: float) -> None:
@@ -144,7 +143,7 @@ class Dispatch(AgentCore):
         has run longer than that, they go back to the backlog, for the next slot that frees
         up (a long task must not hold up the ones behind it, nor another long one)."""
         for slot in self.slots:
-            if slot.inflight and slot.head_started < long_since:
+            if slot.running_since_before(long_since):
                 # the last first: each comes back to the front of the backlog, in queue order
                 for lease in reversed(slot.queued()):
                     with contextlib.suppress(OSError):

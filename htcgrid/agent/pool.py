@@ -72,6 +72,10 @@ class WorkerSlot:
     def idle(self) -> bool:
         return self.ready and not self.inflight
 
+    def running_since_before(self, moment: float) -> bool:
+        """Whether the task it runs now started before ``moment`` (False when idle)."""
+        return bool(self.inflight) and self.head_started < moment
+
     def queued(self) -> list[Lease]:
         """Tasks sent behind the running one that can still be withdrawn."""
         return [le for le in list(self.inflight)[1:] if le.task_id not in self.withdrawing]
@@ -265,7 +269,7 @@ class PoolSet:
             if slot.inflight and (
                 len(slot.inflight) >= depth
                 or slot.queued_bytes >= budget_bytes
-                or slot.head_started < long_since
+                or slot.running_since_before(long_since)
             ):
                 continue
             if best is None or len(slot.inflight) < len(best.inflight):
